@@ -1,0 +1,160 @@
+"""The network: one blurred photo in, the sharp frames of its exposure out.
+
+A NAFNet-style U-Net (per-pixel LayerNorm, depthwise 3x3 convolutions, SimpleGate, simplified channel
+attention; no batch statistics) whose head predicts every frame at once as a residual on the input:
+frame_i = blurred + r_i. The head and the block scales start at zero, so an untrained network returns
+the input for every frame (a stable start that already satisfies the reblur constraint).
+
+Images are Bx3xHxW float tensors in sRGB, 0..1; any H and W (padded to the network's multiple inside).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelConfig:
+    """Everything that fixes the network's shape; stored inside every weights file."""
+
+    width: int = 16  # channels at full resolution; doubled at each level down
+    enc_blocks: list[int] = field(default_factory=lambda: [1, 1, 2, 4])  # NAFBlocks per encoder level
+    middle_blocks: int = 2  # NAFBlocks at the bottom (1/16 resolution)
+    dec_blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 1])  # NAFBlocks per decoder level
+    frames: int = 7  # frames predicted per photo; the middle one is the middle of the exposure
+    stage: int = 3  # training stage the weights come from: 1 middle frame, 2 adds 3/5, 3 all frames
+
+    @property
+    def multiple(self) -> int:
+        """Height and width are padded to a multiple of this."""
+        return 2 ** len(self.enc_blocks)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def stage_frames(stage: int, frames: int = 7) -> list[int]:
+    """0-based indices of the frames trained at a stage: the middle, then 3/5, then all (for 7 frames)."""
+    mid = frames // 2
+    if stage == 1:
+        return [mid]
+    if stage == 2:
+        return sorted({mid - 1, mid, mid + 1} & set(range(frames)))
+    return list(range(frames))
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of each pixel."""
+
+    def __init__(self, c: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+        self.eps = eps
+
+    def forward(self, x):  # x: BxCxHxW
+        # As BxHxWxC (a free view when x is channels_last) so F.layer_norm does one fused pass.
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
+class SimpleGate(nn.Module):
+    def forward(self, x):  # Bx2CxHxW -> BxCxHxW
+        a, b = x.chunk(2, dim=1)
+        return a * b
+
+
+class NAFBlock(nn.Module):
+    """Spatial mixing (1x1, depthwise 3x3, gate, channel attention) then a gated feed-forward, each residual."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.norm1 = LayerNorm2d(c)
+        self.conv1 = nn.Conv2d(c, 2 * c, 1)
+        self.dwconv = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
+        self.gate = SimpleGate()
+        self.sca = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c, 1))
+        self.conv2 = nn.Conv2d(c, c, 1)
+        self.norm2 = LayerNorm2d(c)
+        self.ffn1 = nn.Conv2d(c, 2 * c, 1)
+        self.ffn2 = nn.Conv2d(c, c, 1)
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))  # zero: the block starts as the identity
+        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    def forward(self, inp):  # inp: BxCxHxW
+        x = self.gate(self.dwconv(self.conv1(self.norm1(inp))))  # BxCxHxW
+        x = self.conv2(x * self.sca(x))
+        y = inp + x * self.beta
+        x = self.ffn2(self.gate(self.ffn1(self.norm2(y))))
+        return y + x * self.gamma
+
+
+class Blur2Clip(nn.Module):
+    """Bx3xHxW blurred photo -> BxFx3xHxW frames (F = config.frames), all in sRGB 0..1 (not clamped)."""
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or ModelConfig()
+        c = cfg.width
+        self.intro = nn.Conv2d(3, c, 3, padding=1)
+        self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
+        for n in cfg.enc_blocks:
+            self.encoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
+            self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
+            c *= 2
+        self.middle = nn.Sequential(*[NAFBlock(c) for _ in range(cfg.middle_blocks)])
+        self.ups, self.decoders = nn.ModuleList(), nn.ModuleList()
+        for n in cfg.dec_blocks:
+            self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
+            c //= 2
+            self.decoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
+        self.ending = nn.Conv2d(c, 3 * cfg.frames, 3, padding=1)
+        nn.init.zeros_(self.ending.weight)  # every frame starts equal to the input
+        nn.init.zeros_(self.ending.bias)
+
+    def forward(self, x):  # x: Bx3xHxW
+        b, _, h, w = x.shape
+        m = self.config.multiple
+        ph, pw = (-h) % m, (-w) % m
+        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x  # Bx3xH'xW'
+        f = self.intro(xp)  # BxCxH'xW'
+        skips = []
+        for enc, down in zip(self.encoders, self.downs):
+            f = enc(f)
+            skips.append(f)
+            f = down(f)  # Bx2Cx(H/2)x(W/2)
+        f = self.middle(f)  # Bx(16C)x(H'/16)x(W'/16)
+        for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
+            f = dec(up(f) + skip)  # Bx(C/2)x(2H)x(2W)
+        r = self.ending(f)[:, :, :h, :w]  # Bx3FxHxW residuals
+        return x.unsqueeze(1) + r.view(b, self.config.frames, 3, h, w)  # BxFx3xHxW
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: Blur2Clip, height: int = 720, width: int = 1280) -> int:
+    """Multiply-accumulates of one forward pass at HxW, counted from the convolutions (the bulk of the work)."""
+    macs = 0
+
+    def hook(mod, inp, out):
+        nonlocal macs
+        k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+        macs += out.numel() * k
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, height, width))
+    for h in handles:
+        h.remove()
+    return macs

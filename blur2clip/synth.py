@@ -1,0 +1,255 @@
+"""Motion-blur synthesis: a sharp photo in, a blurred photo and the sharp frames of its exposure out.
+
+The exposure is split into `frames` output frames of `k` sub-frames each, with k chosen so that
+neighbouring sub-frames move about a pixel at most (no ghosting). Every sub-frame is the photo seen
+through a smooth camera trajectory (translation, small rotation and zoom, mild perspective) with 0-3
+foreground layers composited on top, each moving on its own (entering, leaving, occluding). Averaging is
+done in linear light (gamma 2.2), so the ground-truth frames average exactly to the clean blur. Noise,
+saturated highlights and JPEG are applied to the blurred input only.
+
+All tensors are float32 in sRGB 0..1 unless named *_lin: CxHxW for images, FxCxHxW for frames.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+GAMMA = 2.2
+
+
+def to_linear(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(0, 1) ** GAMMA
+
+
+def to_srgb(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(0, 1) ** (1 / GAMMA)
+
+
+@dataclass
+class SynthConfig:
+    size: int = 192  # side of the square sample, px
+    frames: int = 7
+    max_step_px: float = 1.0  # most a pixel may move between neighbouring sub-frames
+    min_sub: int = 4  # sub-frames per output frame, at least / at most
+    max_sub: int = 16
+    camera_px: float = 5.0  # median camera displacement over the exposure (log-normal, long tail)
+    camera_tail: float = 0.9  # sigma of log(displacement)
+    camera_rotation: float = 0.02  # radians, std over the exposure
+    camera_zoom: float = 0.02  # relative scale change, std over the exposure
+    camera_perspective: float = 0.01  # std of the perspective terms (normalised coordinates)
+    p_static_camera: float = 0.1
+    layer_probs: tuple[float, ...] = (0.15, 0.35, 0.3, 0.2)  # P(0, 1, 2, 3 foreground layers)
+    layer_px: float = 14.0  # median layer displacement over the exposure
+    layer_tail: float = 0.6
+    max_motion_px: float = 100.0  # cap on any displacement over the exposure
+    photo_scale: tuple[float, float] = (0.35, 1.0)  # random downscale of the source photo
+    exposure: tuple[float, float] = (0.6, 1.4)  # linear gain on the scene
+    p_highlights: float = 0.3  # bright areas brighter than white: saturated streaks in the input
+    p_noise: float = 0.8
+    p_jpeg: float = 0.6
+    jpeg_quality: tuple[int, int] = (60, 95)
+
+    def still(self) -> "SynthConfig":
+        """The same sampling with no motion and no degradation (frames equal the input)."""
+        return SynthConfig(size=self.size, frames=self.frames, camera_px=0.0, camera_rotation=0.0,
+                           camera_zoom=0.0, camera_perspective=0.0, p_static_camera=1.0,
+                           layer_probs=(1.0,), p_highlights=0.0, p_noise=0.0, p_jpeg=0.0,
+                           photo_scale=self.photo_scale, exposure=(1.0, 1.0))
+
+
+@dataclass
+class Sample:
+    blurred: torch.Tensor  # 3xHxW, the degraded input the model sees
+    frames: torch.Tensor  # Fx3xHxW, ground truth, in time order
+    clean: torch.Tensor  # 3xHxW, the blur before noise / highlights / JPEG (linear mean of frames)
+
+
+def _bezier(rng: np.random.Generator, end: np.ndarray, wobble: float, t: np.ndarray) -> np.ndarray:
+    """A smooth path from 0 to `end` (D-vector) with random curvature and speed changes: len(t) x D."""
+    p1 = end / 3 + rng.normal(0, wobble, end.shape)
+    p2 = 2 * end / 3 + rng.normal(0, wobble, end.shape)
+    t = t[:, None]
+    return 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * end
+
+
+def _magnitude(rng, median, tail, cap):
+    return float(min(cap, median * math.exp(rng.normal(0, tail))))
+
+
+def _random_direction(rng, length):
+    a = rng.uniform(0, 2 * math.pi)
+    return np.array([math.cos(a), math.sin(a)]) * length
+
+
+def _blob_mask(rng: np.random.Generator, n: int) -> torch.Tensor:
+    """An irregular soft-edged shape filling part of an n x n square: 1x1xnxn in 0..1."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+    ax, ay = rng.uniform(0.5, 1.0, 2)
+    ang = rng.uniform(0, math.pi)
+    u = xx * math.cos(ang) + yy * math.sin(ang)
+    v = -xx * math.sin(ang) + yy * math.cos(ang)
+    ellipse = 1 - (u / ax) ** 2 - (v / ay) ** 2
+    g = torch.from_numpy(rng.normal(0, 1, (1, 1, 6, 6)).astype(np.float32))
+    noise = F.interpolate(g, size=(n, n), mode="bicubic", align_corners=True)[0, 0]
+    field = ellipse + rng.uniform(0.3, 0.8) * noise
+    edge = rng.uniform(0.02, 0.12)  # soft, slightly variable edge
+    return torch.sigmoid(field / edge)[None, None].clamp(0, 1)
+
+
+def _sample_grid(src: torch.Tensor, pix: torch.Tensor) -> torch.Tensor:
+    """Bilinear sample of 1xCxHxW at pixel coordinates pix (...x2, x then y): C x ... ."""
+    h, w = src.shape[-2:]
+    g = torch.stack([(2 * pix[..., 0] + 1) / w - 1, (2 * pix[..., 1] + 1) / h - 1], -1)
+    shape = g.shape[:-1]
+    out = F.grid_sample(src, g.reshape(1, -1, shape[-1], 2), mode="bilinear",
+                        padding_mode="reflection", align_corners=False)
+    return out[0].reshape(src.shape[1], *shape)
+
+
+def _prepare(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig, min_side: int) -> torch.Tensor:
+    """HxWx3 uint8 photo -> 1x3xhxw linear tensor, randomly rescaled, flipped and exposed."""
+    img = Image.fromarray(photo)
+    short = min(img.size)
+    lo, hi = cfg.photo_scale
+    s = rng.uniform(lo, hi)
+    s = max(s, min_side / short)
+    if s < 0.999:
+        img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.LANCZOS)
+    elif s > 1.001:
+        img = img.resize((round(img.width * s), round(img.height * s)), Image.BICUBIC)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    if rng.random() < 0.5:
+        x = x.flip(-1)
+    if rng.random() < 0.2:
+        x = x.flip(-2)
+    return to_linear(x) * rng.uniform(*cfg.exposure)
+
+
+def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = SynthConfig(),
+               layer_photos: list[np.ndarray] | None = None) -> Sample:
+    """Blur a sharp HxWx3 uint8 photo with random motion; layers are cut from `layer_photos` (or the photo)."""
+    n, nf = cfg.size, cfg.frames
+    # --- how things move over the exposure (t in 0..1; 0.5 is the middle frame) ---
+    static = rng.random() < cfg.p_static_camera
+    cam_len = 0.0 if static else _magnitude(rng, cfg.camera_px, cfg.camera_tail, cfg.max_motion_px)
+    rot = 0.0 if static else rng.normal(0, cfg.camera_rotation)
+    zoom = 0.0 if static else rng.normal(0, cfg.camera_zoom)
+    persp = np.zeros(2) if static else rng.normal(0, cfg.camera_perspective, 2)
+    n_layers = int(rng.choice(len(cfg.layer_probs), p=np.asarray(cfg.layer_probs) / sum(cfg.layer_probs)))
+    layers = []
+    for _ in range(n_layers):
+        size = int(n * rng.uniform(0.25, 0.75))
+        length = _magnitude(rng, cfg.layer_px, cfg.layer_tail, cfg.max_motion_px)
+        layers.append(dict(size=size, length=length, end=_random_direction(rng, length),
+                           rot=rng.normal(0, 0.08), zoom=rng.normal(0, 0.05),
+                           centre=rng.uniform(-0.1 * n, 1.1 * n, 2)))
+    # Worst displacement of any pixel decides the sub-frame count.
+    longest = max([cam_len + abs(rot) * n + abs(zoom) * n] +
+                  [L["length"] + abs(L["rot"]) * L["size"] + abs(L["zoom"]) * L["size"] for L in layers])
+    k = int(np.clip(math.ceil(longest / (nf * cfg.max_step_px)), cfg.min_sub, cfg.max_sub))
+    ns = nf * k
+    t = (np.arange(ns) + 0.5) / ns  # sub-frame mid-times
+
+    # --- the background seen by a moving camera ---
+    margin = int(cam_len + (abs(rot) + abs(zoom)) * n) + 8
+    bg = _prepare(photo, rng, cfg, n + 2 * margin)
+    bright = rng.random() < cfg.p_highlights
+    if bright:  # a second set of channels: the light the input saw, brighter than white in places
+        bg = torch.cat([bg, _highlights(bg, rng)], 1)  # 1x6xHxW
+    H, W = bg.shape[-2:]
+    c = torch.tensor([rng.uniform(margin + n / 2, max(margin + n / 2, W - margin - n / 2)),
+                      rng.uniform(margin + n / 2, max(margin + n / 2, H - margin - n / 2))])
+    cam = _bezier(rng, np.array([*_random_direction(rng, cam_len), rot, zoom, *persp]),
+                  np.array([cam_len * 0.15] * 2 + [abs(rot) * 0.2, abs(zoom) * 0.2, 0, 0]) + 1e-9, t)
+    cam -= _bezier_mid(cam, t)
+    ys, xs = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32),
+                            indexing="ij")
+    p = torch.stack([xs, ys], -1) - (n - 1) / 2  # nxnx2, centred output pixel positions
+    cam = torch.from_numpy(cam.astype(np.float32))
+    grids = torch.stack([_camera_map(p, cam[j], n) for j in range(ns)]) + c  # S x n x n x 2
+    subs = _sample_grid(bg, grids).permute(1, 0, 2, 3)  # S x C x n x n (C = 3, or 6 with highlights)
+
+    # --- foreground layers, each with its own motion, composited in order ---
+    pool = layer_photos or [photo]
+    for L in layers:
+        src = _prepare(pool[int(rng.integers(len(pool)))], rng, cfg, L["size"] + 2)
+        sh, sw = src.shape[-2:]
+        y0, x0 = int(rng.integers(0, sh - L["size"] + 1)), int(rng.integers(0, sw - L["size"] + 1))
+        tex = src[:, :, y0:y0 + L["size"], x0:x0 + L["size"]]
+        tex = torch.cat([tex, _highlights(tex, rng)] if bright else [tex], 1)
+        tex = torch.cat([tex, _blob_mask(rng, L["size"])], 1)  # colour channels + alpha
+        path = _bezier(rng, np.array([*L["end"], L["rot"], L["zoom"]]),
+                       np.array([L["length"] * 0.2] * 2 + [abs(L["rot"]) * 0.3, abs(L["zoom"]) * 0.3]) + 1e-9, t)
+        path = torch.from_numpy((path - _bezier_mid(path, t)).astype(np.float32))
+        q = p + (n - 1) / 2 - torch.from_numpy(L["centre"].astype(np.float32))  # relative to the layer centre
+        lgrid = torch.stack([_layer_map(q, path[j]) for j in range(ns)]) + (L["size"] - 1) / 2
+        inside = ((lgrid >= -0.5) & (lgrid <= L["size"] - 0.5)).all(-1).float()  # S x n x n
+        ls = F.grid_sample(tex, _norm(lgrid, L["size"]).reshape(1, -1, n, 2), mode="bilinear",
+                           padding_mode="zeros", align_corners=False)[0]
+        ls = ls.reshape(tex.shape[1], ns, n, n).transpose(0, 1)  # S x (C+1) x n x n
+        a = ls[:, -1:] * inside[:, None]
+        subs = torch.lerp(subs, ls[:, :-1], a)
+
+    # --- ground truth frames and the (degraded) blurred input ---
+    frames_lin = subs[:, :3].clamp(0, 1).reshape(nf, k, 3, n, n).mean(1)  # F x 3 x n x n
+    clean_lin = frames_lin.mean(0)
+    input_lin = subs[:, 3:].mean(0).clamp(0, 1) if bright else clean_lin
+    blurred = to_srgb(_noise(input_lin, rng) if rng.random() < cfg.p_noise else input_lin)
+    if rng.random() < cfg.p_jpeg:
+        blurred = _jpeg(blurred, int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)))
+    return Sample(blurred=blurred, frames=to_srgb(frames_lin), clean=to_srgb(clean_lin))
+
+
+def _bezier_mid(path: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Position at the middle of the exposure, so the middle frame is where the photo was framed."""
+    return np.array([np.interp(0.5, t, path[:, i]) for i in range(path.shape[1])])
+
+
+def _camera_map(p: torch.Tensor, v: torch.Tensor, n: int) -> torch.Tensor:
+    """Output pixel offsets p (nxnx2) -> source offsets under camera state v = (dx, dy, rot, zoom, px, py)."""
+    cos, sin, s = torch.cos(v[2]), torch.sin(v[2]), 1 + v[3]
+    x, y = p[..., 0], p[..., 1]
+    u = s * (cos * x - sin * y) + v[0]
+    w = s * (sin * x + cos * y) + v[1]
+    d = 1 + (v[4] * x + v[5] * y) / (n / 2)  # mild perspective
+    return torch.stack([u / d, w / d], -1)
+
+
+def _layer_map(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Offsets from the layer centre in the output (nxnx2) -> offsets in the layer's own texture."""
+    cos, sin, s = torch.cos(v[2]), torch.sin(v[2]), 1 + v[3]
+    x, y = q[..., 0] - v[0], q[..., 1] - v[1]
+    return torch.stack([(cos * x + sin * y) / s, (-sin * x + cos * y) / s], -1)
+
+
+def _norm(pix: torch.Tensor, size: int) -> torch.Tensor:
+    return (2 * pix + 1) / size - 1
+
+
+def _highlights(lin: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Bright areas pushed past white (light sources, speculars), so their blur saturates the input."""
+    lum = lin.mean(1, keepdim=True)
+    w = ((lum - 0.6) / 0.3).clamp(0, 1) ** 2
+    return lin * (1 + w * rng.uniform(1.0, 8.0))
+
+
+def _noise(lin: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Signal-dependent sensor noise in linear light."""
+    shot, read = rng.uniform(0, 4e-3), rng.uniform(0, 1e-2)
+    g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    return (lin + torch.randn(lin.shape, generator=g) * torch.sqrt(shot * lin + read**2)).clamp(0, 1)
+
+
+def _jpeg(img: torch.Tensor, quality: int) -> torch.Tensor:
+    arr = (img.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=quality)
+    out = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(out).permute(2, 0, 1)

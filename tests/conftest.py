@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny model saved as a weights file, real-photo folders when present."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+
+torch.set_num_threads(1)  # tests run beside other work; tiny configs need no more
+
+
+def tiny_config(**kw):
+    from blur2clip.model import ModelConfig
+
+    base = dict(width=4, enc_blocks=[1, 1], middle_blocks=1, dec_blocks=[1, 1])
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def tiny_model(seed: int = 0, **kw):
+    """A tiny network whose frames really differ (random head, not the zero start)."""
+    from blur2clip.model import Blur2Clip
+
+    torch.manual_seed(seed)
+    model = Blur2Clip(tiny_config(**kw))
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():  # the zero-initialised head, block scales and biases
+                p.normal_(0, 0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """Path of a tiny weights file (safetensors, config inside), made once per session."""
+    from blur2clip import weights
+
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    return weights.save(tiny_model(), path)
+
+
+@pytest.fixture(scope="session")
+def shared_blurred() -> Path:
+    d = SHARED / "blurred"
+    if not d.is_dir():
+        pytest.skip("../shared/data/blurred is not present")
+    return d
+
+
+@pytest.fixture(scope="session")
+def shared_photos() -> Path:
+    d = SHARED / "photos"
+    if not d.is_dir():
+        pytest.skip("../shared/data/photos is not present")
+    return d
