@@ -49,6 +49,7 @@ class TrainConfig:
     ckpt_every: int = 200
     val_every: int = 500
     val_count: int = 48
+    val_size: int = 256
     log_every: int = 20
     seed: int = 0
     workers: int = 1
@@ -147,7 +148,8 @@ class Trainer:
         if not self.train_photos or not val_photos:
             raise ValueError(f"{cfg.data}: need photos for both training and validation (found {len(photos)})")
         self.out.mkdir(parents=True, exist_ok=True)
-        self.val = load_or_make_validation(val_photos, self.out / "validation.safetensors", cfg.val_count)
+        self.val = load_or_make_validation(val_photos, self.out / "validation.safetensors",
+                                            cfg.val_count, cfg.val_size)
         self.base = baseline(self.val)
 
     @property
@@ -283,6 +285,9 @@ class Trainer:
 
 def _worker_init(_):
     torch.set_num_threads(1)
+    # A stop signal sent to the whole process group is the main process's to handle: it writes the
+    # checkpoint and then shuts the workers down itself.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def train(cfg: TrainConfig, log=print) -> list[Path]:

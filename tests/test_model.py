@@ -1,0 +1,61 @@
+"""The network: any size, starts as the identity, weights round-trip through a file."""
+
+import pytest
+import torch
+
+from blur2clip import weights
+from blur2clip.model import Blur2Clip, ModelConfig, count_macs, count_parameters, stage_frames
+from conftest import tiny_config, tiny_model
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (17, 33), (37, 51), (64, 8), (5, 130)])
+def test_odd_sizes(h, w):
+    m = tiny_model()
+    with torch.no_grad():
+        y = m(torch.rand(2, 3, h, w))
+    assert y.shape == (2, 7, 3, h, w)
+    assert torch.isfinite(y).all()
+
+
+def test_untrained_network_returns_the_input_for_every_frame():
+    m = Blur2Clip(tiny_config()).eval()
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        y = m(x)
+    assert torch.equal(y, x.unsqueeze(1).expand_as(y))
+
+
+def test_channels_last_gives_the_same_frames():
+    m = tiny_model()
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        a = m(x)
+        b = m.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_saved_weights_load_and_give_the_same_frames(tmp_path):
+    m = tiny_model(seed=3)
+    path = weights.save(m, tmp_path / "w.safetensors", training={"steps": 5})
+    meta = weights.read_metadata(path)
+    assert meta["config"] == m.config.to_dict() and meta["training"] == {"steps": 5}
+    loaded = weights.load_model(path)
+    x = torch.rand(1, 3, 24, 40)
+    with torch.no_grad():
+        assert torch.equal(m(x), loaded(x))
+
+
+def test_damaged_weights_file_is_refused_with_its_name(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(weights.WeightsError, match="bad.safetensors"):
+        weights.load_model(bad)
+    with pytest.raises(weights.WeightsError, match="not found"):
+        weights.load_model(tmp_path / "missing.safetensors")
+
+
+def test_stage_frames_and_size_figures():
+    assert stage_frames(1) == [3] and stage_frames(2) == [2, 3, 4] and stage_frames(3) == list(range(7))
+    default = Blur2Clip(ModelConfig())
+    assert 1.5e6 < count_parameters(default) < 2.5e6
+    assert count_macs(Blur2Clip(tiny_config()), 32, 32) > 0

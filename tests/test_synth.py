@@ -1,0 +1,59 @@
+"""Synthesis invariants: frames average to the clean blur, seeds repeat, no motion means no change."""
+
+import numpy as np
+import pytest
+import torch
+
+from blur2clip.synth import SynthConfig, synthesize, to_linear
+
+
+def photo(seed=0, h=120, w=160):
+    """A textured test photo: gradients plus random blocks, HxWx3 uint8."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x / w, y / h, (x + y) / (w + h)], -1)
+    blocks = rng.random((h // 8 + 1, w // 8 + 1, 3)).repeat(8, 0).repeat(8, 1)[:h, :w]
+    return ((0.5 * base + 0.5 * blocks) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_frames_average_to_clean_blur_in_linear_light(seed):
+    s = synthesize(photo(seed), np.random.default_rng(seed), SynthConfig(size=48))
+    assert s.frames.shape == (7, 3, 48, 48) and s.blurred.shape == s.clean.shape == (3, 48, 48)
+    mean_lin = to_linear(s.frames).mean(0)
+    assert torch.allclose(mean_lin, to_linear(s.clean), atol=1e-5)
+    # and not in sRGB: the plain average of the frames is a different image wherever things move
+    assert s.frames.float().min() >= 0 and s.frames.max() <= 1
+
+
+def test_same_seed_same_sample_other_seed_other_sample():
+    cfg = SynthConfig(size=40)
+    a = synthesize(photo(), np.random.default_rng(7), cfg)
+    b = synthesize(photo(), np.random.default_rng(7), cfg)
+    c = synthesize(photo(), np.random.default_rng(8), cfg)
+    assert torch.equal(a.frames, b.frames) and torch.equal(a.blurred, b.blurred)
+    assert not torch.equal(a.frames, c.frames)
+
+
+def test_no_motion_gives_frames_equal_to_the_input():
+    s = synthesize(photo(), np.random.default_rng(3), SynthConfig(size=40).still())
+    for f in s.frames:
+        assert torch.allclose(f, s.blurred, atol=1e-5)
+
+
+def test_motion_moves_the_frames_and_blurs_the_input():
+    cfg = SynthConfig(size=64, camera_px=20, camera_tail=0.01, p_static_camera=0.0, layer_probs=(0, 0, 1),
+                      p_noise=0, p_jpeg=0, p_highlights=0)
+    s = synthesize(photo(), np.random.default_rng(0), cfg)
+    first_last = (s.frames[0] - s.frames[-1]).abs().mean()
+    assert first_last > 0.02  # the outer frames differ: things moved
+    sharp = (s.frames[3][:, 1:] - s.frames[3][:, :-1]).abs().mean() + (s.frames[3][..., 1:] - s.frames[3][..., :-1]).abs().mean()
+    blur = (s.blurred[:, 1:] - s.blurred[:, :-1]).abs().mean() + (s.blurred[..., 1:] - s.blurred[..., :-1]).abs().mean()
+    assert blur < sharp  # averaging over the motion removes detail
+
+
+def test_degradations_touch_the_input_only():
+    cfg = SynthConfig(size=48, p_noise=1.0, p_jpeg=1.0, p_highlights=0.0)
+    s = synthesize(photo(), np.random.default_rng(1), cfg)
+    assert torch.allclose(to_linear(s.frames).mean(0), to_linear(s.clean), atol=1e-5)
+    assert (s.blurred - s.clean).abs().mean() > 1e-3

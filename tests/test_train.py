@@ -1,0 +1,141 @@
+"""Staged training on tiny configs: the loss falls, stages chain, a killed run resumes exactly."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from blur2clip import weights
+from blur2clip.data import SyntheticBlur, list_photos, split_photos
+from blur2clip.synth import SynthConfig
+from blur2clip.train import TrainConfig, staged_loss, train
+from conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """30 small textured photos: enough that the 1-in-10 validation split has some."""
+    d = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        blocks = rng.random((9, 12, 3)).repeat(8, 0).repeat(8, 1)
+        y, x = np.mgrid[0:72, 0:96]
+        img = 0.6 * blocks + 0.4 * np.stack([x / 96, y / 72, np.sin(x / 5) * 0.5 + 0.5], -1)
+        Image.fromarray((img * 255).astype(np.uint8)).save(d / f"photo{i:03d}.png")
+    train_set, val_set = split_photos(list_photos(d))
+    assert train_set and val_set
+    return d
+
+
+def tiny_cfg(photos, out, **kw) -> TrainConfig:
+    base = dict(data=str(photos), out=str(out), stage="1", steps=[4, 4, 4], batch=2, crop=32, val_count=2,
+                val_size=32, workers=0, log_every=1, ckpt_every=2, val_every=100, warmup=1, model=tiny_config())
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_a_few_steps_lower_the_loss(photos):
+    torch.manual_seed(0)
+    from blur2clip.model import Blur2Clip
+
+    model = Blur2Clip(tiny_config(width=8))
+    ds = SyntheticBlur(list_photos(photos), SynthConfig(size=32), seed=1)
+    blurred, frames, clean = (torch.stack(t) for t in zip(*[ds[i] for i in range(4)]))
+    cfg = TrainConfig(data="", out="", w_pairs=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(30):
+        loss, _ = staged_loss(model(blurred), frames, clean, 3, cfg, 0.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    # The start is the identity (every frame = the input, the blurred baseline); learning must beat it.
+    assert losses[-1] < 0.97 * losses[0]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+def test_stages_chain_and_each_writes_its_file(photos, tmp_path):
+    paths = train(tiny_cfg(photos, tmp_path, stage="all", steps=[2, 2, 2]), log=lambda *_: None)
+    assert [p.name for p in paths] == ["stage1.safetensors", "stage2.safetensors", "stage3.safetensors"]
+    s1, s3 = weights.load_model(paths[0]), weights.load_model(paths[2])
+    assert s1.config.stage == 1 and s3.config.stage == 3
+    meta = weights.read_metadata(paths[2])
+    assert meta["training"]["stage"] == 3 and "ppsnr" in meta["training"]["validation"]
+    # Stage 1 trains the middle frame only: the head of every other frame is still zero (frames = input).
+    head = load_file(str(paths[0]))["ending.weight"].view(7, 3, -1)
+    assert head[3].abs().sum() > 0 and all(head[i].abs().sum() == 0 for i in (0, 1, 2, 4, 5, 6))
+    # A later stage starting again (resume) finds every stage done and changes nothing.
+    again = train(tiny_cfg(photos, tmp_path, stage="all", steps=[2, 2, 2], resume=True), log=lambda *_: None)
+    assert again == paths
+
+
+def test_stage_two_needs_stage_one(photos, tmp_path):
+    with pytest.raises(FileNotFoundError, match="stage1"):
+        train(tiny_cfg(photos, tmp_path, stage="2"), log=lambda *_: None)
+
+
+RUNNER = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from conftest import tiny_config
+from blur2clip.train import TrainConfig, train
+torch.set_num_threads(1)
+train(TrainConfig(data={data!r}, out={out!r}, stage="1", steps=[{steps}], batch=2, crop=48, val_count=2,
+                  val_size=32, workers=0, log_every=1, ckpt_every=2, val_every=1000, warmup=1,
+                  resume=True, model=tiny_config()))
+"""
+
+
+def run_training(photos, out, steps, kill_at_checkpoint=False):
+    code = RUNNER.format(tests=str(ROOT / "tests"), data=str(photos), out=str(out), steps=steps)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if kill_at_checkpoint:
+        ckpt = Path(out) / "checkpoint.pt"
+        deadline = time.time() + 120
+        while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    return proc.returncode, err.decode()
+
+
+def test_killed_run_resumes_from_its_checkpoint_to_the_same_weights(photos, tmp_path):
+    steps = 12
+    rc, err = run_training(photos, tmp_path / "straight", steps)
+    assert rc == 0, err
+    rc, _ = run_training(photos, tmp_path / "killed", steps, kill_at_checkpoint=True)
+    assert rc == -signal.SIGKILL
+    ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    assert ckpt["stage"] == 1 and 0 < ckpt["step"] < steps  # killed part-way, after a checkpoint
+    assert not (tmp_path / "killed" / "stage1.safetensors").exists()
+    rc, err = run_training(photos, tmp_path / "killed", steps)
+    assert rc == 0, err
+    a = load_file(str(tmp_path / "straight" / "stage1.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "stage1.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_writes_a_checkpoint_and_stops(photos, tmp_path):
+    code = RUNNER.format(tests=str(ROOT / "tests"), data=str(photos), out=str(tmp_path), steps=100000)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tmp_path / "log.jsonl"
+    deadline = time.time() + 120
+    while not (log.exists() and log.read_text().count("\n") >= 3) and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "checkpoint written" in err.decode()
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] >= 3
