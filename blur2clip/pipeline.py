@@ -67,23 +67,27 @@ def pick_precision(precision: str, device: torch.device) -> str:
 def tile_spans(size: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
     """(start, stop) of the tiles along one axis of `size` pixels (one span when tile is 0 or size <= tile).
 
-    Tiles start at multiples of `multiple` (the network's padding multiple), so every tile sees the
-    network's downsampling grid exactly as the whole image does and tiled results match untiled ones.
-    Starts step by the largest such multiple that keeps neighbours overlapping by at least `overlap`;
-    every tile is `tile` long except the last, which runs to the border (less than `multiple` longer).
+    As few tiles as fit `tile`, spread evenly over the axis, neighbours overlapping by at least
+    `overlap`: a 1280 px side in tiles of at most 512 becomes three 480 px tiles, not 512 + 512 + 512
+    with one mostly wasted. Tiles start at multiples of `multiple` (the network's padding multiple), so
+    each sees the network's downsampling grid exactly as the whole image does and tiled results match
+    untiled ones. All tiles have one length (a multiple of `multiple`, at most `tile`) except the last,
+    which runs to the border and is less than `multiple` longer.
     """
     if tile <= 0 or size <= tile:
         return [(0, size)]
-    step = tile - overlap
-    if step >= multiple:
-        step -= step % multiple
-    else:
+    if tile - overlap < 2 * multiple:
         multiple = 1
-    starts = list(range(0, size - tile, step))
-    last = (size - tile) // multiple * multiple
-    if last == starts[-1]:
-        starts.pop()
-    return [(s, s + tile) for s in starts] + [(last, size)]
+    slack = overlap + multiple - 1  # rounding starts down to the grid may shrink an overlap by multiple - 1
+    n = max(2, math.ceil((size - slack) / (tile - slack)))
+    while True:  # n tiles of `length` cover the axis with every overlap >= slack (before rounding)
+        length = -(-math.ceil((size + (n - 1) * slack) / n) // multiple) * multiple
+        if length <= tile:
+            break
+        n += 1
+    span = size - length  # the starts spread over 0..span
+    starts = sorted({i * span // (n - 1) // multiple * multiple for i in range(n)})
+    return [(s, s + length) for s in starts[:-1]] + [(starts[-1], size)]
 
 
 def ramp_weights(spans: list[tuple[int, int]], i: int) -> np.ndarray:

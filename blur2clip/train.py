@@ -253,6 +253,8 @@ class Trainer:
         except KeyboardInterrupt:
             self.checkpoint(model, opt, stage, step)
             raise
+        finally:
+            del it  # shuts the data workers down now; at interpreter exit they would be waited for forever
         if self.main:
             path = weights.save(model, self.stage_path(stage), training=self.facts(stage, total))
             self.checkpoint(model, opt, stage + 1, 0, with_optimizer=False)

@@ -92,13 +92,13 @@ from conftest import tiny_config
 from blur2clip.train import TrainConfig, train
 torch.set_num_threads(1)
 train(TrainConfig(data={data!r}, out={out!r}, stage="1", steps=[{steps}], batch=2, crop=48, val_count=2,
-                  val_size=32, workers=0, log_every=1, ckpt_every=2, val_every=1000, warmup=1,
+                  val_size=32, workers={workers}, log_every=1, ckpt_every=2, val_every=1000, warmup=1,
                   resume=True, model=tiny_config()))
 """
 
 
 def run_training(photos, out, steps, kill_at_checkpoint=False):
-    code = RUNNER.format(tests=str(ROOT / "tests"), data=str(photos), out=str(out), steps=steps)
+    code = RUNNER.format(tests=str(ROOT / "tests"), data=str(photos), out=str(out), steps=steps, workers=0)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if kill_at_checkpoint:
         ckpt = Path(out) / "checkpoint.pt"
@@ -127,14 +127,18 @@ def test_killed_run_resumes_from_its_checkpoint_to_the_same_weights(photos, tmp_
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_sigterm_writes_a_checkpoint_and_stops(photos, tmp_path):
-    code = RUNNER.format(tests=str(ROOT / "tests"), data=str(photos), out=str(tmp_path), steps=100000)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+@pytest.mark.parametrize("workers", [0, 1])
+def test_sigterm_to_the_process_group_writes_a_checkpoint_and_stops(photos, tmp_path, workers):
+    """As a scheduler stops a job: SIGTERM to every process of the group, data workers included."""
+    code = RUNNER.format(tests=str(ROOT / "tests"), data=str(photos), out=str(tmp_path), steps=100000,
+                         workers=workers)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
     log = tmp_path / "log.jsonl"
     deadline = time.time() + 120
     while not (log.exists() and log.read_text().count("\n") >= 3) and time.time() < deadline:
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "checkpoint written" in err.decode()
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)

@@ -1,0 +1,678 @@
+"""Reading a photo and writing clips: the only module that touches image and video files.
+
+Reading: `read_photo` turns any JPEG, PNG, TIFF, WebP, BMP, GIF (first frame) or, with the optional
+`pillow-heif` extra, HEIC/HEIF file into a `Photo` whose pixels are HxWx3 float32 sRGB 0..1: EXIF orientation
+applied, an embedded ICC profile converted to sRGB, alpha composited over white, 16-bit sources kept at
+full precision (Pillow truncates 16-bit colour PNG/TIFF to 8 bits, so those are decoded by ffmpeg).
+
+Writing: `write_clip` takes FxHxWx3 uint8 frames already in play order (see `play_order`) and writes
+H.264 MP4 (through the ffmpeg binary that imageio-ffmpeg ships), GIF (one shared palette), animated WebP
+or a folder of numbered PNGs; `write_still` writes one HxWx3 uint8 image as JPEG, PNG or TIFF. Every
+write is atomic: the file (or folder) is written under a hidden temporary name `.NAME.partXXXXXXXX`
+beside the target and renamed only when complete, so the final name never holds half a file, and the
+temporary is removed on any error or KeyboardInterrupt. Existing outputs are refused unless
+overwrite=True, and a file read by `read_photo` is never overwritten, even with overwrite=True.
+
+No torch here: the command line imports this module and must start fast.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile
+
+DEFAULT_MAX_PIXELS: int = 200_000_000
+FORMATS = ("mp4", "gif", "webp", "frames")
+QUALITIES = ("high", "medium", "low")
+
+# Pillow formats read_photo accepts (never EPS & co., whose loaders run external programs)
+_READABLE = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "DIB", "GIF", "HEIF", "AVIF", "PPM", "TGA")
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+_STILL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
+_CRF = {"high": 18, "medium": 23, "low": 28}  # H.264 constant rate factor
+_WEBP_QUALITY = {"high": 90, "medium": 80, "low": 65}
+_GIF_COLOURS = {"high": 256, "medium": 128, "low": 64}
+_ORIENTATION = 0x0112
+_INPUTS: set[tuple[int, int]] = set()  # (st_dev, st_ino) of every photo read: never an output
+
+
+class MediaError(Exception):
+    """Bad input or output; str(e) is ONE line that names the file and the reason,
+    e.g. "shots/a.jpg: truncated JPEG file"."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: object = None):
+        """MediaError(path, reason), or MediaError("one line that already names the file")."""
+        if reason is None:
+            self.path, self.reason = None, " ".join(str(path).split())
+            super().__init__(self.reason)
+        else:
+            self.path, self.reason = os.fspath(path), " ".join(str(reason).split())
+            super().__init__(f"{self.path}: {self.reason}")
+
+
+class MediaWarning(UserWarning):
+    """Something was read with a harmless fallback (a broken colour profile, 16-bit read at 8 bits)."""
+
+
+@dataclass
+class Photo:
+    """A decoded photo.
+
+    pixels: HxWx3 float32, sRGB 0..1: EXIF orientation applied, ICC profile converted to sRGB, alpha
+        composited over white, 16-bit kept at full precision.
+    path: the file it came from, as given.
+    exif: the camera's EXIF as bytes ("Exif\\0\\0" + TIFF), orientation reset to 1, for the still photo;
+        None when the file has none.
+    bit_depth: bits per channel of the source: 8, or 16 for anything deeper (16-bit, 32-bit int, float).
+    """
+
+    pixels: np.ndarray
+    path: Path
+    exif: bytes | None
+    bit_depth: int
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def read_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> Photo:
+    """Read one photo into HxWx3 float32 sRGB 0..1 (see `Photo`).
+
+    Images of more than `max_pixels` pixels (default: env BLUR2CLIP_MAX_PIXELS, else DEFAULT_MAX_PIXELS)
+    are refused from their header, before decoding. Any unreadable file raises MediaError.
+    """
+    path = Path(path)
+    limit = _pixel_limit(max_pixels)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MediaError(path, "no such file") from None
+    except OSError as e:
+        raise MediaError(path, e.strerror or e) from None
+    if path.is_dir():
+        raise MediaError(path, "is a folder, not a photo")
+    if st.st_size == 0:
+        raise MediaError(path, "empty file")
+    heif = _register_heif()
+    try:
+        Image.init()  # registers every plugin; the ones not installed (HEIF, AVIF) are left out below
+        with _pil_limits(), Image.open(path, formats=[f for f in _READABLE if f in Image.OPEN]) as im:
+            _check_size(path, im.size, limit)  # from the header, with our message
+            Image.MAX_IMAGE_PIXELS = limit  # and Pillow's checks while decoding (frames, sizes found late)
+            deep = _is_deep_colour(im)  # before load(), which forgets the tiles
+            im.load()
+            _check_size(path, im.size, limit)
+            colour, alpha, depth = _decode(im, path, deep)
+            orientation, exif = _exif(im, path)
+    except MediaError:
+        raise
+    except Image.UnidentifiedImageError:
+        if not heif and (_is_heif(path) or path.suffix.lower() in (".heic", ".heif", ".hif")):
+            raise MediaError(path, "HEIC/HEIF photos need the optional extra: pip install 'blur2clip[heic]'") from None
+        raise MediaError(path, "not an image file (or a format blur2clip cannot read)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise MediaError(path, f"more pixels than the limit of {limit:,}; {_RAISE_LIMIT}") from None
+    except Exception as e:  # Pillow's plugins raise anything on malformed data
+        if isinstance(e, OSError) and e.errno is not None:  # from the file system: permission denied...
+            raise MediaError(path, e.strerror or e) from None
+        kind = f"{_format_name(path)} file"
+        if "truncat" in str(e).lower():
+            raise MediaError(path, f"truncated {kind}") from e
+        raise MediaError(path, f"corrupt {kind} ({type(e).__name__}: {e})") from e
+    if alpha is not None:  # composite over white: c*a + 1*(1-a)
+        colour = colour * alpha[..., None] + (1 - alpha[..., None])
+    if colour.shape[2] == 1:
+        colour = np.repeat(colour, 3, axis=2)
+    pixels = np.ascontiguousarray(_orient(colour, orientation), dtype=np.float32)
+    _INPUTS.add((st.st_dev, st.st_ino))
+    return Photo(pixels=pixels, path=path, exif=exif, bit_depth=depth)
+
+
+_RAISE_LIMIT = "raise it with max_pixels= or the environment variable BLUR2CLIP_MAX_PIXELS"
+
+
+def _pixel_limit(max_pixels: int | None) -> int:
+    if max_pixels is None:
+        env = os.environ.get("BLUR2CLIP_MAX_PIXELS")
+        try:
+            max_pixels = int(env) if env else DEFAULT_MAX_PIXELS
+        except ValueError:
+            raise MediaError("BLUR2CLIP_MAX_PIXELS", f"{env!r} is not a whole number") from None
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    return max_pixels
+
+
+def _check_size(path: Path, size: tuple[int, int], limit: int) -> None:
+    w, h = size
+    if w * h > limit:
+        raise MediaError(path, f"{w}x{h} is {w * h:,} pixels, over the limit of {limit:,} "
+                               f"(a guard against decompression bombs); {_RAISE_LIMIT}")
+
+
+@contextmanager
+def _pil_limits():
+    """Pillow's bomb checks as errors (off while opening: read_photo checks the header itself, then sets
+    them to its limit), truncated files never accepted; Pillow's globals restored afterwards."""
+    saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+    Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = None, False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def _register_heif() -> bool:
+    """Register pillow-heif's opener if it is installed (once); True when HEIC can be read."""
+    global _heif
+    if _heif is None:
+        try:
+            import pillow_heif
+        except ImportError:
+            _heif = False
+        else:
+            pillow_heif.register_heif_opener()
+            _heif = True
+    return _heif
+
+
+_heif: bool | None = None
+
+
+def _is_heif(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(12)
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+
+
+def _format_name(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    return {"jpg": "JPEG", "tif": "TIFF"}.get(suffix, suffix.upper() or "image")
+
+
+def _is_deep_colour(im: Image.Image) -> bool:
+    """True for a 16-bit colour (or grey+alpha) PNG/TIFF, which Pillow would truncate to 8 bits."""
+    raw = im.tile[0].args if im.tile else None
+    rawmode = raw if isinstance(raw, str) else raw[0] if isinstance(raw, tuple) and raw else ""
+    return im.format in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA", "LA") and "16" in str(rawmode)
+
+
+def _decode(im: Image.Image, path: Path, deep: bool) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Pixels of a loaded image: colour HxWxC float32 sRGB 0..1 (C = 1 grey or 3), alpha HxW or None, bits."""
+    profile = _profile(im.info.get("icc_profile"), path)
+    if deep:
+        rgba = _ffmpeg_rgba64(path, im)  # Pillow truncated 16-bit colour to 8 bits
+        if rgba is not None:
+            rgba = rgba.astype(np.float32) / 65535
+            colour = rgba[..., :1] if im.mode == "LA" else rgba[..., :3]
+            alpha = rgba[..., 3] if "A" in im.mode else None
+            return _icc_float(colour, profile, path), alpha, 16
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        grey = np.asarray(im).astype(np.float32)
+        if im.mode != "F":
+            grey /= 65535
+        return _icc_float(np.clip(grey, 0, 1)[..., None], profile, path), None, 16
+    alpha = None
+    if im.mode in ("P", "PA"):
+        im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+    elif im.mode in ("1", "La", "RGBa"):
+        im = im.convert({"1": "L", "La": "LA", "RGBa": "RGBA"}[im.mode])
+    elif im.mode == "LAB":
+        im = _lab_to_srgb(im)
+    if im.mode in ("RGBA", "LA"):
+        alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255
+        im = im.convert(im.mode[:-1])
+    elif im.mode not in ("RGB", "L", "CMYK"):
+        im = im.convert("RGB")
+    xf = _transform(profile, im.mode, path)
+    im = xf.apply(im) if xf else im
+    if im.mode == "CMYK":
+        im = im.convert("RGB")
+    colour = np.asarray(im, dtype=np.float32)
+    colour /= 255
+    return (colour[..., None] if colour.ndim == 2 else colour), alpha, 8
+
+
+def _ffmpeg_rgba64(path: Path, im: Image.Image) -> np.ndarray | None:
+    """HxWx4 uint16 of a 16-bit PNG/TIFF decoded by ffmpeg, or None (with a MediaWarning) if it cannot."""
+    w, h = im.size
+    demuxer = "png_pipe" if im.format == "PNG" else "tiff_pipe"
+    cmd = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", demuxer, "-i", f"file:{path}",
+           "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgba64le", "-"]
+    run = subprocess.run(cmd, capture_output=True)
+    if run.returncode == 0 and len(run.stdout) == w * h * 8:
+        return np.frombuffer(run.stdout, dtype="<u2").reshape(h, w, 4)
+    why = _last_line(run.stderr) or f"{len(run.stdout)} bytes instead of {w * h * 8}"
+    warnings.warn(f"{path}: read at 8 bits per channel (ffmpeg could not decode 16 bits: {why})", MediaWarning)
+    return None
+
+
+# ----------------------------------------------------------------------------------------- colour & EXIF
+
+
+def _profile(icc: bytes | None, path: Path):
+    """The embedded ICC profile as an ImageCmsProfile, or None for none, sRGB, or a broken one (warned)."""
+    if not icc:
+        return None
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        described = profile.profile.profile_description or ""
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
+        warnings.warn(f"{path}: broken colour profile ignored, read as sRGB ({e})", MediaWarning)
+        return None
+    return None if "sRGB" in described else profile
+
+
+def _transform(profile, mode: str, path: Path):
+    """An lcms transform from `profile` to sRGB for PIL images of `mode` (L, RGB or CMYK), or None."""
+    from PIL import ImageCms
+
+    space = {"L": "GRAY", "RGB": "RGB", "CMYK": "CMYK"}[mode]
+    if profile is None or profile.profile.xcolor_space.strip() != space:
+        return None  # no profile, or one for another colour space: treat the pixels as sRGB
+    try:
+        return ImageCms.buildTransform(profile, ImageCms.createProfile("sRGB"), mode, "RGB",
+                                       ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                       ImageCms.Flags.BLACKPOINTCOMPENSATION)
+    except ImageCms.PyCMSError as e:
+        warnings.warn(f"{path}: colour profile unusable, read as sRGB ({e})", MediaWarning)
+        return None
+
+
+def _icc_float(colour: np.ndarray, profile, path: Path) -> np.ndarray:
+    """HxWxC float 0..1 (C = 1 grey or 3) through the profile at full precision: lcms gives the transform
+    on a lattice (256 greys, or 52^3 colours 5 codes apart) and the pixels are interpolated between."""
+    mode = "L" if colour.shape[2] == 1 else "RGB"
+    xf = _transform(profile, mode, path)
+    if xf is None:
+        return colour
+    if mode == "L":
+        lut = np.asarray(xf.apply(Image.fromarray(np.arange(256, dtype=np.uint8)[None])), np.float32)[0] / 255
+        x = colour[..., 0] * 255
+        return np.stack([np.interp(x, np.arange(256), lut[:, c]).astype(np.float32) for c in range(3)], -1)
+    codes = np.arange(0, 256, 5, dtype=np.uint8)  # 0, 5, ..., 255: 52 codes, evenly spaced
+    n = len(codes)
+    grid = np.stack(np.meshgrid(codes, codes, codes, indexing="ij"), -1).reshape(n * n, n, 3)
+    lut = np.asarray(xf.apply(Image.fromarray(grid)), np.float32).reshape(n, n, n, 3) / 255
+    out = np.empty(colour.shape, np.float32)
+    rows = max(1, (1 << 20) // colour.shape[1])  # about a megapixel at a time
+    for y in range(0, colour.shape[0], rows):
+        t = np.clip(colour[y : y + rows], 0, 1) * (n - 1)
+        i = np.minimum(t.astype(np.intp), n - 2)
+        f = t - i
+        r, g, b = i[..., 0], i[..., 1], i[..., 2]
+        fr, fg, fb = f[..., 0:1], f[..., 1:2], f[..., 2:3]
+        c00 = lut[r, g, b] * (1 - fb) + lut[r, g, b + 1] * fb
+        c01 = lut[r, g + 1, b] * (1 - fb) + lut[r, g + 1, b + 1] * fb
+        c10 = lut[r + 1, g, b] * (1 - fb) + lut[r + 1, g, b + 1] * fb
+        c11 = lut[r + 1, g + 1, b] * (1 - fb) + lut[r + 1, g + 1, b + 1] * fb
+        out[y : y + rows] = (c00 * (1 - fg) + c01 * fg) * (1 - fr) + (c10 * (1 - fg) + c11 * fg) * fr
+    return out
+
+
+def _lab_to_srgb(im: Image.Image) -> Image.Image:
+    from PIL import ImageCms
+
+    lab, srgb = ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB")
+    return ImageCms.buildTransform(lab, srgb, "LAB", "RGB").apply(im)
+
+
+def _exif(im: Image.Image, path: Path) -> tuple[int, bytes | None]:
+    """(EXIF orientation 1..8, the camera's EXIF bytes with orientation reset to 1 or None)."""
+    try:
+        exif = im.getexif()
+        orientation = int(exif.get(_ORIENTATION, 1))
+        if im.format == "TIFF":  # a TIFF's tags are its own structure: keep only the camera's
+            tags, exif = exif, Image.Exif()
+            for tag in (0x010E, 0x010F, 0x0110, 0x0131, 0x0132, 0x013B, 0x8298):  # description .. copyright
+                if tag in tags:
+                    exif[tag] = tags[tag]
+            for ifd in (0x8769, 0x8825):  # the Exif and GPS sub-IFDs
+                if tags.get_ifd(ifd):
+                    exif[ifd] = tags.get_ifd(ifd)
+        elif _ORIENTATION in exif:
+            exif[_ORIENTATION] = 1
+        data = exif.tobytes() if len(exif) else None
+    except Exception as e:  # malformed EXIF must not cost the photo
+        warnings.warn(f"{path}: unreadable EXIF ignored ({e})", MediaWarning)
+        return 1, None
+    return (orientation if 1 <= orientation <= 8 else 1), data
+
+
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """HxWxC turned upright for an EXIF orientation, as PIL.ImageOps.exif_transpose does."""
+    t = a.transpose(1, 0, 2)
+    return {1: a, 2: a[:, ::-1], 3: a[::-1, ::-1], 4: a[::-1], 5: t,
+            6: np.rot90(a, -1), 7: t[::-1, ::-1], 8: np.rot90(a, 1)}[orientation]
+
+
+# ----------------------------------------------------------------------------------------- naming, order
+
+
+def clip_format(out: str | os.PathLike[str], fmt: str | None = None) -> str:
+    """The clip format for `out`: `fmt` wins; else by suffix (.mp4, .gif, .webp); "frames" for a path
+    ending in "/", an existing folder, or a name without suffix. MediaError for anything else."""
+    if fmt is not None:
+        if fmt.lower() not in FORMATS:
+            raise MediaError(out, f"unknown clip format {fmt!r} (choose {', '.join(FORMATS)})")
+        return fmt.lower()
+    text = os.fspath(out)
+    if text.endswith(("/", os.sep)) or Path(text).is_dir() or not Path(text).suffix:
+        return "frames"
+    suffix = Path(text).suffix.lower()
+    if suffix.lstrip(".") in ("mp4", "gif", "webp"):
+        return suffix.lstrip(".")
+    raise MediaError(out, f"unknown clip format {suffix!r} (use .mp4, .gif, .webp, or a folder ending in /)")
+
+
+def default_output(photo_path: str | os.PathLike[str], fmt: str = "mp4") -> Path:
+    """The output beside the photo: <stem>.mp4 / .gif / .webp, or the folder <stem>_frames for "frames";
+    <stem>_clip.<ext> when that would be the photo itself (a .webp or .gif photo)."""
+    photo = Path(photo_path)
+    if fmt == "frames":
+        return photo.with_name(f"{photo.stem}_frames")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown clip format {fmt!r}")
+    out = photo.with_name(f"{photo.stem}.{fmt}")
+    return photo.with_name(f"{photo.stem}_clip.{fmt}") if out.name.lower() == photo.name.lower() else out
+
+
+def play_order(n: int, pingpong: bool = False, reverse: bool = False) -> list[int]:
+    """Frame indices to show: 0..n-1 (n-1..0 when reverse); pingpong goes back without repeating the
+    turning frames, so a loop of it never stalls: 7 frames -> [0..6, 5..1] (12 entries)."""
+    if n < 1:
+        raise ValueError(f"need at least one frame, got {n}")
+    order = list(range(n))[::-1] if reverse else list(range(n))
+    return order + order[-2:0:-1] if pingpong else order
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Float 0..1 of any shape -> uint8 0..255, rounded to nearest, out-of-range clipped, NaN -> 0."""
+    x = np.asarray(frames, dtype=np.float32) * 255 + 0.5
+    np.clip(np.nan_to_num(x, copy=False), 0, 255, out=x)
+    return x.astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+
+def write_clip(
+    frames: np.ndarray | Sequence[np.ndarray],
+    out: str | os.PathLike[str],
+    fmt: str,
+    fps: float = 10.0,
+    loops: int = 1,
+    overwrite: bool = False,
+    quality: str = "high",
+) -> Path:
+    """Write frames as a clip at `out` (atomically) and return its path.
+
+    frames: FxHxWx3 uint8 in play order (already ping-ponged); a sequence of HxWx3 uint8 arrays also works.
+    fmt: one of FORMATS (see `clip_format`). fps: frames per second, 0.01 .. 1000.
+    loops: how many times an mp4 repeats the sequence (GIF and WebP loop forever; frames are written once).
+    quality: "high" (H.264 crf 18, WebP 90, 256 GIF colours), "medium" (23, 80, 128) or "low" (28, 65, 64).
+    mp4: H.264 yuv420p, BT.709, odd sizes padded by one edge pixel, +faststart. gif: one global palette for
+    all frames, Floyd-Steinberg dither, delays in whole centiseconds (2 at least) whose running total
+    keeps to the fps. webp: lossy, loops forever. frames: a folder of frame_0001.png, frame_0002.png, ...
+    """
+    if fmt not in FORMATS or quality not in QUALITIES:
+        raise ValueError(f"fmt must be one of {FORMATS} and quality one of {QUALITIES}, got {fmt!r}, {quality!r}")
+    if not 0.01 <= fps <= 1000 or loops < 1:
+        raise ValueError(f"fps must be 0.01 .. 1000 and loops >= 1, got {fps}, {loops}")
+    hw = _frame_size(frames)
+    out = Path(out)
+    _check_target(out, overwrite, folder=fmt == "frames")
+    if fmt == "frames":
+        return _atomic_dir(out, overwrite, lambda tmp: _write_frames(frames, hw, tmp))
+    if fmt == "webp" and max(hw) > 16383:
+        raise MediaError(out, f"{hw[1]}x{hw[0]} is too large for WebP (16383 pixels a side); use mp4 or frames")
+    write = {"mp4": _write_mp4, "gif": _write_gif, "webp": _write_webp}[fmt]
+    return _atomic_file(out, overwrite, lambda tmp: write(frames, hw, tmp, out, fps, loops, quality))
+
+
+def write_still(
+    image: np.ndarray, out: str | os.PathLike[str], exif: bytes | None = None, overwrite: bool = False
+) -> Path:
+    """Write one HxWx3 uint8 image (atomically) by the suffix of `out`: .jpg/.jpeg (JPEG quality 95, 4:4:4
+    chroma, `exif` kept), .png or .tif/.tiff (deflate); `exif` is written to all three. Returns the path."""
+    out = Path(out)
+    fmt = _STILL_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise MediaError(out, f"unknown still format {out.suffix!r} (use .jpg, .png or .tif)")
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+        raise ValueError(f"image must be HxWx3 uint8, got {getattr(image, 'shape', '?')} {getattr(image, 'dtype', '')}")
+    _check_target(out, overwrite, folder=False)
+    options = {"JPEG": {"quality": 95, "subsampling": 0}, "PNG": {}, "TIFF": {"compression": "tiff_deflate"}}[fmt]
+    if exif:
+        options["exif"] = exif
+    return _atomic_file(out, overwrite, lambda tmp: Image.fromarray(image).save(tmp, format=fmt, **options))
+
+
+def _frame_size(frames) -> tuple[int, int]:
+    """(H, W) of the frames, checking the first (the others are checked as they are written)."""
+    if isinstance(frames, np.ndarray) and frames.ndim != 4:
+        raise ValueError(f"frames must be FxHxWx3 uint8, got shape {frames.shape}")
+    if len(frames) == 0:
+        raise ValueError("no frames to write")
+    first = np.asarray(frames[0])
+    if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8 or 0 in first.shape:
+        raise ValueError(f"frames must be HxWx3 uint8, got {first.shape} {first.dtype}")
+    return first.shape[0], first.shape[1]
+
+
+def _each(frames, hw: tuple[int, int]):
+    """The frames one by one as HxWx3 uint8, each checked against the size of the first."""
+    for i in range(len(frames)):
+        f = np.asarray(frames[i])
+        if f.shape != (*hw, 3) or f.dtype != np.uint8:
+            raise ValueError(f"frame {i} is {f.shape} {f.dtype}, expected {(*hw, 3)} uint8")
+        yield f
+
+
+def _write_mp4(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality: str) -> None:
+    (h, w), rate = hw, Fraction(fps).limit_denominator(1001)
+    pad = ((0, h % 2), (0, w % 2), (0, 0))  # yuv420p needs even sizes: repeat the last row / column
+    cmd = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{w + w % 2}x{h + h % 2}",
+           "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-", "-an",
+           "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=accurate_rnd+full_chroma_int,format=yuv420p,"
+           "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
+           "-c:v", "libx264", "-preset", "medium", "-crf", str(_CRF[quality]), "-pix_fmt", "yuv420p",
+           "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
+           "-movflags", "+faststart", "-f", "mp4", f"file:{tmp}"]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            try:
+                for _ in range(loops):
+                    for f in _each(frames, hw):
+                        proc.stdin.write((np.pad(f, pad, mode="edge") if h % 2 or w % 2 else f).tobytes())
+                proc.stdin.close()
+            except BrokenPipeError:  # ffmpeg gave up; its log says why
+                pass
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            if not proc.stdin.closed:
+                try:
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+        if rc != 0:
+            log.seek(0)
+            raise MediaError(out, f"ffmpeg failed: {_last_line(log.read()) or f'exit status {rc}'}")
+
+
+def _write_gif(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality: str) -> None:
+    seq = list(_each(frames, hw))
+    step = max(1, int(np.ceil(np.sqrt(len(seq) * hw[0] * hw[1] / 1e6))))  # palette from ~1 megapixel
+    sample = Image.fromarray(np.concatenate([f[::step, ::step] for f in seq]))
+    palette = sample.quantize(_GIF_COLOURS[quality], method=Image.Quantize.MEDIANCUT)
+    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in seq]
+    ticks = [round(i * 100 / fps) for i in range(len(seq) + 1)]  # GIF delays are centiseconds
+    durations = [max(2, b - a) * 10 for a, b in zip(ticks, ticks[1:])]  # browsers slow delays under 2
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0,
+                   palette=bytes(palette.getpalette()), optimize=False)
+
+
+def _write_webp(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality: str) -> None:
+    images = [Image.fromarray(f) for f in _each(frames, hw)]
+    ticks = [round(i * 1000 / fps) for i in range(len(images) + 1)]  # milliseconds
+    durations = [max(1, b - a) for a, b in zip(ticks, ticks[1:])]
+    images[0].save(tmp, format="WEBP", save_all=True, append_images=images[1:], duration=durations, loop=0,
+                   lossless=False, quality=_WEBP_QUALITY[quality], method=4)
+
+
+def _write_frames(frames, hw, folder: Path) -> None:
+    digits = max(4, len(str(len(frames))))
+    for i, f in enumerate(_each(frames, hw), 1):
+        Image.fromarray(f).save(folder / f"frame_{i:0{digits}d}.png", compress_level=4)
+
+
+# ------------------------------------------------------------------------------------------ atomic files
+
+
+def _check_target(out: Path, overwrite: bool, folder: bool) -> None:
+    """Refuse early (before any work) an output that may not be written."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    _refuse_input(out)
+    if not overwrite:
+        raise MediaError(out, "already exists; refusing to overwrite it")
+    if folder:
+        _check_replaceable(out)
+    elif out.is_dir():
+        raise MediaError(out, "is a folder; refusing to replace it with a file")
+
+
+def _refuse_input(out: Path) -> None:
+    try:
+        st = out.stat()
+    except OSError:
+        return
+    if (st.st_dev, st.st_ino) in _INPUTS:
+        raise MediaError(out, "is an input photo; refusing to overwrite it")
+
+
+def _check_replaceable(folder: Path) -> None:
+    """Only a folder of frames (frame_*.png and nothing else) is ever replaced by a new one."""
+    if not folder.is_dir() or folder.is_symlink():
+        raise MediaError(folder, "exists and is not a folder of frames; refusing to replace it")
+    for entry in folder.iterdir():
+        if not (entry.name.startswith("frame_") and entry.suffix == ".png" and entry.is_file()):
+            raise MediaError(folder, f"holds {entry.name!r}, not only frames; refusing to replace it")
+        _refuse_input(entry)
+
+
+def _temp(out: Path, kind: str, make) -> Path:
+    """A fresh hidden name `.NAME.<kind>XXXXXXXX` beside `out`, created by make(path) unless make is None."""
+    while True:
+        tmp = out.with_name(f".{out.name}.{kind}{secrets.token_hex(4)}")
+        try:
+            if make:
+                make(tmp)
+            elif tmp.exists():
+                continue
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _atomic_file(out: Path, overwrite: bool, write) -> Path:
+    """Run write(tmp) on a fresh temporary file beside `out`, then move it to `out`."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp(out, "part", lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
+    except OSError as e:
+        raise MediaError(out, e.strerror or e) from e
+    try:
+        write(tmp)
+        if overwrite:
+            _check_target(out, overwrite, folder=False)
+            os.replace(tmp, out)
+        else:
+            try:
+                os.link(tmp, out)  # atomic and never clobbers
+            except FileExistsError:
+                raise MediaError(out, "already exists; refusing to overwrite it") from None
+            except OSError:  # a file system without hard links
+                _check_target(out, overwrite, folder=False)
+                os.replace(tmp, out)
+            else:
+                tmp.unlink()
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise MediaError(out, e.strerror or e) from e
+        raise
+    return out
+
+
+def _atomic_dir(out: Path, overwrite: bool, write) -> Path:
+    """Run write(tmp) on a fresh temporary folder beside `out`, then move it to `out` (swapping out an old
+    folder of frames when overwrite is set)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp(out, "part", os.mkdir)
+    except OSError as e:
+        raise MediaError(out, e.strerror or e) from e
+    try:
+        write(tmp)
+        if out.exists() or out.is_symlink():
+            _check_target(out, overwrite, folder=True)
+            old = _temp(out, "old", None)
+            os.rename(out, old)
+            try:
+                os.rename(tmp, out)
+            except BaseException:
+                os.rename(old, out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise MediaError(out, e.strerror or e) from e
+        raise
+    return out
+
+
+def _ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _last_line(stderr: bytes) -> str:
+    """The last line of ffmpeg's log that says what went wrong (not the knock-on "Conversion failed!" and
+    the like), with the "@ 0x..." addresses taken out."""
+    lines = [re.sub(r" @ 0x[0-9a-f]+\]", "]", " ".join(line.split()))
+             for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    useful = [line for line in lines if not any(g in line for g in _KNOCK_ON)]
+    return (useful or lines or [""])[-1]
+
+
+_KNOCK_ON = ("Conversion failed", "Error while", "Error initializing", "Error sending", "Task finished",
+             "Terminating thread", "Could not open encoder", "Nothing was written", "Exiting")

@@ -1,0 +1,334 @@
+"""The command line, run as a user runs it (subprocesses of `python -m blur2clip` and the `blur2clip`
+script): help without torch, exit codes, one-line errors, the clip end to end, and `blur2clip train`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import blur2clip
+from blur2clip import cli
+from blur2clip.cli import ExitCode
+
+try:  # media.py and pipeline.py are written beside this file; the end-to-end tests wait for them
+    from blur2clip import media, pipeline  # noqa: F401
+
+    HAVE_WRITER = hasattr(media, "write_clip") and hasattr(pipeline, "make_clip")
+except ImportError:
+    HAVE_WRITER = False
+needs_writer = pytest.mark.skipif(not HAVE_WRITER, reason="blur2clip.media / pipeline cannot write clips yet")
+
+
+def env() -> dict[str, str]:
+    """The caller's environment without BLUR2CLIP_* settings, on one thread (tests run beside other work)."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("BLUR2CLIP_")}
+    e.update(OMP_NUM_THREADS="1", BLUR2CLIP_THREADS="1", PYTHONWARNINGS="ignore")
+    return e
+
+
+def run(*args, cwd=None, python_flags=(), timeout=300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, *python_flags, "-m", "blur2clip", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env(), timeout=timeout)
+
+
+def photo(path: Path, h: int = 48, w: int = 64, seed: int = 0) -> Path:
+    """A small PNG: gradients, stripes and noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x / w, y / h, 0.5 + 0.5 * np.sin(x / 3 + seed)], -1) * 0.8 + 0.2 * rng.random((h, w, 3))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((img * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The one error line on stderr (and nothing like a traceback)."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("blur2clip: "), lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------- help, version
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """Top-level names of the modules listed by python -X importtime."""
+    return {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+def test_help_shows_the_photo_usage_and_lists_the_subcommands_without_torch():
+    proc = run("--help", python_flags=("-X", "importtime"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage: blur2clip [OPTIONS]" in proc.stdout and "PHOTO" in proc.stdout
+    assert "--output" in proc.stdout and "--no-pingpong" in proc.stdout
+    for name in cli.subcommand_names():
+        assert f"  {name} " in proc.stdout
+    assert "Exit codes" in proc.stdout and "130" in proc.stdout
+    modules = imported_modules(proc.stderr)
+    assert "typer" in modules  # importtime did list the imports
+    assert "torch" not in modules and "numpy" not in modules
+
+
+def test_version_prints_the_version_without_torch():
+    proc = run("--version", python_flags=("-X", "importtime"))
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"blur2clip {blur2clip.__version__}"
+    assert "torch" not in imported_modules(proc.stderr)
+
+
+def test_the_installed_script_runs():
+    script = Path(sys.executable).with_name("blur2clip")
+    if not script.is_file():
+        pytest.skip("the blur2clip script is not installed beside this python")
+    proc = subprocess.run([script, "--version"], capture_output=True, text=True, env=env())
+    assert proc.returncode == 0 and proc.stdout.startswith("blur2clip ")
+
+
+def test_train_help():
+    proc = run("train", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage: blur2clip train" in proc.stdout and "--resume" in proc.stdout
+
+
+def test_importing_the_package_loads_no_torch():
+    code = ("import sys, blur2clip; assert 'torch' not in sys.modules; "
+            "assert callable(blur2clip.extract_frames) and 'torch' in sys.modules; "
+            "import blur2clip.train as t; assert callable(blur2clip.train) and t.TrainConfig is blur2clip.TrainConfig")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env())
+    assert proc.returncode == 0, proc.stderr
+
+
+# ------------------------------------------------------------------------------------------- dispatch
+
+
+@pytest.mark.parametrize("args, sub", [
+    (["train", "--data", "d"], True),
+    (["-q", "train"], True),
+    (["photo.jpg", "-o", "train"], False),
+    (["-o", "train", "photo.jpg"], False),  # "train" is the value of -o
+    (["--output=x.mp4", "train"], True),
+    (["--", "train"], False),  # a photo named train
+    (["--help"], False),
+    ([], False),
+])
+def test_dispatch(args, sub):
+    import typer
+
+    assert cli._is_subcommand(args, typer.main.get_command(cli.photo_app)) is sub
+
+
+def test_main_returns_the_exit_code(capsys):
+    assert cli.main(["--version"]) == 0
+    assert cli.main(["--no-such-option", "x.jpg"]) == ExitCode.USAGE
+    capsys.readouterr()
+
+
+def test_train_option_defaults_match_the_training_config():
+    import typer
+
+    from blur2clip.model import ModelConfig
+    from blur2clip.train import TrainConfig
+
+    params = {p.name: p.default for p in typer.main.get_command(cli.commands).commands["train"].params}
+    cfg, model = TrainConfig(data="", out=""), ModelConfig()
+    for name in ("stage", "batch", "crop", "lr", "warmup", "weight_decay", "w_middle", "w_pairs", "w_reblur",
+                 "ckpt_every", "val_every", "val_count", "val_size", "log_every", "seed", "workers", "threads",
+                 "init", "resume"):
+        assert params[name] == getattr(cfg, name), name
+    assert cli._steps(params["steps"]) == cfg.steps
+    for name in ("width", "middle_blocks", "frames"):
+        assert params[name] == getattr(model, name), name
+    assert cli._ints(params["enc_blocks"]) == model.enc_blocks
+    assert cli._ints(params["dec_blocks"]) == model.dec_blocks
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("args", [
+    ["--frobnicate", "x.jpg"],
+    ["x.jpg", "--fps", "0"],
+    ["x.jpg", "--format", "avi"],
+    ["x.jpg", "--device", "tpu"],
+    ["x.jpg", "--tile", "8"],
+    ["train", "--data", "photos"],  # no --out
+    ["train", "--data", "photos", "--out", "run", "--steps", "1,2"],
+])
+def test_usage_errors_exit_2(args, tmp_path):
+    proc = run(*args, cwd=tmp_path)
+    assert proc.returncode == ExitCode.USAGE, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_output_suffix_is_a_usage_error(tmp_path):
+    proc = run(photo(tmp_path / "a.png"), "-o", tmp_path / "clip.avi")
+    assert proc.returncode == ExitCode.USAGE
+    assert "clip.avi" in error_line(proc)
+
+
+def test_a_missing_photo(tmp_path, tiny_weights):
+    proc = run("nowhere.jpg", "--weights", tiny_weights, cwd=tmp_path)
+    assert proc.returncode == ExitCode.INPUT
+    assert "nowhere.jpg" in error_line(proc)
+    assert proc.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_a_text_file_named_jpg(tmp_path, tiny_weights):
+    (tmp_path / "notes.jpg").write_text("not a photo\n")
+    proc = run("notes.jpg", "--weights", tiny_weights, cwd=tmp_path)
+    assert proc.returncode == ExitCode.INPUT
+    assert "notes.jpg" in error_line(proc)
+    assert proc.stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.jpg"]
+
+
+def test_refuses_to_overwrite_without_overwrite(tmp_path, tiny_weights):
+    photo(tmp_path / "a.png")
+    (tmp_path / "a.mp4").write_bytes(b"keep me")
+    proc = run("a.png", "--weights", tiny_weights, cwd=tmp_path)
+    assert proc.returncode == ExitCode.OUTPUT
+    line = error_line(proc)
+    assert "a.mp4" in line and "--overwrite" in line
+    assert (tmp_path / "a.mp4").read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("kind", ["missing", "garbage"])
+def test_bad_weights(tmp_path, kind):
+    weights = tmp_path / "w.safetensors"
+    if kind == "garbage":
+        weights.write_bytes(b"\x00" * 64)
+    proc = run(photo(tmp_path / "a.png"), "--weights", weights)
+    assert proc.returncode == ExitCode.WEIGHTS
+    assert "w.safetensors" in error_line(proc)
+    assert not (tmp_path / "a.mp4").exists()
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+@needs_writer
+def test_mp4_beside_the_photo_with_a_still(tmp_path, tiny_weights):
+    src = photo(tmp_path / "shots" / "a.png")
+    proc = run(src, "--weights", tiny_weights, "--still", tmp_path / "still.jpg")
+    assert proc.returncode == 0, proc.stderr
+    clip = tmp_path / "shots" / "a.mp4"
+    assert proc.stdout.splitlines() == [str(clip), str(tmp_path / "still.jpg")]
+    assert clip.stat().st_size > 0
+    import imageio_ffmpeg
+
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(clip))
+    assert frames == 12 * 3  # 7 frames ping-ponged (12), 3 loops by default
+    with Image.open(tmp_path / "still.jpg") as im:
+        assert im.size == (64, 48)
+    summary = proc.stderr.strip().splitlines()
+    assert len(summary) == 1 and "64x48" in summary[0] and "12 frames" in summary[0]
+
+
+@needs_writer
+def test_gif_quiet_no_pingpong(tmp_path, tiny_weights):
+    src = photo(tmp_path / "a.png")
+    out = tmp_path / "out" / "clip.gif"
+    out.parent.mkdir()
+    proc = run(src, "-o", out, "--weights", tiny_weights, "--no-pingpong", "--max-size", "32", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out) and proc.stderr == ""
+    with Image.open(out) as im:
+        assert im.n_frames == 7 and im.size == (32, 24)
+
+
+@needs_writer
+def test_frames_folder_then_overwrite(tmp_path, tiny_weights):
+    src = photo(tmp_path / "a.png")
+    proc = run(src, "--format", "frames", "--weights", tiny_weights, "-q")
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "a_frames"
+    assert proc.stdout.strip() == str(folder) and len(list(folder.glob("*.png"))) == 12
+    assert run(src, "--format", "frames", "--weights", tiny_weights).returncode == ExitCode.OUTPUT
+    proc = run(src, "--format", "frames", "--weights", tiny_weights, "--no-pingpong", "--overwrite", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(folder.glob("*.png"))) == 7
+
+
+def test_an_unavailable_device(tmp_path, tiny_weights):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    proc = run(photo(tmp_path / "a.png"), "--weights", tiny_weights, "--device", "cuda")
+    assert proc.returncode == ExitCode.DEVICE
+    assert "cuda" in error_line(proc).lower()
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    """16 small photos, enough that the one-in-ten validation split holds some back."""
+    from blur2clip.data import list_photos, split_photos
+
+    d = tmp_path_factory.mktemp("photos")
+    for i in range(16):
+        photo(d / f"p{i:02d}.png", h=40, w=40, seed=i)
+    train_set, val_set = split_photos(list_photos(d))
+    assert train_set and val_set
+    return d
+
+
+TINY = ["--batch", "2", "--crop", "32", "--workers", "0", "--threads", "1", "--val-count", "2", "--val-size", "32",
+        "--width", "4", "--enc-blocks", "1,1", "--middle-blocks", "1", "--dec-blocks", "1,1", "--warmup", "1",
+        "--log-every", "1", "--val-every", "100"]
+
+
+def test_train_a_stage_then_resume_into_the_next(photo_folder, tmp_path):
+    out = tmp_path / "run"
+    proc = run("train", "--data", photo_folder, "--out", out, "--stage", "1", "--steps", "2", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [str(out / "stage1.safetensors")]
+    assert "stage 1 step 2/2" in proc.stderr
+    from blur2clip.weights import read_metadata
+
+    assert read_metadata(out / "stage1.safetensors")["config"]["width"] == 4
+
+    proc = run("train", "--data", photo_folder, "--out", out, "--stage", "all", "--steps", "2", "--resume", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [str(out / f"stage{s}.safetensors") for s in (1, 2, 3)]
+    assert "resuming stage 2" in proc.stderr
+
+
+def test_train_stopped_by_sigterm_writes_a_checkpoint(photo_folder, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "blur2clip", "train", "--data", str(photo_folder), "--out", str(out),
+           "--stage", "1", "--steps", "100000", "--ckpt-every", "100000", *TINY]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        lines = []
+        deadline = time.time() + 240
+        for line in proc.stderr:  # wait until it trains
+            lines.append(line)
+            if "step 2/" in line or time.time() > deadline:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == ExitCode.INTERRUPTED, "".join(lines) + err
+    assert "resume with --resume" in err and "Traceback" not in err
+    assert (out / "checkpoint.pt").is_file() and not (out / "stage1.safetensors").exists()
+
+
+def test_train_on_a_missing_folder(tmp_path):
+    proc = run("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "run", *TINY)
+    assert proc.returncode == ExitCode.INPUT
+    assert "nowhere" in error_line(proc)

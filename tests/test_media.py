@@ -1,0 +1,418 @@
+"""media.py: every input mode read into HxWx3 float32 sRGB, every clip format written and read back.
+
+Fixtures are made here in tmp_path; ffmpeg is the real binary imageio-ffmpeg ships.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageFile, ImageOps
+
+from blur2clip import media
+from blur2clip.media import MediaError, MediaWarning
+
+RED, BLUE = (220, 30, 40), (20, 40, 200)
+
+
+def two_tone(w: int = 37, h: int = 51) -> np.ndarray:
+    """HxWx3 uint8: red left half, blue right half, a white top-left corner block (to see orientation)."""
+    a = np.empty((h, w, 3), np.uint8)
+    a[:, : w // 2], a[:, w // 2 :] = RED, BLUE
+    a[: h // 4, : w // 4] = 255
+    return a
+
+
+def clip(f: int = 7, h: int = 21, w: int = 37) -> np.ndarray:
+    """FxHxWx3 uint8 frames that all differ: a black bar moving across a grey ramp."""
+    frames = np.zeros((f, h, w, 3), np.uint8)
+    frames[:] = np.linspace(30, 255, w, dtype=np.uint8)[:, None]
+    for i in range(f):
+        frames[i, :, i * w // f : i * w // f + 3] = 0
+    return frames
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".part" in p.name or ".old" in p.name)
+
+
+def png16(path: Path, a: np.ndarray, icc: bytes | None = None) -> Path:
+    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA by channel count) written by hand: Pillow cannot."""
+    h, w, c = a.shape
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in a)
+    body = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0))
+    body += chunk(b"iCCP", b"p\0\0" + zlib.compress(icc)) if icc else b""
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
+def linear_rgb_profile() -> bytes:
+    """An ICC v2 RGB profile: sRGB primaries with a linear (gamma 1) curve, so 50% grey becomes sRGB 0.735."""
+    s15 = lambda *v: b"".join(struct.pack(">i", round(x * 65536)) for x in v)  # noqa: E731
+    xyz = lambda *v: b"XYZ \0\0\0\0" + s15(*v)  # noqa: E731
+    name = b"linear RGB\0"
+    tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(name)) + name + bytes(4 + 4 + 2 + 1 + 67)),
+            (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
+            (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)), (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)),
+            (b"rTRC", b"curv\0\0\0\0" + bytes(4)), (b"gTRC", b"curv\0\0\0\0" + bytes(4)),
+            (b"bTRC", b"curv\0\0\0\0" + bytes(4)), (b"cprt", b"text\0\0\0\0none\0")]
+    table, data, offset = b"", b"", 128 + 4 + 12 * len(tags)
+    for sig, body in tags:
+        body += bytes(-len(body) % 4)
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = struct.pack(">I4sI4s4s4s12s4s", size, b"lcms", 0x02100000, b"mntr", b"RGB ", b"XYZ ", bytes(12), b"acsp")
+    header += bytes(68 - len(header)) + s15(0.9642, 1.0, 0.8249)
+    return header + bytes(128 - len(header)) + struct.pack(">I", len(tags)) + table + data
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+@pytest.mark.parametrize("suffix, kw, tol", [
+    (".png", {}, 0), (".tif", {}, 0), (".bmp", {}, 0), (".webp", {"lossless": True}, 0),
+    (".jpg", {"quality": 95}, 12 / 255),
+])
+def test_reads_rgb_formats(tmp_path, suffix, kw, tol):
+    a = two_tone()
+    path = tmp_path / f"a{suffix}"
+    Image.fromarray(a).save(path, **kw)
+    photo = media.read_photo(path)
+    assert photo.pixels.shape == (51, 37, 3) and photo.pixels.dtype == np.float32
+    assert photo.pixels.flags.c_contiguous and photo.bit_depth == 8 and photo.path == path
+    assert np.abs(photo.pixels[5:-5, 12:16] - a[5:-5, 12:16] / 255).max() <= tol + 1e-6
+
+
+@pytest.mark.parametrize("mode, value, expected", [
+    ("L", 100, (100 / 255,) * 3),
+    ("1", 1, (1.0,) * 3),
+    ("LA", (100, 0), (1.0,) * 3),  # fully transparent -> white
+    ("RGBA", (255, 0, 0, 128), (1.0, 1 - 128 / 255, 1 - 128 / 255)),  # half red over white
+    ("CMYK", (0, 255, 255, 0), (1.0, 0.0, 0.0)),
+])
+def test_reads_modes(tmp_path, mode, value, expected):
+    path = tmp_path / f"{mode}.{'tif' if mode == 'CMYK' else 'png'}"
+    Image.new(mode, (5, 3), value).save(path)
+    pixels = media.read_photo(path).pixels
+    assert pixels.shape == (3, 5, 3)
+    np.testing.assert_allclose(pixels[1, 2], expected, atol=1 / 255)
+
+
+def test_palette_transparency_becomes_white(tmp_path):
+    im = Image.new("P", (4, 2), 1)
+    im.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    im.putpixel((0, 0), 0)
+    im.save(tmp_path / "p.png", transparency=0)
+    pixels = media.read_photo(tmp_path / "p.png").pixels
+    np.testing.assert_allclose(pixels[0, 0], (1, 1, 1))  # the transparent black pixel
+    np.testing.assert_allclose(pixels[1, 3], (1, 0, 0))
+
+
+def test_16bit_rgb_png_and_tiff_keep_full_precision(tmp_path):
+    a = (np.arange(6 * 5 * 3).reshape(6, 5, 3) * 601 + 7).astype(np.uint16)  # not multiples of 257
+    tif = tmp_path / "a.tif"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb48le",
+                    "-video_size", "5x6", "-i", "-", "-c:v", "tiff", str(tif)], input=a.tobytes(), check=True)
+    for path in (png16(tmp_path / "a.png", a), tif):
+        photo = media.read_photo(path)
+        assert photo.bit_depth == 16
+        np.testing.assert_allclose(photo.pixels, a / 65535, atol=1e-7)
+
+
+def test_16bit_grey_and_alpha(tmp_path):
+    grey = np.array([[0, 1000], [40000, 65535]], np.uint16)
+    for path in (tmp_path / "g.png", tmp_path / "g.tif"):
+        Image.fromarray(grey).save(path)  # mode I;16
+        photo = media.read_photo(path)
+        assert photo.bit_depth == 16
+        np.testing.assert_allclose(photo.pixels, np.repeat(grey[..., None] / 65535, 3, 2), atol=1e-7)
+    rgba = np.array([[[65535, 0, 0, 32768], [1000, 2000, 3000, 65535]]], np.uint16)
+    pixels = media.read_photo(png16(tmp_path / "rgba.png", rgba)).pixels
+    np.testing.assert_allclose(pixels[0, 0], (1, 1 - 32768 / 65535, 1 - 32768 / 65535), atol=1e-6)
+    np.testing.assert_allclose(pixels[0, 1], np.array([1000, 2000, 3000]) / 65535, atol=1e-7)
+
+
+def test_exif_orientation_matches_pillow_for_all_eight(tmp_path):
+    a = two_tone(7, 4)
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112], exif[0x010F] = orientation, "Camera Maker"
+        im = Image.fromarray(a)
+        im.save(tmp_path / f"o{orientation}.png", exif=exif)
+        photo = media.read_photo(tmp_path / f"o{orientation}.png")
+        upright = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / f"o{orientation}.png")))
+        np.testing.assert_array_equal(photo.pixels, upright / np.float32(255))
+        kept = Image.Exif()
+        kept.load(photo.exif)
+        assert kept[0x010F] == "Camera Maker" and kept.get(0x0112, 1) == 1
+
+
+def test_jpeg_orientation_6_turns_the_photo_clockwise(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(two_tone(40, 24)).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    pixels = media.read_photo(tmp_path / "r.jpg").pixels
+    assert pixels.shape == (40, 24, 3)
+    assert pixels[:8, -5:].min() > 0.9  # the white top-left block is now top-right
+    assert pixels[-3:, :3].mean(axis=(0, 1))[2] > 0.6  # blue (the right half) is now at the bottom
+
+
+def test_icc_profiles(tmp_path):
+    grey = np.full((2, 3, 3), 128, np.uint8)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(grey).save(tmp_path / "srgb.png", icc_profile=srgb)
+    np.testing.assert_allclose(media.read_photo(tmp_path / "srgb.png").pixels, 128 / 255, atol=1e-6)
+    linear = linear_rgb_profile()  # 50% linear light is 0.735 in sRGB
+    Image.fromarray(grey).save(tmp_path / "linear.png", icc_profile=linear)
+    np.testing.assert_allclose(media.read_photo(tmp_path / "linear.png").pixels, 0.7357, atol=0.006)
+    deep = png16(tmp_path / "linear16.png", np.full((2, 3, 3), 32896, np.uint16), icc=linear)
+    np.testing.assert_allclose(media.read_photo(deep).pixels, 0.7357, atol=0.006)
+    Image.fromarray(grey).save(tmp_path / "broken.png", icc_profile=b"not a colour profile")
+    with pytest.warns(MediaWarning, match="broken.png"):
+        np.testing.assert_allclose(media.read_photo(tmp_path / "broken.png").pixels, 128 / 255, atol=1e-6)
+
+
+@pytest.mark.parametrize("w, h", [(4000, 300), (300, 4000), (37, 51), (1, 1)])
+def test_odd_sizes_and_extreme_aspect(tmp_path, w, h):
+    Image.new("RGB", (w, h), RED).save(tmp_path / "a.png")
+    assert media.read_photo(tmp_path / "a.png").pixels.shape == (h, w, 3)
+
+
+def test_decompression_bomb_refused_from_the_header(tmp_path, monkeypatch):
+    Image.new("RGB", (20, 10), RED).save(tmp_path / "big.png")
+    with pytest.raises(MediaError, match=r"big.png: 20x10 is 200 pixels, over the limit of 199 .*max_pixels"):
+        media.read_photo(tmp_path / "big.png", max_pixels=199)
+    assert media.read_photo(tmp_path / "big.png", max_pixels=200).pixels.shape == (10, 20, 3)
+    monkeypatch.setenv("BLUR2CLIP_MAX_PIXELS", "150")
+    with pytest.raises(MediaError, match="BLUR2CLIP_MAX_PIXELS"):
+        media.read_photo(tmp_path / "big.png")
+    assert Image.MAX_IMAGE_PIXELS != 150  # Pillow's global is left as it was
+
+
+def test_bad_inputs_give_one_line_naming_the_file(tmp_path):
+    Image.fromarray(two_tone(64, 64)).save(tmp_path / "whole.jpg")
+    data = (tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.jpg").write_text("shopping list\n")
+    (tmp_path / "folder.jpg").mkdir()
+    cases = {"cut.jpg": "truncated JPEG file", "empty.png": "empty file", "notes.jpg": "not an image",
+             "missing.jpg": "no such file", "folder.jpg": "is a folder"}
+    for name, reason in cases.items():
+        with pytest.raises(MediaError) as e:
+            media.read_photo(tmp_path / name)
+        assert str(e.value).startswith(str(tmp_path / name) + ": ") and reason in str(e.value)
+        assert "\n" not in str(e.value)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_heic_without_the_extra_says_how_to_get_it(tmp_path):
+    pytest.importorskip("PIL")
+    try:
+        import pillow_heif  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("pillow-heif is installed")
+    (tmp_path / "p.heic").write_bytes(b"\0\0\0\x18ftypheic" + bytes(64))
+    with pytest.raises(MediaError, match=r"blur2clip\[heic\]"):
+        media.read_photo(tmp_path / "p.heic")
+
+
+# ----------------------------------------------------------------------------------------- naming, order
+
+
+def test_clip_format_and_default_output(tmp_path):
+    assert [media.clip_format(o) for o in ("a.mp4", "b.GIF", "c.webp", "d/", "e")] == ["mp4", "gif", "webp",
+                                                                                       "frames", "frames"]
+    assert media.clip_format(tmp_path) == "frames"
+    assert media.clip_format("a.mp4", "gif") == "gif"
+    with pytest.raises(MediaError, match=r"^a\.mov: unknown clip format"):
+        media.clip_format("a.mov")
+    with pytest.raises(MediaError, match="unknown clip format 'avi'"):
+        media.clip_format("a.mp4", "avi")
+    assert media.default_output("shots/a.jpg") == Path("shots/a.mp4")
+    assert media.default_output("shots/a.jpg", "gif") == Path("shots/a.gif")
+    assert media.default_output("shots/a.jpg", "frames") == Path("shots/a_frames")
+    assert media.default_output("shots/a.webp", "webp") == Path("shots/a_clip.webp")  # never the photo
+
+
+def test_play_order_and_to_uint8():
+    assert media.play_order(7) == list(range(7))
+    assert media.play_order(7, pingpong=True) == [0, 1, 2, 3, 4, 5, 6, 5, 4, 3, 2, 1]
+    assert media.play_order(3, reverse=True) == [2, 1, 0]
+    assert media.play_order(3, pingpong=True, reverse=True) == [2, 1, 0, 1]
+    assert media.play_order(1, pingpong=True) == [0] and media.play_order(2, pingpong=True) == [0, 1]
+    x = np.array([-0.5, 0, 0.5 / 255, 0.499 / 255, 0.5, 1, 2, np.nan], np.float32)
+    np.testing.assert_array_equal(media.to_uint8(x), [0, 0, 1, 0, 128, 255, 255, 0])
+    assert media.to_uint8(np.zeros((2, 3, 4, 3))).dtype == np.uint8
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+
+def read_mp4(path: Path) -> tuple[str, np.ndarray]:
+    """(ffmpeg's line describing the video stream, FxHxWx3 uint8 frames decoded back)."""
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    info = subprocess.run([exe, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    stream = next(line for line in info.splitlines() if "Video:" in line)
+    w, h = map(int, re.search(r", (\d+)x(\d+)", stream).groups())
+    raw = subprocess.run([exe, "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True).stdout
+    return stream, np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+
+
+def test_mp4_pads_odd_sizes_repeats_loops_and_keeps_fps(tmp_path):
+    frames = clip(7, 21, 37)
+    out = media.write_clip(frames, tmp_path / "c.mp4", "mp4", fps=12, loops=2)
+    stream, got = read_mp4(out)
+    assert "h264" in stream and "yuv420p(tv, bt709" in stream and " 12 fps" in stream
+    assert got.shape == (14, 22, 38, 3)  # 7 frames twice, 37x21 padded to 38x22
+    assert np.abs(got[3, :21, :37].astype(int) - frames[3]).mean() < 4  # good quality
+    assert np.abs(got[7, :21, :37].astype(int) - frames[0]).mean() < 4  # the second loop starts over
+    np.testing.assert_allclose(got[3, :21, 37], got[3, :21, 36], atol=6)  # padded with the edge, not black
+    assert leftovers(tmp_path) == []
+
+
+def gif_blocks(data: bytes) -> dict:
+    """What matters in a GIF: global table, per-frame local-table flags, delays (cs) and the loop count."""
+    flags, pos = data[10], 13
+    out = {"global": bool(flags & 0x80), "local": [], "delays": [], "loop": None}
+    pos += 3 * (2 << (flags & 7)) if flags & 0x80 else 0
+    while data[pos] != 0x3B:
+        if data[pos] == 0x21:  # extension: label, then sub-blocks
+            label, pos, first = data[pos + 1], pos + 2, None
+            while data[pos]:
+                block = data[pos + 1 : pos + 1 + data[pos]]
+                if label == 0xF9 and first is None:
+                    out["delays"].append(int.from_bytes(block[1:3], "little"))
+                if label == 0xFF and first and first.startswith(b"NETSCAPE2.0"):
+                    out["loop"] = int.from_bytes(block[1:3], "little")
+                first, pos = first or block, pos + 1 + data[pos]
+            pos += 1
+        else:  # image descriptor, optional local table, LZW data
+            local = data[pos + 9]
+            out["local"].append(bool(local & 0x80))
+            pos += 11 + (3 * (2 << (local & 7)) if local & 0x80 else 0)
+            while data[pos]:
+                pos += 1 + data[pos]
+            pos += 1
+    return out
+
+
+def test_gif_one_palette_loops_forever_with_exact_timing(tmp_path):
+    out = media.write_clip(clip(6), tmp_path / "c.gif", "gif", fps=30)
+    gif = gif_blocks(out.read_bytes())
+    assert gif["global"] and gif["local"] == [False] * 6 and gif["loop"] == 0
+    assert gif["delays"] == [3, 4, 3, 3, 4, 3]  # 20 cs for 6 frames at 30 fps
+    with Image.open(out) as im:
+        assert im.n_frames == 6 and im.size == (37, 21)
+        im.seek(2)
+        assert np.abs(np.asarray(im.convert("RGB")).astype(int) - clip(6)[2]).mean() < 8
+
+
+def webp_frames(data: bytes) -> tuple[int, list[int]]:
+    """(loop count, frame durations in ms) of an animated WebP, from its ANIM and ANMF chunks."""
+    pos, loop, durations = 12, None, []
+    while pos < len(data):
+        kind, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = data[pos + 8 : pos + 8 + size]
+        if kind == b"ANIM":
+            loop = int.from_bytes(body[4:6], "little")
+        elif kind == b"ANMF":
+            durations.append(int.from_bytes(body[12:15], "little"))
+        pos += 8 + size + size % 2
+    return loop, durations
+
+
+def test_webp_animated_loops_forever(tmp_path):
+    out = media.write_clip(clip(5), tmp_path / "c.webp", "webp", fps=12)
+    assert webp_frames(out.read_bytes()) == (0, [83, 84, 83, 83, 84])
+    with Image.open(out) as im:
+        assert im.n_frames == 5 and im.size == (37, 21)
+
+
+def test_frames_folder_and_its_replacement(tmp_path):
+    out = media.write_clip(clip(3), f"{tmp_path}/shots/", "frames")
+    assert out == tmp_path / "shots"
+    assert sorted(p.name for p in out.iterdir()) == ["frame_0001.png", "frame_0002.png", "frame_0003.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "frame_0002.png")), clip(3)[1])
+    with pytest.raises(MediaError, match="already exists"):
+        media.write_clip(clip(2), out, "frames")
+    media.write_clip(clip(2), out, "frames", overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["frame_0001.png", "frame_0002.png"]
+    (out / "keep.jpg").write_bytes(b"a photo")
+    with pytest.raises(MediaError, match="keep.jpg"):  # never deletes anything but frames
+        media.write_clip(clip(2), out, "frames", overwrite=True)
+    assert leftovers(tmp_path) == []
+
+
+def test_refuses_to_overwrite(tmp_path):
+    target = tmp_path / "c.gif"
+    target.write_bytes(b"precious")
+    with pytest.raises(MediaError, match=r"c\.gif: already exists"):
+        media.write_clip(clip(2), target, "gif")
+    assert target.read_bytes() == b"precious"
+    media.write_clip(clip(2), target, "gif", overwrite=True)
+    assert target.read_bytes().startswith(b"GIF89a")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(two_tone()).save(photo)
+    media.read_photo(photo)
+    with pytest.raises(MediaError, match="input photo"):  # even with overwrite
+        media.write_still(two_tone(), photo, overwrite=True)
+    assert leftovers(tmp_path) == []
+
+
+def test_no_temp_left_after_failures(tmp_path):
+    bad = [clip(1)[0], clip(1)[0], np.zeros((5, 5, 3), np.uint8)]  # the third frame has another size
+    for fmt in ("mp4", "gif", "webp", "frames"):
+        with pytest.raises(ValueError, match="frame 2"):
+            media.write_clip(bad, tmp_path / f"c.{fmt}", fmt)
+    with pytest.raises(MediaError, match=r"ffmpeg failed: .*40000x2"):  # a size H.264 refuses
+        media.write_clip(np.zeros((1, 2, 40000, 3), np.uint8), tmp_path / "wide.mp4", "mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+class Interrupted:
+    """Frames whose fourth one is never delivered: Ctrl-C arrives while the clip is being written."""
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        if i == 3:
+            raise KeyboardInterrupt
+        return clip(1)[0]
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "frames"])
+def test_keyboard_interrupt_leaves_nothing(tmp_path, fmt):
+    with pytest.raises(KeyboardInterrupt):
+        media.write_clip(Interrupted(), tmp_path / f"c.{fmt}", fmt)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif"])
+def test_write_still_keeps_exif(tmp_path, suffix):
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0112] = "Camera Maker", 1
+    image = two_tone()
+    out = media.write_still(image, tmp_path / f"still{suffix}", exif=exif.tobytes())
+    with Image.open(out) as im:
+        assert im.size == (37, 51) and im.getexif()[0x010F] == "Camera Maker"
+        tol = 3 if suffix == ".jpg" else 0
+        assert np.abs(np.asarray(im.convert("RGB")).astype(int) - image).mean() <= tol
+    with pytest.raises(MediaError, match="already exists"):
+        media.write_still(image, out)
+    with pytest.raises(MediaError, match=r"still\.bmp: unknown still format"):
+        media.write_still(image, tmp_path / "still.bmp")
+    assert leftovers(tmp_path) == []
