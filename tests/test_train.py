@@ -106,7 +106,11 @@ def run_training(photos, out, steps, kill_at_checkpoint=False):
         while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate(timeout=300)
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     return proc.returncode, err.decode()
 
 
@@ -139,7 +143,11 @@ def test_sigterm_to_the_process_group_writes_a_checkpoint_and_stops(photos, tmp_
     while not (log.exists() and log.read_text().count("\n") >= 3) and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # hung: leave nothing running behind a failed test
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0 and "checkpoint written" in err.decode()
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] >= 3
