@@ -210,9 +210,9 @@ def clip(
     overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT,
                                             help="Replace outputs that already exist.")] = False,
     weights: Annotated[Optional[str], typer.Option(
-        metavar="NAME|PATH", envvar="BLUR2CLIP_WEIGHTS", show_default=False, rich_help_panel=MODEL,
-        help="Weights: a shipped name (default, stage1, stage2, stage3) or a .safetensors file. "
-             "Default: default.")] = None,
+        metavar="NAME|PATH|URL", envvar="BLUR2CLIP_WEIGHTS", show_default=False, rich_help_panel=MODEL,
+        help="Weights: a name (default, stage1, stage2, stage3), a .safetensors file, or a URL to "
+             "fetch it from once. Default: default, shipped with blur2clip.")] = None,
     device: Annotated[Literal["auto", "cpu", "cuda", "mps"], typer.Option(
         envvar="BLUR2CLIP_DEVICE", rich_help_panel=MODEL,
         help="auto: cuda if available, then mps, then cpu.")] = "auto",
@@ -399,8 +399,8 @@ def train_command(
             model=ModelConfig(width=width, enc_blocks=enc, middle_blocks=middle_blocks, dec_blocks=dec,
                               frames=frames))
 
-        def log(message: str) -> None:
-            report.step("Training…", ExitCode.INPUT, ValueError)
+        def log(message: str) -> None:  # once training runs, a ValueError is a bug, not bad input
+            report.step("Training…", ExitCode.INPUT)
             report.info(message)
 
         start = time.perf_counter()

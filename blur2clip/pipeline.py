@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,8 +122,8 @@ class Extractor:
     weights: a weights name or file (None: the shipped default), or pass a ready `model` instead.
     device: 'auto' | 'cpu' | 'cuda' | 'cuda:1' | 'mps'. precision: 'auto' | 'fp32' | 'bf16' | 'fp16'
     (autocast; falls back to fp32 for good if a reduced-precision result has NaN/Inf or comes out black).
-    tile: tile side in px (0: the whole image in one pass); overlap: px shared by neighbouring tiles,
-    at least the blur length. threads: torch CPU threads when > 0 (a process-wide setting).
+    tile: largest tile side in px (0: the whole image in one pass); overlap: px shared by neighbouring
+    tiles, at least the blur length (at most half the tile: larger values are cut to that). threads: torch CPU threads when > 0 (a process-wide setting).
 
     Attributes: device (torch.device), precision (the one in use), tile/overlap (as in use: an
     out-of-memory retry halves the tile), align (True: align each tile's direction of time with its
@@ -141,8 +142,8 @@ class Extractor:
     ):
         if tile < 0 or (tile and tile < 32):
             raise ValueError(f"tile {tile}: use 0 (whole image) or at least 32 px")
-        if overlap < 0 or (tile and overlap >= tile):
-            raise ValueError(f"overlap {overlap}: use 0 up to less than the tile ({tile} px)")
+        if overlap < 0:
+            raise ValueError(f"overlap {overlap}: use 0 or more px")
         if threads > 0:
             torch.set_num_threads(threads)
         self.device = pick_device(device)
@@ -154,7 +155,7 @@ class Extractor:
         self.model = self._place(model.eval())
         config = getattr(model, "config", None)
         self.multiple = getattr(config, "multiple", 1)
-        self.tile, self.overlap = tile, overlap
+        self.tile, self.overlap = tile, min(overlap, tile // 2) if tile else overlap
         self.align = True
         self.batch = 1 if self.device.type == "cpu" else 4  # several tiles per pass pay off on a GPU only
 
@@ -304,7 +305,9 @@ def _as_image(image) -> np.ndarray:
 
 
 def _convert(frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Fresh float32 frames (clamped in place) -> float32 0..1, or uint8 as round(255 * v)."""
+    """Fresh float32 frames (clamped in place, NaN -> 0) -> float32 0..1, or uint8 as round(255 * v)
+    (the rounding of media.to_uint8)."""
+    np.nan_to_num(frames, copy=False)
     np.clip(frames, 0, 1, out=frames)
     if dtype == np.uint8:
         frames *= 255
@@ -387,7 +390,7 @@ def make_clip(
     out = Path(out) if out is not None else media.default_output(photo, fmt or "mp4")
     fmt = media.clip_format(out, fmt)
     still = Path(still) if still is not None else None
-    _check_outputs(photo, out, fmt, still, overwrite, media.MediaError)
+    _check_outputs(photo, out, still, overwrite, media.MediaError)
 
     timings = {"load": 0.0}
     if extractor is None:
@@ -408,7 +411,8 @@ def make_clip(
 
     t = time.perf_counter()
     order = media.play_order(len(frames), pingpong=pingpong, reverse=reverse)
-    output = media.write_clip(frames[order], out, fmt, fps=fps, loops=loops, overwrite=overwrite)
+    played = [frames[i] for i in order]  # views in play order: no copy of the (pingponged) frames
+    output = media.write_clip(played, out, fmt, fps=fps, loops=loops, overwrite=overwrite)
     if still is not None:
         still = media.write_still(frames[len(frames) // 2], still, exif=exif, overwrite=overwrite)
     timings["encode"] = time.perf_counter() - t
@@ -425,16 +429,24 @@ def make_clip(
     )
 
 
-def _check_outputs(photo: Path, out: Path, fmt: str, still: Path | None, overwrite: bool, error) -> None:
-    """Refuse before any work: outputs that are the photo itself, a still on the clip, or (without
-    overwrite) files that already exist."""
-    src = photo.resolve()
+def _check_outputs(photo: Path, out: Path, still: Path | None, overwrite: bool, error) -> None:
+    """Refuse before any work: an output that is the photo itself (also through a link), a still on the
+    clip, or (without overwrite) an output that already exists."""
     for path in (out, still):
-        if path is not None and path.resolve() == src:
-            raise error(f"{path}: is the input photo; refusing to write over it")
-    if still is not None and still.resolve() == out.resolve():
-        raise error(f"{still}: the still and the clip cannot be the same file")
+        if path is not None and _same_file(path, photo):
+            raise error(path, "is the input photo; refusing to write over it")
+    if still is not None and _same_file(still, out):
+        raise error(still, "is also the clip's output; give the still its own name")
     if not overwrite:
-        for path in (out if fmt != "frames" else None, still):
+        for path in (out, still):
             if path is not None and path.exists():
-                raise error(f"{path}: already exists (use overwrite to replace it)")
+                raise error(path, "already exists; refusing to overwrite it")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False

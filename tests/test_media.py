@@ -70,7 +70,8 @@ def linear_rgb_profile() -> bytes:
         table += sig + struct.pack(">II", offset + len(data), len(body))
         data += body
     size = offset + len(data)
-    header = struct.pack(">I4sI4s4s4s12s4s", size, b"lcms", 0x02100000, b"mntr", b"RGB ", b"XYZ ", bytes(12), b"acsp")
+    header = struct.pack(">I4sI4s4s4s12s4s", size, b"lcms", 0x02100000, b"mntr", b"RGB ", b"XYZ ", bytes(12),
+                         b"acsp")
     header += bytes(68 - len(header)) + s15(0.9642, 1.0, 0.8249)
     return header + bytes(128 - len(header)) + struct.pack(">I", len(tags)) + table + data
 
@@ -120,8 +121,9 @@ def test_palette_transparency_becomes_white(tmp_path):
 def test_16bit_rgb_png_and_tiff_keep_full_precision(tmp_path):
     a = (np.arange(6 * 5 * 3).reshape(6, 5, 3) * 601 + 7).astype(np.uint16)  # not multiples of 257
     tif = tmp_path / "a.tif"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb48le",
-                    "-video_size", "5x6", "-i", "-", "-c:v", "tiff", str(tif)], input=a.tobytes(), check=True)
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    subprocess.run([ffmpeg, "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb48le", "-video_size", "5x6",
+                    "-i", "-", "-c:v", "tiff", str(tif)], input=a.tobytes(), check=True)
     for path in (png16(tmp_path / "a.png", a), tif):
         photo = media.read_photo(path)
         assert photo.bit_depth == 16
@@ -139,6 +141,10 @@ def test_16bit_grey_and_alpha(tmp_path):
     pixels = media.read_photo(png16(tmp_path / "rgba.png", rgba)).pixels
     np.testing.assert_allclose(pixels[0, 0], (1, 1 - 32768 / 65535, 1 - 32768 / 65535), atol=1e-6)
     np.testing.assert_allclose(pixels[0, 1], np.array([1000, 2000, 3000]) / 65535, atol=1e-7)
+    grey_alpha = np.array([[[30001, 0], [30001, 65535]]], np.uint16)
+    photo = media.read_photo(png16(tmp_path / "la.png", grey_alpha))
+    assert photo.bit_depth == 16
+    np.testing.assert_allclose(photo.pixels[0], [[1, 1, 1], [30001 / 65535] * 3], atol=1e-7)
 
 
 def test_exif_orientation_matches_pillow_for_all_eight(tmp_path):
@@ -181,6 +187,27 @@ def test_icc_profiles(tmp_path):
         np.testing.assert_allclose(media.read_photo(tmp_path / "broken.png").pixels, 128 / 255, atol=1e-6)
 
 
+def test_16bit_colour_profile_keeps_gradients_smooth(tmp_path):
+    ramp = np.repeat((np.arange(4096, dtype=np.uint16) * 16)[None, :, None], 3, axis=2)  # 4096 greys
+    photo = media.read_photo(png16(tmp_path / "ramp.png", ramp, icc=linear_rgb_profile()))
+    v = ramp[..., 0] / 65535
+    srgb = np.where(v <= 0.0031308, 12.92 * v, 1.055 * v ** (1 / 2.4) - 0.055)  # what linear light encodes to
+    assert photo.bit_depth == 16
+    np.testing.assert_allclose(photo.pixels[..., 1], srgb, atol=0.0025)
+    assert len(np.unique(photo.pixels[..., 1])) > 2000  # not banded to 8 bits
+
+
+def test_tiff_keeps_the_camera_tags_not_its_structure(tmp_path):
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0112] = "Camera Maker", 8
+    Image.fromarray(two_tone(6, 4)).save(tmp_path / "a.tif", exif=exif)
+    photo = media.read_photo(tmp_path / "a.tif")
+    assert photo.pixels.shape == (6, 4, 3)  # turned by the TIFF orientation tag
+    kept = Image.Exif()
+    kept.load(photo.exif)
+    assert dict(kept) == {0x010F: "Camera Maker"}  # no ImageWidth, StripOffsets, Orientation...
+
+
 @pytest.mark.parametrize("w, h", [(4000, 300), (300, 4000), (37, 51), (1, 1)])
 def test_odd_sizes_and_extreme_aspect(tmp_path, w, h):
     Image.new("RGB", (w, h), RED).save(tmp_path / "a.png")
@@ -213,10 +240,10 @@ def test_bad_inputs_give_one_line_naming_the_file(tmp_path):
         assert str(e.value).startswith(str(tmp_path / name) + ": ") and reason in str(e.value)
         assert "\n" not in str(e.value)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    assert str(MediaError("x.jpg: made elsewhere\n")) == "x.jpg: made elsewhere"  # one-argument form too
 
 
 def test_heic_without_the_extra_says_how_to_get_it(tmp_path):
-    pytest.importorskip("PIL")
     try:
         import pillow_heif  # noqa: F401
     except ImportError:

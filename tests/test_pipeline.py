@@ -4,6 +4,7 @@ and the single-photo job (with a stand-in for media, and for real once media.py 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -201,7 +202,10 @@ def test_bad_arguments(model):
     with pytest.raises(ValueError):
         Extractor(model=model)(np.zeros((10, 10, 4), np.float32))
     with pytest.raises(ValueError):
-        Extractor(model=model, tile=64, overlap=64)
+        Extractor(model=model, tile=64, overlap=-1)
+    with pytest.raises(ValueError):
+        Extractor(model=model, tile=16)
+    assert Extractor(model=model, tile=64).overlap == 32  # the default 64 px overlap, cut to half a tile
     with pytest.raises(ValueError):
         Extractor(model=model, precision="int8")
     with pytest.raises(ValueError):
@@ -271,7 +275,8 @@ def fake_media(monkeypatch, tmp_path):
     calls = m.calls = {}
 
     class MediaError(Exception):
-        pass
+        def __init__(self, path, reason):
+            super().__init__(f"{path}: {reason}")
 
     class Photo:
         def __init__(self, pixels, path, exif):
@@ -282,7 +287,7 @@ def fake_media(monkeypatch, tmp_path):
         return Photo(photo_like(60, 80), Path(path), b"Exif\0\0fake")
 
     def write_clip(frames, out, fmt, fps=10.0, loops=1, overwrite=False):
-        calls["clip"] = dict(frames=frames.copy(), out=Path(out), fmt=fmt, fps=fps, loops=loops)
+        calls["clip"] = dict(frames=np.stack(frames), out=Path(out), fmt=fmt, fps=fps, loops=loops)
         Path(out).write_bytes(b"clip")
         return Path(out)
 
@@ -331,6 +336,12 @@ def test_make_clip_refuses_to_write_over_the_photo(fake_media, model):
     for kw in (dict(out=photo), dict(out=photo.parent / "." / photo.name, overwrite=True), dict(still=photo)):
         with pytest.raises(media.MediaError, match="shot.jpg"):
             make_clip(photo, extractor=ex, **kw)
+    link = photo.with_name("link.jpg")
+    os.link(photo, link)  # another name for the same file
+    with pytest.raises(media.MediaError, match="link.jpg"):
+        make_clip(photo, link, fmt="mp4", extractor=ex, overwrite=True)
+    with pytest.raises(media.MediaError, match="same.mp4"):
+        make_clip(photo, photo.with_name("same.mp4"), still=photo.with_name("same.mp4"), extractor=ex)
     assert "read" not in media.calls  # refused before any work
     assert photo.read_bytes() == b"not read by the stand-in"
     existing = photo.with_name("taken.mp4")
