@@ -13,6 +13,7 @@ dispatch and `blur2clip --help` find it by name. Nothing here imports torch unti
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import time
@@ -69,13 +70,13 @@ class Report:
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self.written: list[Path] = []
         self.failures: list[ExitCode] = []
-        self._status = None
+        self._status = self._live = None  # the spinner and its display, while one runs
         self._phase: tuple[ExitCode, tuple[type[BaseException], ...]] = (ExitCode.INPUT, ())
 
     # -- output ---------------------------------------------------------------------------------------
 
     def result(self, path) -> None:
-        """A file or folder written: its path on stdout."""
+        """A file or folder written (or a name registered): its path on stdout."""
         self.written.append(Path(path))
         print(path, flush=True)
 
@@ -107,7 +108,7 @@ class Report:
         exception types in `expected` (errors of this step that are about what the user gave)."""
         self._phase = (code, expected)
         if self._status is not None:
-            self._status.update(text)
+            self._status.update(text=text)
 
     @contextmanager
     def running(self, text: str, code: ExitCode, *expected: type[BaseException]):
@@ -117,7 +118,14 @@ class Report:
             if self.quiet or not self.err.is_terminal:
                 yield self
             else:
-                with self.err.status(text) as self._status:
+                from rich.live import Live
+                from rich.spinner import Spinner
+
+                # stdout stays stdout: rich would send print() through the stderr console while the
+                # spinner runs, and `clip=$(blur2clip photo.jpg)` would get nothing
+                self._status = Spinner("dots", text, style="status.spinner")
+                with Live(self._status, console=self.err, transient=True, refresh_per_second=12.5,
+                          redirect_stdout=sys.stdout.isatty()) as self._live:
                     yield self
         except KeyboardInterrupt:
             self.fail("interrupted", ExitCode.INTERRUPTED, label="")
@@ -127,7 +135,20 @@ class Report:
                 raise
             self.fail(describe(e), code)
         finally:
-            self._status = None
+            self._status = self._live = None
+
+    @contextmanager
+    def downloading(self, label: str):
+        """A progress callback for the weights functions (progress(done, total)): a bar with size and
+        speed on stderr, shown once bytes arrive; the spinner pauses meanwhile. None when quiet."""
+        if self.quiet:
+            yield None
+            return
+        bar = _DownloadBar(self.err, label, self._live)
+        try:
+            yield bar
+        finally:
+            bar.close()
 
     def classify(self, e: BaseException) -> ExitCode | None:
         """The exit code of an expected error, or None for a bug."""
@@ -144,6 +165,46 @@ class Report:
         if isinstance(e, (MediaError, OSError, *expected)):
             return phase_code
         return None
+
+
+class _DownloadBar:
+    """progress(done, total) as a rich bar on stderr: name, bar, bytes of total, speed, time left.
+
+    Starts on the first call (a file already present shows nothing); `used` says whether it did."""
+
+    def __init__(self, console: Console, label: str, pause=None):
+        self.console, self.label, self.pause = console, label, pause
+        self.progress = self.task = None
+        self.resumed = 0  # bytes from an earlier attempt: not part of the speed
+
+    @property
+    def used(self) -> bool:
+        return self.progress is not None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.progress is None:
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            if self.pause is not None:
+                self.pause.stop()  # one live display at a time
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                     TransferSpeedColumn(), TimeRemainingColumn(), console=self.console,
+                                     redirect_stdout=False, redirect_stderr=False)
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=total, completed=done)
+            self.resumed = done
+        else:
+            self.progress.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            task = self.progress.tasks[0]
+            if task.finished and task.elapsed:  # the last line shows the average speed
+                task.finished_speed = (task.completed - self.resumed) / task.elapsed
+            self.progress.stop()
+            if self.pause is not None:
+                self.pause.start()
 
 
 def describe(e: BaseException) -> str:
@@ -275,9 +336,14 @@ class _Extractor:
     def __call__(self, image, **kw):
         if self.extractor is None:
             from .pipeline import Extractor
+            from .weights import resolve
 
+            self.report.step("Finding weights…", ExitCode.WEIGHTS)
+            key = self.options["weights"]
+            with self.report.downloading(f"weights {_short(key or 'default')}") as progress:
+                path = resolve(key, progress=progress)  # a name or URL may download; a bar shows it
             self.report.step("Loading weights…", ExitCode.DEVICE, ValueError)  # ValueError: no such device
-            self.extractor = Extractor(**self.options)
+            self.extractor = Extractor(**{**self.options, "weights": path})
         self.report.step("Extracting frames…", ExitCode.DEVICE)
         frames = self.extractor(image, **kw)
         self.report.step("Writing clip…", ExitCode.OUTPUT)
@@ -423,9 +489,167 @@ def train_command(
     report.exit()
 
 
+# ----------------------------------------------------------------------------------------------------
+# blur2clip weights ...: list, download, verify, path, import
+
+weights_app = typer.Typer(no_args_is_help=True, **APP_SETTINGS)
+commands.add_typer(weights_app, name="weights")
+
+
+@weights_app.callback()
+def _weights() -> None:
+    """List, download, verify and import weights files.
+
+    Downloads and imports go to the cache folder (`blur2clip weights path`; BLUR2CLIP_HOME moves it).
+    BLUR2CLIP_WEIGHTS_URL names a mirror to download from first; BLUR2CLIP_OFFLINE=1 never downloads.
+    """
+
+
+def _short(key: str) -> str:
+    """A weights name or path as a bar's label; a URL by its file name."""
+    if key.startswith(("http://", "https://")):
+        return key.rstrip("/").rsplit("/", 1)[-1]
+    return key
+
+
+def _size(w) -> int | None:
+    return w.size if w.size is not None else w.path.stat().st_size if w.path is not None else None
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """List the weights names: name, stage, size, status (embedded, cached, not present) and path.
+
+    On a terminal, a table. Otherwise (a pipe, a file) one line per name, tab-separated: name, stage,
+    size in bytes, status, path; '-' where there is none.
+    """
+    from . import weights
+
+    report, rows = Report(), None
+    with report.running("Listing…", ExitCode.WEIGHTS):
+        rows, cache = weights.list_weights(), weights.cache_dir()
+    if rows is not None and sys.stdout.isatty():
+        from rich.filesize import decimal
+        from rich.table import Table
+
+        table = Table(caption=f"cache: {cache}", caption_justify="left", box=None, header_style="bold")
+        for column in ("name", "stage", "size", "status", "path"):
+            table.add_column(column, justify="right" if column in ("stage", "size") else "left",
+                             overflow="fold")
+        style = {weights.EMBEDDED: "green", weights.CACHED: "cyan", weights.ABSENT: "dim"}
+        for w in rows:
+            size = _size(w)
+            name = f"{w.name} [dim](= {w.alias})[/dim]" if w.alias else w.name
+            table.add_row(name, str(w.stage or ""), decimal(size) if size is not None else "",
+                          f"[{style[w.status]}]{w.status}[/]", str(w.path or ""))
+        Console(highlight=False).print(table)
+    elif rows is not None:
+        for w in rows:
+            fields = (w.name, w.stage, _size(w), w.status, w.path)
+            print("\t".join("-" if f is None else str(f) for f in fields))
+    report.exit()
+
+
+@weights_app.command("download")
+def weights_download(
+    names: Annotated[Optional[list[str]], typer.Argument(
+        metavar="NAME", show_default=False, help="Weights names (see `blur2clip weights list`).")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every weights file the manifest lists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")] = False,
+) -> None:
+    """Download weights into the cache and check them against the manifest's sha256.
+
+    Prints each file's path. Files shipped with blur2clip, or already cached and intact, are not
+    downloaded again. With BLUR2CLIP_OFFLINE=1 nothing is downloaded: the error names each file and the
+    folder to place it in by hand.
+    """
+    if bool(names) == every:
+        raise typer.BadParameter("give one or more names, or --all", param_hint="NAME")
+    from . import weights
+
+    report, fetched = Report(quiet), 0
+    with report.running("Reading the manifest…", ExitCode.WEIGHTS):
+        if every:
+            names = [n for n, entry in weights.read_manifest().items() if "alias" not in entry]
+    for name in dict.fromkeys(names if not report.failures else []):
+        with report.running(f"Checking {name}…", ExitCode.WEIGHTS):
+            with report.downloading(name) as progress:
+                path = weights.download(name, progress=progress)
+            report.result(path)
+            fetched += bool(progress and progress.used)
+    if report.written:
+        present = len(report.written) - fetched
+        report.info(f"{fetched} downloaded, {present} already present" +
+                    (f", {len(report.failures)} failed" if report.failures else ""))
+    report.exit()
+
+
+@weights_app.command("verify")
+def weights_verify(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")] = False,
+) -> None:
+    """Re-hash every weights file present: shipped, cached, imported and downloaded from URLs.
+
+    Prints one line per file, tab-separated: name, path, and ok or what is wrong. Exits with 1 when a
+    file is bad (`blur2clip weights download NAME` replaces a bad cached file).
+    """
+    from . import weights
+
+    report, results = Report(quiet), None
+    with report.running("Verifying…", ExitCode.WEIGHTS):
+        results = weights.verify()
+    for v in results or []:
+        print(f"{v.name}\t{v.path}\t{v.reason}", flush=True)
+        if not v.ok:
+            report.fail(f"{v.path}: {v.reason}", ExitCode.FAILED)
+    if results == []:
+        report.info("no weights files present")
+    elif results:
+        bad = sum(not v.ok for v in results)
+        files = f"{len(results)} file{'s' * (len(results) != 1)}"
+        report.info(f"{files} verified: {f'{bad} bad' if bad else 'all ok'}")
+    report.exit()
+
+
+@weights_app.command("path")
+def weights_path() -> None:
+    """Print the cache folder, where downloads and imports go and where files can be placed by hand.
+
+    It is $BLUR2CLIP_HOME/weights when BLUR2CLIP_HOME is set, else in the user cache folder.
+    """
+    from .weights import cache_dir
+
+    print(cache_dir())
+
+
+@weights_app.command("import", no_args_is_help=True)
+def weights_import(
+    file: Annotated[Path, typer.Argument(metavar="FILE", show_default=False,
+                                         help="A .safetensors file, e.g. one that `blur2clip train` wrote.")],
+    name: Annotated[Optional[str], typer.Option(
+        "--name", metavar="N", show_default=False,
+        help="The name to give it. Default: the file's stem and the start of its sha256 (stage3-1a2b3c4d).")]
+    = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")] = False,
+) -> None:
+    """Keep a weights file in the cache under a name that --weights then accepts; prints the name.
+
+    The file is checked (it must load), stored by its sha256 and re-checked on every load. Importing
+    again under the same name replaces the earlier file.
+    """
+    from .weights import import_file
+
+    report = Report(quiet)
+    with report.running("Importing…", ExitCode.WEIGHTS):
+        info = import_file(file, name)
+        report.result(info.name)
+        report.info(f"imported {file} as {info.name} (stage {info.stage}): "
+                    f"blur2clip PHOTO --weights {info.name}")
+    report.exit()
+
+
 # Later subcommands hook in here, each a function under @commands.command():
 #   blur2clip batch FOLDER...   many photos, one Report counting failures (exit 1 when some failed)
-#   blur2clip weights ...       list, fetch and verify weights files
 #   blur2clip eval ...          metrics of weights on a validation set
 
 
@@ -463,6 +687,16 @@ def _is_subcommand(args: list[str], photo_command) -> bool:
     return False
 
 
+def _unwrap(command) -> None:
+    """Join the lines of each help paragraph (Typer's rich help would keep the docstring's line breaks;
+    a paragraph that starts with \\b keeps them), in a command and its subcommands."""
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+    for sub in getattr(command, "commands", {}).values():
+        _unwrap(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on `argv` (default: sys.argv[1:]); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -472,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         command = photo_command
         command.epilog = _photo_epilog()
+    _unwrap(command)
     try:
         command.main(args, prog_name=PROG, standalone_mode=True)
     except SystemExit as e:  # standalone mode always ends here, with the code

@@ -184,17 +184,18 @@ class Trainer:
         return done
 
     def initial_model(self, stage: int) -> Blur2Clip:
+        """Weights a stage starts from: --init (a name, file or URL), else the previous stage's file."""
         cfg = self.cfg
-        start = cfg.init or (self.stage_path(stage - 1) if stage > 1 else None)
-        if start is None:
+        if cfg.init:
+            return weights.load_model(cfg.init).train()
+        if stage == 1:
             torch.manual_seed(cfg.seed)
             return Blur2Clip(cfg.model)
-        if not Path(start).is_file():
-            raise FileNotFoundError(f"{start}: stage {stage} starts from this file; train stage {stage - 1} first "
-                                    f"or pass --init")
-        model = weights.load_model(start).train()
-        model.config.stage = stage
-        return model
+        previous = self.stage_path(stage - 1)
+        if not previous.is_file():
+            raise FileNotFoundError(f"{previous}: stage {stage} starts from this file; train stage {stage - 1} "
+                                    f"first or pass --init")
+        return weights.load_model(previous).train()
 
     def run_stage(self, stage: int, ckpt: dict | None) -> Path:
         cfg = self.cfg
