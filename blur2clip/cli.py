@@ -243,6 +243,41 @@ def _tile(value: int) -> int:
     return value
 
 
+# Options of the single-photo command that `batch` shares: one definition each.
+Fps = Annotated[float, typer.Option(min=0.1, rich_help_panel=OUTPUT, help="Frames per second.")]
+Pingpong = Annotated[bool, typer.Option(
+    "--pingpong/--no-pingpong", rich_help_panel=OUTPUT,
+    help="Play the frames forward then back: one photo cannot tell which way time ran.")]
+Loops = Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=OUTPUT,
+                                    help="Repeat the sequence N times in an mp4.")]
+Reverse = Annotated[bool, typer.Option("--reverse", rich_help_panel=OUTPUT,
+                                       help="Start from the other end of the exposure.")]
+MaxSize = Annotated[Optional[int], typer.Option(
+    min=1, metavar="PX", show_default=False, rich_help_panel=OUTPUT,
+    help="Shrink the photo first so its long side is at most PX (faster, smaller clip).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT,
+                                         help="Replace outputs that already exist.")]
+Weights = Annotated[Optional[str], typer.Option(
+    metavar="NAME|PATH|URL", envvar="BLUR2CLIP_WEIGHTS", show_default=False, rich_help_panel=MODEL,
+    help="Weights: a name (default, stage1, stage2, stage3), a .safetensors file, or a URL to "
+         "fetch it from once. Default: default, shipped with blur2clip.")]
+Device = Annotated[Literal["auto", "cpu", "cuda", "mps"], typer.Option(
+    envvar="BLUR2CLIP_DEVICE", rich_help_panel=MODEL, help="auto: cuda if available, then mps, then cpu.")]
+Precision = Annotated[Literal["auto", "fp32", "bf16", "fp16"], typer.Option(
+    envvar="BLUR2CLIP_PRECISION", rich_help_panel=MODEL, help="auto: fp32 on the CPU, bf16 or fp16 on a GPU.")]
+DEFAULT_TILE = 512
+Tile = Annotated[int, typer.Option(
+    min=0, metavar="PX", callback=_tile, rich_help_panel=MODEL,
+    help="Work in overlapping tiles of PX (bounds memory; 0: the whole photo in one pass).")]
+Threads = Annotated[int, typer.Option(
+    min=0, metavar="N", envvar="BLUR2CLIP_THREADS", rich_help_panel=MODEL,
+    help="CPU threads for the network (0: torch's default).")]
+MaxPixels = Annotated[Optional[int], typer.Option(
+    min=1, metavar="N", show_default=False, rich_help_panel=MODEL,
+    help="Refuse photos with more than N pixels (default: the reader's limit).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")]
+
+
 @photo_app.command(no_args_is_help=True)
 def clip(
     photo: Annotated[Path, typer.Argument(metavar="PHOTO", show_default=False,
@@ -254,42 +289,22 @@ def clip(
     fmt: Annotated[Optional[Literal["mp4", "gif", "webp", "frames"]], typer.Option(
         "--format", show_default=False, rich_help_panel=OUTPUT,
         help="Clip format when OUT's suffix does not say; frames writes a folder of PNGs.")] = None,
-    fps: Annotated[float, typer.Option(min=0.1, rich_help_panel=OUTPUT, help="Frames per second.")] = 10.0,
-    pingpong: Annotated[bool, typer.Option(
-        "--pingpong/--no-pingpong", rich_help_panel=OUTPUT,
-        help="Play the frames forward then back: one photo cannot tell which way time ran.")] = True,
-    loops: Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=OUTPUT,
-                                       help="Repeat the sequence N times in an mp4.")] = 3,
-    reverse: Annotated[bool, typer.Option("--reverse", rich_help_panel=OUTPUT,
-                                          help="Start from the other end of the exposure.")] = False,
+    fps: Fps = 10.0,
+    pingpong: Pingpong = True,
+    loops: Loops = 3,
+    reverse: Reverse = False,
     still: Annotated[Optional[Path], typer.Option(
         metavar="FILE", show_default=False, rich_help_panel=OUTPUT,
         help="Also save the sharp middle frame as a photo (with the photo's EXIF).")] = None,
-    max_size: Annotated[Optional[int], typer.Option(
-        min=1, metavar="PX", show_default=False, rich_help_panel=OUTPUT,
-        help="Shrink the photo first so its long side is at most PX (faster, smaller clip).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT,
-                                            help="Replace outputs that already exist.")] = False,
-    weights: Annotated[Optional[str], typer.Option(
-        metavar="NAME|PATH|URL", envvar="BLUR2CLIP_WEIGHTS", show_default=False, rich_help_panel=MODEL,
-        help="Weights: a name (default, stage1, stage2, stage3), a .safetensors file, or a URL to "
-             "fetch it from once. Default: default, shipped with blur2clip.")] = None,
-    device: Annotated[Literal["auto", "cpu", "cuda", "mps"], typer.Option(
-        envvar="BLUR2CLIP_DEVICE", rich_help_panel=MODEL,
-        help="auto: cuda if available, then mps, then cpu.")] = "auto",
-    precision: Annotated[Literal["auto", "fp32", "bf16", "fp16"], typer.Option(
-        envvar="BLUR2CLIP_PRECISION", rich_help_panel=MODEL,
-        help="auto: fp32 on the CPU, bf16 or fp16 on a GPU.")] = "auto",
-    tile: Annotated[int, typer.Option(
-        min=0, metavar="PX", callback=_tile, rich_help_panel=MODEL,
-        help="Work in overlapping tiles of PX (bounds memory; 0: the whole photo in one pass).")] = 512,
-    threads: Annotated[int, typer.Option(
-        min=0, metavar="N", envvar="BLUR2CLIP_THREADS", rich_help_panel=MODEL,
-        help="CPU threads for the network (0: torch's default).")] = 0,
-    max_pixels: Annotated[Optional[int], typer.Option(
-        min=1, metavar="N", show_default=False, rich_help_panel=MODEL,
-        help="Refuse photos with more than N pixels (default: the reader's limit).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")] = False,
+    max_size: MaxSize = None,
+    overwrite: Overwrite = False,
+    weights: Weights = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    tile: Tile = DEFAULT_TILE,
+    threads: Threads = 0,
+    max_pixels: MaxPixels = None,
+    quiet: Quiet = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
@@ -333,7 +348,8 @@ class _Extractor:
     def __init__(self, report: Report, **options):
         self.report, self.options, self.extractor = report, options, None
 
-    def __call__(self, image, **kw):
+    def load(self):
+        """The loaded pipeline.Extractor (loads it the first time)."""
         if self.extractor is None:
             from .pipeline import Extractor
             from .weights import resolve
@@ -344,6 +360,10 @@ class _Extractor:
                 path = resolve(key, progress=progress)  # a name or URL may download; a bar shows it
             self.report.step("Loading weights…", ExitCode.DEVICE, ValueError)  # ValueError: no such device
             self.extractor = Extractor(**{**self.options, "weights": path})
+        return self.extractor
+
+    def __call__(self, image, **kw):
+        self.load()
         self.report.step("Extracting frames…", ExitCode.DEVICE)
         frames = self.extractor(image, **kw)
         self.report.step("Writing clip…", ExitCode.OUTPUT)
@@ -648,8 +668,190 @@ def weights_import(
     report.exit()
 
 
+# ----------------------------------------------------------------------------------------------------
+# blur2clip batch DIR: a folder of photos
+
+FOLDER = "Folder"
+
+
+@commands.command("batch", no_args_is_help=True)
+def batch_command(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", show_default=False, exists=True, file_okay=False,
+                                           help="The folder of photos.")],
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", metavar="OUTDIR", show_default=False, rich_help_panel=FOLDER,
+        help="Where the clips go, in sub-folders as in DIR. Default: DIR/clips (never read as input).")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", rich_help_panel=FOLDER,
+                                            help="Also the photos in DIR's sub-folders.")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", rich_help_panel=FOLDER,
+                                            help="Stop at the first photo that fails.")] = False,
+    json_lines: Annotated[bool, typer.Option(
+        "--json", rich_help_panel=FOLDER,
+        help="Print one JSON line per file on stdout (input, output, status, seconds, error) instead of "
+             "the clips' paths.")] = False,
+    fmt: Annotated[Literal["mp4", "gif", "webp", "frames"], typer.Option(
+        "--format", rich_help_panel=OUTPUT, help="Clip format; frames writes a folder of PNGs per photo.")]
+    = "mp4",
+    fps: Fps = 10.0,
+    pingpong: Pingpong = True,
+    loops: Loops = 3,
+    reverse: Reverse = False,
+    max_size: MaxSize = None,
+    overwrite: Overwrite = False,
+    weights: Weights = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    tile: Tile = DEFAULT_TILE,
+    threads: Threads = 0,
+    max_pixels: MaxPixels = None,
+    quiet: Quiet = False,
+) -> None:
+    """Turn every photo in DIR into a clip: progress, resume, and one bad photo never stops the rest.
+
+    Clips already made are skipped (run again after a stop to resume; --overwrite remakes them); a clip
+    is written under a hidden temporary name and renamed when complete, so none is ever half there.
+    Hidden and system files are ignored, other files listed as skipped. Prints each clip's path on
+    stdout; a progress bar and then a summary of what was done, skipped and failed go to stderr. Exit
+    code 1 when some photos failed, 130 when interrupted (run again to resume).
+    """
+    from . import batch
+
+    report = Report(quiet)
+    out = out_dir if out_dir is not None else batch.default_out_dir(folder)
+    found = jobs = None
+    with report.running("Looking for photos…", ExitCode.INPUT):
+        found = batch.find_photos(folder, recursive, out)
+        jobs = batch.plan(found.photos, folder, out, fmt)
+    if found is None or jobs is None:
+        report.exit()
+    lazy = _Extractor(report, weights=weights, device=device, precision=precision, tile=tile, threads=threads)
+    show = _BatchProgress(report, len(jobs), json_lines)
+    others = [batch.PhotoResult(path, None, batch.SKIPPED, 0.0, reason) for path, reason in found.others]
+    for result in others:
+        show.result(result)
+    try:
+        with show:
+            run = batch.run_batch(jobs, load=lazy.load, on_event=show.event, fps=fps, pingpong=pingpong,
+                                  loops=loops, reverse=reverse, max_size=max_size, max_pixels=max_pixels,
+                                  overwrite=overwrite, fail_fast=fail_fast)
+    except Exception as e:  # noqa: BLE001 -- not about one photo (weights, device): sorted, bugs re-raised
+        code = report.classify(e)
+        if code is None:
+            raise
+        report.fail(describe(e), code)
+        report.exit()
+    run.results[:0] = others
+    show.summary(run)
+    raise typer.Exit(int(ExitCode.INTERRUPTED if run.interrupted else ExitCode.FAILED if run.failed
+                         else ExitCode.OK))
+
+
+class _BatchProgress:
+    """What `batch` shows: stdout gets each clip's path (or a JSON line per file); stderr a rich bar with
+    count, ETA and the current file on a terminal, a plain line per file otherwise, nothing when quiet
+    (but failures); then the summary."""
+
+    def __init__(self, report: Report, total: int, json_lines: bool):
+        self.report, self.total, self.json_lines = report, total, json_lines
+        self.count = 0
+        self.progress = self.task = None
+
+    def __enter__(self):
+        if not self.report.quiet and self.report.err.is_terminal and self.total:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.progress = Progress(TextColumn("[bold]clips"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[file]}"), console=self.report.err,
+                                     transient=True, redirect_stdout=sys.stdout.isatty(), redirect_stderr=False)
+            self.task = self.progress.add_task("clips", total=self.total, file="")
+            self.progress.start()
+            self.report._live = self.progress  # a weights download pauses the bar
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.report._live = None
+
+    def event(self, kind: str, job, result) -> None:
+        if kind == "start":
+            if self.progress is not None:
+                self.progress.update(self.task, file=str(job.input))
+            return
+        from .batch import EXISTS
+
+        if result.error == EXISTS:  # clips made before are not part of the work (nor of the ETA)
+            self.total -= 1
+            if self.progress is not None:
+                self.progress.update(self.task, total=self.total)
+        else:
+            self.count += 1
+            if self.progress is not None:
+                self.progress.advance(self.task)
+        self.result(result)
+
+    def result(self, r) -> None:
+        if self.json_lines:
+            import json
+
+            print(json.dumps(r.as_dict()), flush=True)
+        elif r.status == "done":
+            self.report.result(r.output)
+        err = self.report.err if self.progress is None else self.progress.console
+        if r.status == "failed":
+            err.print(Text.assemble((f"{PROG}: error: ", "bold red"), r.error))
+        elif self.report.quiet or self.progress is not None:
+            return
+        elif r.status == "done":
+            self.report.info(f"[{self.count}/{self.total}] {r.input} -> {r.output} ({r.seconds:.1f} s)")
+        elif r.output is None:
+            self.report.info(f"skipped {r.input}: {r.error}")
+
+    def summary(self, run) -> None:
+        """The table on stderr: counts, then each failure and each skipped file with its reason."""
+        if self.report.quiet:
+            return
+        from rich.table import Table
+
+        from .batch import EXISTS
+
+        exists = [r for r in run.skipped if r.error == EXISTS]
+        table = Table(box=None, header_style="bold", show_edge=False, pad_edge=False)
+        for column in ("status", "file", "reason"):
+            table.add_column(column, overflow="fold")
+        for r in run.failed:
+            table.add_row("[red]failed[/]", str(r.input), Text(_reason(r)))
+        for r in run.skipped:
+            if r.error != EXISTS:
+                table.add_row("[yellow]skipped[/]", str(r.input), Text(r.error or ""))
+        if exists:
+            table.add_row("[dim]skipped[/]", f"{len(exists)} photo{'s' * (len(exists) != 1)}",
+                          "clip already made (--overwrite remakes it)")
+        if table.row_count:
+            self.report.err.print(table)
+        if not run.results:
+            self.report.info("no photos found (sub-folders are searched with --recursive)")
+            return
+        done = len(run.done)
+        rate = f" ({done / run.seconds * 60:.1f} photos/min)" if done and run.seconds else ""
+        self.report.info(f"{done} done, {len(run.skipped)} skipped, {len(run.failed)} failed "
+                         f"in {_duration(run.seconds)}{rate}")
+        left = len(run.pending)
+        if run.interrupted:
+            self.report.info(f"interrupted: {left} photo{'s' * (left != 1)} not done; run again to resume")
+        elif run.stopped:
+            self.report.info(f"stopped at the first failure (--fail-fast): {left} not done")
+
+
+def _reason(r) -> str:
+    """A failure's reason without the file name that media's messages start with."""
+    prefix = f"{r.input}: "
+    return r.error[len(prefix):] if r.error and r.error.startswith(prefix) else r.error or ""
+
+
 # Later subcommands hook in here, each a function under @commands.command():
-#   blur2clip batch FOLDER...   many photos, one Report counting failures (exit 1 when some failed)
 #   blur2clip eval ...          metrics of weights on a validation set
 
 

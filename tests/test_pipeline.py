@@ -3,6 +3,7 @@ and the single-photo job (with a stand-in for media, and for real once media.py 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -18,6 +19,7 @@ from blur2clip import pipeline
 from blur2clip.pipeline import ClipResult, Extractor, extract_frames, make_clip, ramp_weights, tile_spans
 
 HAVE_MEDIA = importlib.util.find_spec("blur2clip.media") is not None
+Ex = functools.partial(Extractor, device="cpu")  # pinned: "auto" would pick a GPU and reduced precision
 
 
 def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -121,7 +123,7 @@ def test_spans_cover_overlap_and_align(size, tile, overlap, multiple):
 def test_blend_weights_sum_to_one(h, w, tile, overlap):
     """A model that returns the input for every frame comes back exactly, borders and corners included."""
     image = photo_like(h, w)
-    frames = Extractor(model=Copies(), tile=tile, overlap=overlap)(image)
+    frames = Ex(model=Copies(), tile=tile, overlap=overlap)(image)
     assert frames.shape == (7, h, w, 3)
     np.testing.assert_allclose(frames, np.broadcast_to(image, frames.shape), atol=2e-6)
 
@@ -131,8 +133,8 @@ def test_tiled_matches_untiled(model):
     # computes on the whole image; what remains is the conv padding at tile edges (feathered away in
     # the overlap) and the channel attention's per-tile mean. Measured: mean 1.1e-5, max 9.6e-4.
     image = photo_like(150, 200)
-    whole = Extractor(model=model, tile=0)(image)
-    tiled = Extractor(model=model, tile=96, overlap=32)(image)
+    whole = Ex(model=model, tile=0)(image)
+    tiled = Ex(model=model, tile=96, overlap=32)(image)
     diff = np.abs(tiled - whole)
     assert diff.mean() < 1e-4 and diff.max() < 1e-2
     assert np.abs(whole - image).mean() > 0.01  # the frames really differ from the input
@@ -140,19 +142,19 @@ def test_tiled_matches_untiled(model):
 
 def test_batched_tiles_equal_single_tiles(model):
     image = photo_like(150, 200)
-    one = Extractor(model=model, tile=64, overlap=16)(image)
-    ex = Extractor(model=model, tile=64, overlap=16)
+    one = Ex(model=model, tile=64, overlap=16)(image)
+    ex = Ex(model=model, tile=64, overlap=16)
     ex.batch = 3
     np.testing.assert_allclose(ex(image), one, atol=1e-5)
 
 
 def test_direction_alignment_prevents_ghosts(model):
     image = photo_like(150, 200)
-    consistent = Extractor(model=model, tile=96, overlap=32)(image)  # 2x3 tiles, one direction
-    aligned = Extractor(model=FlipEveryOther(model), tile=96, overlap=32)(image)
+    consistent = Ex(model=model, tile=96, overlap=32)(image)  # 2x3 tiles, one direction
+    aligned = Ex(model=FlipEveryOther(model), tile=96, overlap=32)(image)
     np.testing.assert_allclose(aligned, consistent, atol=1e-6)  # every flipped tile was turned back
 
-    ex = Extractor(model=FlipEveryOther(model), tile=96, overlap=32)
+    ex = Ex(model=FlipEveryOther(model), tile=96, overlap=32)
     ex.align = False
     ghosts = ex(image)  # opposite orders averaged in the overlaps, whole tiles reversed elsewhere
     assert np.abs(ghosts - consistent).mean() > 100 * np.abs(aligned - consistent).mean() + 0.01
@@ -161,10 +163,10 @@ def test_direction_alignment_prevents_ghosts(model):
 def test_direction_follows_the_first_tile(model):
     """Whichever way the first tile runs, the whole result runs that way: one direction of time."""
     image = photo_like(150, 200)
-    consistent = Extractor(model=model, tile=96, overlap=32)(image)
+    consistent = Ex(model=model, tile=96, overlap=32)(image)
     flipped_first = FlipEveryOther(model)
     flipped_first.calls = 1  # now the 1st, 3rd, ... passes come out reversed
-    result = Extractor(model=flipped_first, tile=96, overlap=32)(image)
+    result = Ex(model=flipped_first, tile=96, overlap=32)(image)
     np.testing.assert_allclose(result, consistent[::-1], atol=1e-6)
 
 
@@ -175,22 +177,22 @@ def test_direction_follows_the_first_tile(model):
 @pytest.mark.parametrize("h,w,tile", [(1, 1, 512), (37, 51, 0), (37, 51, 32), (30, 4000, 128), (4000, 30, 128)])
 def test_odd_sizes(model, h, w, tile):
     image = photo_like(h, w)
-    frames = Extractor(model=model, tile=tile, overlap=min(16, tile // 2))(image)
+    frames = Ex(model=model, tile=tile, overlap=min(16, tile // 2))(image)
     assert frames.shape == (7, h, w, 3) and frames.dtype == np.float32
     assert np.isfinite(frames).all() and frames.min() >= 0 and frames.max() <= 1
     if tile and max(h, w) > tile:
-        whole = Extractor(model=model, tile=0)(image)
+        whole = Ex(model=model, tile=0)(image)
         assert np.abs(frames - whole).mean() < 1e-3
 
 
 def test_uint8_output_and_input(model):
     image = photo_like(40, 60)
-    ex = Extractor(model=model, tile=0)
+    ex = Ex(model=model, tile=0)
     frames = ex(image)
     q = ex(image, dtype=np.uint8)
     assert q.dtype == np.uint8 and q.shape == frames.shape
     assert np.abs(q.astype(np.float32) - frames * 255).max() <= 0.5 + 1e-3
-    tiled = Extractor(model=model, tile=32, overlap=8)
+    tiled = Ex(model=model, tile=32, overlap=8)
     assert np.abs(tiled(image, dtype=np.uint8) - tiled(image) * 255).max() <= 0.5 + 1e-3  # band by band
     as_uint8 = (image * 255 + 0.5).astype(np.uint8)
     np.testing.assert_allclose(ex(as_uint8), ex(as_uint8.astype(np.float32) / 255))
@@ -198,18 +200,18 @@ def test_uint8_output_and_input(model):
 
 def test_bad_arguments(model):
     with pytest.raises(ValueError):
-        Extractor(model=model)(np.zeros((10, 10), np.float32))
+        Ex(model=model)(np.zeros((10, 10), np.float32))
     with pytest.raises(ValueError):
-        Extractor(model=model)(np.zeros((10, 10, 4), np.float32))
+        Ex(model=model)(np.zeros((10, 10, 4), np.float32))
     with pytest.raises(ValueError):
-        Extractor(model=model, tile=64, overlap=-1)
+        Ex(model=model, tile=64, overlap=-1)
     with pytest.raises(ValueError):
-        Extractor(model=model, tile=16)
-    assert Extractor(model=model, tile=64).overlap == 32  # the default 64 px overlap, cut to half a tile
+        Ex(model=model, tile=16)
+    assert Ex(model=model, tile=64).overlap == 32  # the default 64 px overlap, cut to half a tile
     with pytest.raises(ValueError):
-        Extractor(model=model, precision="int8")
+        Ex(model=model, precision="int8")
     with pytest.raises(ValueError):
-        Extractor(model=model, device="cuda:7" if not torch.cuda.is_available() else "mps:9")
+        Ex(model=model, device="cuda:7" if not torch.cuda.is_available() else "mps:9")
 
 
 def test_extract_frames_with_weights_file(tiny_weights):
@@ -234,30 +236,30 @@ def test_auto_device_and_precision():
 
 def test_bf16_on_cpu_when_asked(model):
     image = photo_like(40, 60)
-    ex = Extractor(model=model, device="cpu", precision="bf16", tile=0)
+    ex = Ex(model=model, precision="bf16", tile=0)
     frames = ex(image)
     assert ex.precision == "bf16"  # finite, sensible output: no fallback
-    assert np.abs(frames - Extractor(model=model, tile=0)(image)).mean() < 0.02
+    assert np.abs(frames - Ex(model=model, tile=0)(image)).mean() < 0.02
 
 
 @pytest.mark.parametrize("kind", ["nan", "black"])
 def test_reduced_precision_falls_back_to_fp32(model, kind):
     image = photo_like(100, 120)
-    ex = Extractor(model=BadWhenReduced(model, kind), device="cpu", precision="bf16", tile=64, overlap=16)
+    ex = Ex(model=BadWhenReduced(model, kind), precision="bf16", tile=64, overlap=16)
     frames = ex(image)
     assert ex.precision == "fp32"
-    np.testing.assert_allclose(frames, Extractor(model=model, tile=64, overlap=16)(image), atol=1e-6)
+    np.testing.assert_allclose(frames, Ex(model=model, tile=64, overlap=16)(image), atol=1e-6)
 
 
 def test_out_of_memory_halves_the_tile(model):
     image = photo_like(150, 200)
     wrapped = OOMAbove(model, limit=150)
-    ex = Extractor(model=wrapped, tile=0, overlap=32)
+    ex = Ex(model=wrapped, tile=0, overlap=32)
     frames = ex(image)
     assert ex.tile == 128 and max(wrapped.sizes[-1]) <= 150
-    assert np.abs(frames - Extractor(model=model, tile=0)(image)).mean() < 1e-3
+    assert np.abs(frames - Ex(model=model, tile=0)(image)).mean() < 1e-3
 
-    hopeless = Extractor(model=OOMAbove(model, limit=50), tile=256, overlap=32)
+    hopeless = Ex(model=OOMAbove(model, limit=50), tile=256, overlap=32)
     with pytest.raises(MemoryError):  # nowhere left to go on the CPU: a clear error, not a crash
         hopeless(image)
 
@@ -312,7 +314,7 @@ def fake_media(monkeypatch, tmp_path):
 
 def test_make_clip_flow(fake_media, model):
     media, photo = fake_media
-    ex = Extractor(model=model, tile=0)
+    ex = Ex(model=model, tile=0)
     res = make_clip(photo, still=photo.with_name("mid.jpg"), extractor=ex, fps=12, loops=2, max_size=40)
     assert isinstance(res, ClipResult)
     assert res.output == photo.with_name("shot_clip.mp4") and res.output.read_bytes() == b"clip"
@@ -332,7 +334,7 @@ def test_make_clip_flow(fake_media, model):
 
 def test_make_clip_refuses_to_write_over_the_photo(fake_media, model):
     media, photo = fake_media
-    ex = Extractor(model=model, tile=0)
+    ex = Ex(model=model, tile=0)
     for kw in (dict(out=photo), dict(out=photo.parent / "." / photo.name, overwrite=True), dict(still=photo)):
         with pytest.raises(media.MediaError, match="shot.jpg"):
             make_clip(photo, extractor=ex, **kw)
