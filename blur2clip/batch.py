@@ -358,7 +358,7 @@ def run_batch(
                 raise work
             seconds += work.result()
         except expected as e:
-            if not (stopping and isinstance(work, Future)):  # Ctrl-C may have hit the encoder: not done
+            if not ((stopping or guard.pending) and isinstance(work, Future)):  # Ctrl-C hit ffmpeg too: not done
                 emit(job, PhotoResult(job.input, job.output, FAILED, seconds, describe(e)))
         else:
             emit(job, PhotoResult(job.input, job.output, DONE, seconds))

@@ -507,7 +507,10 @@ def _write_mp4(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality
            "-c:v", "libx264", "-preset", "medium", "-crf", str(_CRF[quality]), "-pix_fmt", "yuv420p",
            "-movflags", "+faststart", "-f", "mp4", f"file:{tmp}"]
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+        # Its own session: Ctrl-C at a terminal reaches us, not ffmpeg, so we decide whether the clip
+        # being encoded is finished (batch) or abandoned and removed (below).
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
+                                start_new_session=True)
         try:
             for _ in range(loops):
                 for f in _each(frames, hw):

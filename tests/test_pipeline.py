@@ -119,7 +119,9 @@ def test_spans_cover_overlap_and_align(size, tile, overlap, multiple):
         np.testing.assert_allclose(weights, 1, atol=1e-6)
 
 
-@pytest.mark.parametrize("h,w,tile,overlap", [(150, 200, 96, 32), (37, 51, 32, 8), (30, 4000, 128, 32), (300, 97, 64, 48)])
+@pytest.mark.parametrize(
+    "h,w,tile,overlap", [(150, 200, 96, 32), (37, 51, 32, 8), (30, 4000, 128, 32), (300, 97, 64, 48)]
+)
 def test_blend_weights_sum_to_one(h, w, tile, overlap):
     """A model that returns the input for every frame comes back exactly, borders and corners included."""
     image = photo_like(h, w)
@@ -174,7 +176,9 @@ def test_direction_follows_the_first_tile(model):
 # Sizes, formats, inputs
 
 
-@pytest.mark.parametrize("h,w,tile", [(1, 1, 512), (37, 51, 0), (37, 51, 32), (30, 4000, 128), (4000, 30, 128)])
+@pytest.mark.parametrize(
+    "h,w,tile", [(1, 1, 512), (37, 51, 0), (37, 51, 32), (30, 4000, 128), (4000, 30, 128)]
+)
 def test_odd_sizes(model, h, w, tile):
     image = photo_like(h, w)
     frames = Ex(model=model, tile=tile, overlap=min(16, tile // 2))(image)
@@ -196,6 +200,14 @@ def test_uint8_output_and_input(model):
     assert np.abs(tiled(image, dtype=np.uint8) - tiled(image) * 255).max() <= 0.5 + 1e-3  # band by band
     as_uint8 = (image * 255 + 0.5).astype(np.uint8)
     np.testing.assert_allclose(ex(as_uint8), ex(as_uint8.astype(np.float32) / 255))
+
+
+def test_conversion_clamps_and_drops_nan():
+    x = np.array([np.nan, np.inf, -np.inf, -0.2, 0.5, 1.3, 0.998], np.float32)
+    as_float = pipeline._convert(x.copy(), np.dtype(np.float32))
+    np.testing.assert_allclose(as_float, [0, 1, 0, 0, 0.5, 1, 0.998], rtol=1e-6)
+    as_uint8 = pipeline._convert(x.copy(), np.dtype(np.uint8))
+    np.testing.assert_array_equal(as_uint8, [0, 255, 0, 0, 128, 255, 254])
 
 
 def test_bad_arguments(model):
@@ -298,8 +310,10 @@ def fake_media(monkeypatch, tmp_path):
         Path(out).write_bytes(b"still")
         return Path(out)
 
-    m.MediaError, m.Photo, m.read_photo, m.write_clip, m.write_still = MediaError, Photo, read_photo, write_clip, write_still
-    m.clip_format = lambda out, fmt=None: fmt or {".gif": "gif", ".webp": "webp", "": "frames"}.get(Path(out).suffix, "mp4")
+    m.MediaError, m.Photo, m.read_photo = MediaError, Photo, read_photo
+    m.write_clip, m.write_still = write_clip, write_still
+    suffixes = {".gif": "gif", ".webp": "webp", "": "frames"}
+    m.clip_format = lambda out, fmt=None: fmt or suffixes.get(Path(out).suffix, "mp4")
     m.default_output = lambda photo, fmt="mp4": Path(photo).with_name(Path(photo).stem + "_clip." + fmt)
     m.play_order = lambda n, pingpong=False, reverse=False: (
         (list(range(n)) + list(range(n - 2, 0, -1)) if pingpong else list(range(n)))[:: -1 if reverse else 1]
@@ -324,7 +338,8 @@ def test_make_clip_flow(fake_media, model):
     assert (res.frames, res.width, res.height) == (12, 40, 30)
     np.testing.assert_array_equal(media.calls["still"]["image"], clip["frames"][3])  # the middle frame
     assert media.calls["still"]["exif"] == b"Exif\0\0fake"
-    assert set(res.timings) >= {"decode", "model", "encode"} and res.seconds >= sum(res.timings.values()) * 0.99
+    assert set(res.timings) >= {"decode", "model", "encode"}
+    assert res.seconds >= sum(res.timings.values()) * 0.99
     np.testing.assert_array_equal(clip["frames"][7:], clip["frames"][1:6][::-1])  # ... 6, 5, 4, 3, 2
 
     back = make_clip(photo, photo.with_name("r.gif"), extractor=ex, pingpong=False, reverse=True, max_size=40)
