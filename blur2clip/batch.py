@@ -537,10 +537,7 @@ def _extract(extractor, images: list[np.ndarray]) -> list[np.ndarray | BaseExcep
         tile = getattr(extractor, "tile", 0)
         if not tile or h * w <= tile**2:
             try:
-                from .pipeline import _convert
-
-                frames = extractor._forward(images)  # BxFxHxWx3 float32
-                return [_convert(f, np.uint8) for f in frames]
+                return extractor.many(images, dtype=np.uint8)
             except Exception:  # noqa: BLE001 -- out of memory & co.: one at a time below, errors per photo
                 _free(extractor)
     out: list[np.ndarray | BaseException] = []

@@ -184,6 +184,20 @@ class Extractor:
             except _OOM:
                 self._shrink(image.shape[:2])
 
+    def many(self, images: list[np.ndarray], dtype=np.float32) -> list[np.ndarray]:
+        """Frames of several photos (as __call__). Photos of one size that fit one pass share a forward
+        pass (a GPU's batch); any other mix runs one photo at a time."""
+        images = [_as_image(i) for i in images]
+        dtype = np.dtype(dtype)
+        h, w, _ = images[0].shape
+        one_pass = not self.tile or h * w <= self.tile**2
+        if len(images) > 1 and one_pass and all(i.shape == images[0].shape for i in images):
+            try:
+                return [_convert(f, dtype) for f in self._forward(images)]
+            except _OOM:
+                self._shrink((h, w))
+        return [self(i, dtype) for i in images]
+
     # -- one forward pass over a batch of same-sized tiles ---------------------------------------------
 
     def _forward(self, tiles: list[np.ndarray]) -> np.ndarray:

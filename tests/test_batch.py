@@ -211,11 +211,15 @@ def test_a_gpu_runs_photos_of_one_size_together(tmp_path):
 
         def _forward(self, tiles):  # 7 frames that differ (a GIF merges equal ones): fading in
             passes.append(len(tiles))
-            return np.stack([np.stack([t * (k + 1) / 7 for k in range(7)]) for t in tiles])
+            return [(np.stack([t * (k + 1) / 7 for k in range(7)]) * 255).round().astype(np.uint8)
+                    for t in tiles]
+
+        def many(self, images, dtype):
+            return self._forward(images)
 
         def __call__(self, image, dtype):
             alone.append(image.shape)
-            return (self._forward([image])[0] * 255).round().astype(dtype)
+            return self._forward([image])[0]
 
     photos = [photo(tmp_path / f"s{i}.png", seed=i) for i in range(5)] + [photo(tmp_path / "t.png", 40, 40)]
     jobs = batch.plan(photos, tmp_path, fmt="gif")

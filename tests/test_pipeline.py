@@ -150,6 +150,18 @@ def test_batched_tiles_equal_single_tiles(model):
     np.testing.assert_allclose(ex(image), one, atol=1e-5)
 
 
+def test_many_photos_share_a_pass_and_match_one_at_a_time(model):
+    ex = Ex(model=model, tile=0)
+    photos = [photo_like(40, 56, seed=s) for s in range(3)]
+    together = ex.many(photos, dtype=np.uint8)
+    alone = [ex(p, dtype=np.uint8) for p in photos]
+    assert len(together) == 3
+    for a, b in zip(together, alone):
+        assert np.abs(a.astype(int) - b).max() <= 1  # one shared pass: float rounding may differ by 1
+    mixed = ex.many([photos[0], photo_like(30, 30)])  # other sizes: one at a time
+    assert mixed[1].shape == (7, 30, 30, 3)
+
+
 def test_direction_alignment_prevents_ghosts(model):
     image = photo_like(150, 200)
     consistent = Ex(model=model, tile=96, overlap=32)(image)  # 2x3 tiles, one direction
