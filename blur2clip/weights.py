@@ -397,13 +397,17 @@ def mismatch(path: str | os.PathLike, sha: str | None = None, size: int | None =
     return None
 
 
-def save(model, path: str | os.PathLike, **info) -> Path:
-    """Write the model's tensors and config (plus any JSON-able `info`) atomically as safetensors."""
+def save(model, path: str | os.PathLike, half: bool = False, **info) -> Path:
+    """Write the model's tensors and config (plus any JSON-able `info`) atomically as safetensors.
+
+    half: store the tensors as float16 (half the size; loading casts them back to the model's float32)."""
+    import torch
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().to("cpu", torch.float16 if half and v.is_floating_point() else v.dtype).contiguous()
+               for k, v in model.state_dict().items()}
     meta = {"format": "blur2clip", "config": json.dumps(model.config.to_dict())}
     meta.update({k: json.dumps(v) for k, v in info.items()})
     tmp = path.with_name(path.name + ".tmp")

@@ -59,3 +59,15 @@ def test_stage_frames_and_size_figures():
     default = Blur2Clip(ModelConfig())
     assert 1.5e6 < count_parameters(default) < 2.5e6
     assert count_macs(Blur2Clip(tiny_config()), 32, 32) > 0
+
+
+def test_half_precision_storage_is_half_the_size_and_loads_as_float32(tmp_path):
+    m = tiny_model(seed=5)
+    full = weights.save(m, tmp_path / "full.safetensors")
+    half = weights.save(m, tmp_path / "half.safetensors", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = weights.load_model(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.rand(1, 3, 24, 40)
+    with torch.no_grad():
+        assert (m(x) - loaded(x)).abs().max() < 1e-2

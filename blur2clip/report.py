@@ -1,0 +1,315 @@
+"""What the command line shows and how it ends: results on stdout, progress, the summary and errors on
+stderr (rich), and the exit code, all in one place.
+
+`ExitCode` lists every status a command can end with; `Report` counts what a command wrote and what
+failed and owns the code; `DownloadBar` and `BatchProgress` draw the progress of a weights download and
+of a folder run. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from enum import IntEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+PROG = "blur2clip"
+
+
+class ExitCode(IntEnum):
+    """Exit status of every command; each carries the line that --help and README show."""
+
+    def __new__(cls, value: int, meaning: str):
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.meaning = meaning
+        return member
+
+    OK = 0, "done: everything asked for was written"
+    FAILED = 1, "some items of a run failed, the others were written"
+    USAGE = 2, "bad command line: unknown option, bad value, missing argument"
+    INPUT = 3, "a photo or data folder is missing or cannot be read"
+    OUTPUT = 4, "the output exists (pass --overwrite) or cannot be written"
+    WEIGHTS = 5, "the weights file is missing or unusable"
+    DEVICE = 6, "the device asked for is not available, or it ran out of memory"
+    INTERNAL = 70, "an unexpected error (a bug): the traceback is printed, please report it"
+    INTERRUPTED = 130, "interrupted (Ctrl-C), or training stopped after writing its checkpoint"
+
+
+def exit_codes_help() -> str:
+    return "\n".join(f"  {c.value:>3}  {c.meaning}" for c in ExitCode)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reporting
+
+
+class Report:
+    """What a command wrote and what failed. Results go to stdout; progress, the summary and errors to
+    stderr (quiet: errors only). Expected errors become one line and a code; anything else is a bug and
+    propagates with its traceback."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.written: list[Path] = []
+        self.failures: list[ExitCode] = []
+        self._status = self._live = None  # the spinner and its display, while one runs
+        self._phase: tuple[ExitCode, tuple[type[BaseException], ...]] = (ExitCode.INPUT, ())
+
+    # -- output ---------------------------------------------------------------------------------------
+
+    def result(self, path) -> None:
+        """A file or folder written (or a name registered): its path on stdout."""
+        self.written.append(Path(path))
+        print(path, flush=True)
+
+    def info(self, message: str) -> None:
+        """Progress or summary on stderr, unless quiet."""
+        if not self.quiet:
+            self.err.print(message, markup=False)
+
+    def fail(self, message: str, code: ExitCode, label: str = "error") -> None:
+        self.failures.append(code)
+        prefix = f"{PROG}: {label}: " if label else f"{PROG}: "
+        self.err.print(Text.assemble((prefix, "bold red"), str(message)))
+
+    @property
+    def code(self) -> ExitCode:
+        if not self.failures:
+            return ExitCode.OK
+        if not self.written and len(set(self.failures)) == 1:
+            return self.failures[0]
+        return ExitCode.FAILED
+
+    def exit(self) -> None:
+        raise typer.Exit(int(self.code))
+
+    # -- progress and errors --------------------------------------------------------------------------
+
+    def step(self, text: str, code: ExitCode, *expected: type[BaseException]) -> None:
+        """A step begins: show `text`; a MediaError or OSError from now on means `code`, and so do the
+        exception types in `expected` (errors of this step that are about what the user gave)."""
+        self._phase = (code, expected)
+        if self._status is not None:
+            self._status.update(text=text)
+
+    @contextmanager
+    def running(self, text: str, code: ExitCode, *expected: type[BaseException]):
+        """Shows a spinner on a terminal and turns expected errors into `fail` (see `step`)."""
+        self.step(text, code, *expected)
+        try:
+            if self.quiet or not self.err.is_terminal:
+                yield self
+            else:
+                from rich.live import Live
+                from rich.spinner import Spinner
+
+                # stdout stays stdout: rich would send print() through the stderr console while the
+                # spinner runs, and `clip=$(blur2clip photo.jpg)` would get nothing
+                self._status = Spinner("dots", text, style="status.spinner")
+                with Live(self._status, console=self.err, transient=True, refresh_per_second=12.5,
+                          redirect_stdout=sys.stdout.isatty()) as self._live:
+                    yield self
+        except KeyboardInterrupt:
+            self.fail("interrupted", ExitCode.INTERRUPTED, label="")
+        except Exception as e:  # noqa: BLE001 -- sorted below; the unexpected ones are re-raised
+            code = self.classify(e)
+            if code is None:
+                raise
+            self.fail(describe(e), code)
+        finally:
+            self._status = self._live = None
+
+    @contextmanager
+    def downloading(self, label: str):
+        """A progress callback for the weights functions (progress(done, total)): a bar with size and
+        speed on stderr, shown once bytes arrive; the spinner pauses meanwhile. None when quiet."""
+        if self.quiet:
+            yield None
+            return
+        bar = DownloadBar(self.err, label, self._live)
+        try:
+            yield bar
+        finally:
+            bar.close()
+
+    def classify(self, e: BaseException) -> ExitCode | None:
+        """The exit code of an expected error, or None for a bug."""
+        from .media import MediaError
+        from .weights import WeightsError
+
+        phase_code, expected = self._phase
+        if isinstance(e, WeightsError):
+            return ExitCode.WEIGHTS
+        if isinstance(e, FileExistsError):
+            return ExitCode.OUTPUT
+        if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":  # torch's, without torch
+            return ExitCode.DEVICE
+        if isinstance(e, (MediaError, OSError, *expected)):
+            return phase_code
+        return None
+
+
+class DownloadBar:
+    """progress(done, total) as a rich bar on stderr: name, bar, bytes of total, speed, time left.
+
+    Starts on the first call (a file already present shows nothing); `used` says whether it did."""
+
+    def __init__(self, console: Console, label: str, pause=None):
+        self.console, self.label, self.pause = console, label, pause
+        self.progress = self.task = None
+        self.resumed = 0  # bytes from an earlier attempt: not part of the speed
+
+    @property
+    def used(self) -> bool:
+        return self.progress is not None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.progress is None:
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            if self.pause is not None:
+                self.pause.stop()  # one live display at a time
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                     TransferSpeedColumn(), TimeRemainingColumn(), console=self.console,
+                                     redirect_stdout=False, redirect_stderr=False)
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=total, completed=done)
+            self.resumed = done
+        else:
+            self.progress.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            task = self.progress.tasks[0]
+            if task.finished and task.elapsed:  # the last line shows the average speed
+                task.finished_speed = (task.completed - self.resumed) / task.elapsed
+            self.progress.stop()
+            if self.pause is not None:
+                self.pause.start()
+
+
+def describe(e: BaseException) -> str:
+    """One line for an expected error (the library's messages already name the file)."""
+    if isinstance(e, OSError) and e.filename and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    if type(e).__name__ == "OutOfMemoryError":
+        return "out of memory on the device; try --tile 256, --max-size, or --device cpu"
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min" if seconds < 3600 else \
+        f"{seconds / 3600:.1f} h"
+
+
+class BatchProgress:
+    """What `batch` shows: stdout gets each clip's path (or a JSON line per file); stderr a rich bar with
+    count, ETA and the current file on a terminal, a plain line per file otherwise, nothing when quiet
+    (but failures); then the summary."""
+
+    def __init__(self, report: Report, total: int, json_lines: bool):
+        self.report, self.total, self.json_lines = report, total, json_lines
+        self.count = 0
+        self.progress = self.task = None
+
+    def __enter__(self):
+        if not self.report.quiet and self.report.err.is_terminal and self.total:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.progress = Progress(TextColumn("[bold]clips"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[file]}"), console=self.report.err,
+                                     transient=True, redirect_stdout=sys.stdout.isatty(), redirect_stderr=False)
+            self.task = self.progress.add_task("clips", total=self.total, file="")
+            self.progress.start()
+            self.report._live = self.progress  # a weights download pauses the bar
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.report._live = None
+
+    def event(self, kind: str, job, result) -> None:
+        if kind == "start":
+            if self.progress is not None:
+                self.progress.update(self.task, file=str(job.input))
+            return
+        from .batch import EXISTS
+
+        if result.error == EXISTS:  # clips made before are not part of the work (nor of the ETA)
+            self.total -= 1
+            if self.progress is not None:
+                self.progress.update(self.task, total=self.total)
+        else:
+            self.count += 1
+            if self.progress is not None:
+                self.progress.advance(self.task)
+        self.result(result)
+
+    def result(self, r) -> None:
+        if self.json_lines:
+            import json
+
+            print(json.dumps(r.as_dict()), flush=True)
+        elif r.status == "done":
+            self.report.result(r.output)
+        err = self.report.err if self.progress is None else self.progress.console
+        if r.status == "failed":
+            err.print(Text.assemble((f"{PROG}: error: ", "bold red"), r.error))
+        elif self.report.quiet or self.progress is not None:
+            return
+        elif r.status == "done":
+            self.report.info(f"[{self.count}/{self.total}] {r.input} -> {r.output} ({r.seconds:.1f} s)")
+        elif r.output is None:
+            self.report.info(f"skipped {r.input}: {r.error}")
+
+    def summary(self, run) -> None:
+        """The table on stderr: counts, then each failure and each skipped file with its reason."""
+        if self.report.quiet:
+            return
+        from rich.table import Table
+
+        from .batch import EXISTS
+
+        exists = [r for r in run.skipped if r.error == EXISTS]
+        table = Table(box=None, header_style="bold", show_edge=False, pad_edge=False)
+        for column in ("status", "file", "reason"):
+            table.add_column(column, overflow="fold")
+        for r in run.failed:
+            table.add_row("[red]failed[/]", str(r.input), Text(_reason(r)))
+        for r in run.skipped:
+            if r.error != EXISTS:
+                table.add_row("[yellow]skipped[/]", str(r.input), Text(r.error or ""))
+        if exists:
+            table.add_row("[dim]skipped[/]", f"{len(exists)} photo{'s' * (len(exists) != 1)}",
+                          "clip already made (--overwrite remakes it)")
+        if table.row_count:
+            self.report.err.print(table)
+        if not run.results:
+            self.report.info("no photos found (sub-folders are searched with --recursive)")
+            return
+        done = len(run.done)
+        rate = f" ({done / run.seconds * 60:.1f} photos/min)" if done and run.seconds else ""
+        self.report.info(f"{done} done, {len(run.skipped)} skipped, {len(run.failed)} failed "
+                         f"in {duration(run.seconds)}{rate}")
+        left = len(run.pending)
+        if run.interrupted:
+            self.report.info(f"interrupted: {left} photo{'s' * (left != 1)} not done; run again to resume")
+        elif run.stopped:
+            self.report.info(f"stopped at the first failure (--fail-fast): {left} not done")
+
+
+def _reason(r) -> str:
+    """A failure's reason without the file name that media's messages start with."""
+    prefix = f"{r.input}: "
+    return r.error[len(prefix):] if r.error and r.error.startswith(prefix) else r.error or ""
