@@ -603,6 +603,9 @@ def _unwrap(command) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on `argv` (default: sys.argv[1:]); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # Idle OpenMP threads sleep rather than spin (before torch loads): the same speed on an idle machine,
+    # 2-5x faster tiles on a busy one (benchmarks/model_speed.py). A user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     photo_command = typer.main.get_command(photo_app)
     if _is_subcommand(args, photo_command):
         command = typer.main.get_command(commands)
