@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -55,3 +57,13 @@ def shared_photos() -> Path:
     if not d.is_dir():
         pytest.skip("../shared/data/photos is not present")
     return d
+
+
+def write_photo(path: Path, h: int = 48, w: int = 64, seed: int = 0) -> Path:
+    """A small photo (format by suffix): gradients, stripes and noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x / w, y / h, 0.5 + 0.5 * np.sin(x / 3 + seed)], -1) * 0.8 + 0.2 * rng.random((h, w, 3))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((img * 255).astype(np.uint8)).save(path)
+    return path

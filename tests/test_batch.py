@@ -21,19 +21,9 @@ from blur2clip import batch
 from blur2clip.batch import DONE, EXISTS, FAILED, SKIPPED
 from blur2clip.cli import ExitCode
 
-from conftest import tiny_model
+from conftest import tiny_model, write_photo as photo
 
 SYSTEM = [".DS_Store", "Thumbs.db", "desktop.ini", ".hidden.jpg", "._a.jpg"]
-
-
-def photo(path: Path, h: int = 48, w: int = 64, seed: int = 0) -> Path:
-    """A small photo (format by suffix): gradients, stripes and noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    img = np.stack([x / w, y / h, 0.5 + 0.5 * np.sin(x / 3 + seed)], -1) * 0.8 + 0.2 * rng.random((h, w, 3))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((img * 255).astype(np.uint8)).save(path)
-    return path
 
 
 def bad_files(d: Path) -> list[Path]:

@@ -65,7 +65,11 @@ def test_half_precision_storage_is_half_the_size_and_loads_as_float32(tmp_path):
     m = tiny_model(seed=5)
     full = weights.save(m, tmp_path / "full.safetensors")
     half = weights.save(m, tmp_path / "half.safetensors", half=True)
-    assert half.stat().st_size < 0.6 * full.stat().st_size
+    from safetensors.torch import load_file
+
+    stored = load_file(str(half))
+    assert all(t.dtype == torch.float16 for t in stored.values() if t.is_floating_point())
+    assert half.stat().st_size < full.stat().st_size  # (a tiny net's file is mostly its header)
     loaded = weights.load_model(half)
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     x = torch.rand(1, 3, 24, 40)
