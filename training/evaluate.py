@@ -28,10 +28,13 @@ from blur2clip.data import list_photos, load_or_make_validation, split_photos  #
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def load_rgb(path: Path) -> torch.Tensor:
+def to_tensor(img: Image.Image) -> torch.Tensor:
     """1x3xHxW float tensor in 0..1."""
-    arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
-    return torch.from_numpy(arr).permute(2, 0, 1)[None]
+    return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def load_rgb(path: Path) -> torch.Tensor:
+    return to_tensor(Image.open(path))
 
 
 @torch.no_grad()
@@ -78,16 +81,12 @@ def contact_sheet(model, path: Path, count: int = 6, width: int = 320) -> None:
     for p in photos:
         img = Image.open(p).convert("RGB")
         img = img.resize((width, round(img.height * width / img.width)), Image.LANCZOS)
-        x = load_rgb_image(img)
+        x = to_tensor(img)
         f = run(model, x)[0].clamp(0, 1)
         cells = [x[0], f[0], f[f.shape[0] // 2], f[-1]]
         rows.append(torch.cat(cells, 2))
-    sheet = torch.cat([r for r in rows], 1).permute(1, 2, 0).numpy()
+    sheet = torch.cat(rows, 1).permute(1, 2, 0).numpy()
     Image.fromarray((sheet * 255 + 0.5).astype(np.uint8)).save(path)
-
-
-def load_rgb_image(img: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
 
 def main() -> None:
