@@ -495,11 +495,11 @@ class _Allowed:
 
 def _read(path: Path, max_size: int | None, max_pixels: int | None) -> tuple[np.ndarray, float]:
     """Reader thread: the photo as HxWx3 float32 (shrunk to max_size), and the seconds it took."""
-    from .pipeline import downscale
+    from .pipeline import load_image
 
     t = time.perf_counter()
-    pixels = media.read_photo(path, max_pixels=max_pixels).pixels
-    return downscale(pixels, max_size), time.perf_counter() - t
+    image, _ = load_image(path, max_size, max_pixels)
+    return image, time.perf_counter() - t
 
 
 def _take(reads: deque, expected, writes: deque, like: np.ndarray | None = None) -> list:
@@ -562,7 +562,9 @@ def _free(extractor) -> None:
 
 def _write(frames: np.ndarray, job: Job, fps, pingpong, loops, reverse, overwrite) -> float:
     """Writer thread: the frames as the job's clip (atomically); the seconds it took."""
+    from .pipeline import render
+
     t = time.perf_counter()
-    order = media.play_order(len(frames), pingpong=pingpong, reverse=reverse)
-    media.write_clip([frames[i] for i in order], job.output, job.fmt, fps=fps, loops=loops, overwrite=overwrite)
+    render(frames, job.output, job.fmt, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
+           overwrite=overwrite)
     return time.perf_counter() - t

@@ -373,6 +373,24 @@ def downscale(image: np.ndarray, max_size: int | None) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0, 1).astype(np.float32, copy=False)
 
 
+def load_image(photo, max_size: int | None = None, max_pixels: int | None = None):
+    """A photo file -> (HxWx3 float32 sRGB 0..1, shrunk so its long side is at most max_size; its EXIF)."""
+    from . import media
+
+    picture = media.read_photo(photo, max_pixels=max_pixels)
+    return downscale(picture.pixels, max_size), picture.exif
+
+
+def render(frames: np.ndarray, out, fmt: str, *, fps: float = 10.0, pingpong: bool = True, loops: int = 1,
+           reverse: bool = False, overwrite: bool = False) -> Path:
+    """FxHxWx3 uint8 frames -> the clip at `out` (atomically), played forward, then back when pingpong."""
+    from . import media
+
+    order = media.play_order(len(frames), pingpong=pingpong, reverse=reverse)
+    played = [frames[i] for i in order]  # views in play order: no copy of the (pingponged) frames
+    return Path(media.write_clip(played, out, fmt, fps=fps, loops=loops, overwrite=overwrite))
+
+
 def make_clip(
     photo,
     out=None,
@@ -418,9 +436,7 @@ def make_clip(
         timings["load"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    picture = media.read_photo(photo, max_pixels=max_pixels)
-    image, exif = downscale(picture.pixels, max_size), picture.exif
-    del picture  # only the (possibly shrunk) pixels are needed from here on
+    image, exif = load_image(photo, max_size, max_pixels)
     timings["decode"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -429,9 +445,8 @@ def make_clip(
     timings["model"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    order = media.play_order(len(frames), pingpong=pingpong, reverse=reverse)
-    played = [frames[i] for i in order]  # views in play order: no copy of the (pingponged) frames
-    output = media.write_clip(played, out, fmt, fps=fps, loops=loops, overwrite=overwrite)
+    output = render(frames, out, fmt, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
+                    overwrite=overwrite)
     if still is not None:
         still = media.write_still(frames[len(frames) // 2], still, exif=exif, overwrite=overwrite)
     timings["encode"] = time.perf_counter() - t
@@ -440,7 +455,7 @@ def make_clip(
         photo=photo,
         output=Path(output),
         still=None if still is None else Path(still),
-        frames=len(order),
+        frames=len(media.play_order(len(frames), pingpong=pingpong, reverse=reverse)),
         width=frames.shape[2],
         height=frames.shape[1],
         seconds=time.perf_counter() - start,
