@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .report import PROG, BatchProgress, ExitCode, Report, describe, duration, exit_codes_help
+from .report import PROG, BatchProgress, ExitCode, Report, describe, duration, exit_codes_help, score_table
 
 # ----------------------------------------------------------------------------------------------------
 # blur2clip PHOTO: the single-photo app
@@ -210,13 +210,23 @@ def _steps(value: str) -> list[int]:
     return steps * 3 if len(steps) == 1 else steps
 
 
+# Options of train and eval: one definition each.
+DataDir = Annotated[Path, typer.Option(
+    metavar="DIR", show_default=False, rich_help_panel=RUN,
+    help="Data folder: sharp photos (synthetic motion), folders of consecutive frames (GoPro_Large_all), "
+         "GoPro_Large (blur/ beside sharp/), or high-frame-rate videos; the layout is detected.")]
+Layout = Annotated[Literal["auto", "photos", "sequences", "gopro", "videos"], typer.Option(
+    rich_help_panel=RUN, help="Force the data layout instead of detecting it.")]
+FramesPerBlur = Annotated[int, typer.Option(
+    min=1, metavar="N", rich_help_panel=RUN,
+    help="Consecutive sharp frames averaged into one blur (frame sequences and videos; at least the "
+         "frames per photo).")]
 
 @commands.command("train", no_args_is_help=True)
 def train_command(
-    data: Annotated[Path, typer.Option(metavar="DIR", show_default=False, rich_help_panel=RUN,
-                                       help="Folder of sharp photos; one in ten is held out for validation.")],
+    data: DataDir,
     out: Annotated[Path, typer.Option(metavar="DIR", show_default=False, rich_help_panel=RUN,
-                                      help="Run folder: stageN.safetensors, checkpoint, log.jsonl.")],
+                                      help="Run folder: stageN.safetensors, checkpoint, log.jsonl, curves.png.")],
     stage: Annotated[Literal["1", "2", "3", "all"], typer.Option(
         rich_help_panel=RUN, help="1: the middle frame; 2: adds its neighbours; 3: all frames.")] = "all",
     steps: Annotated[str, typer.Option(metavar="N|N1,N2,N3", rich_help_panel=RUN,
@@ -224,6 +234,8 @@ def train_command(
     = "2000,2000,4000",
     resume: Annotated[bool, typer.Option("--resume", rich_help_panel=RUN,
                                          help="Continue from OUT's checkpoint.")] = False,
+    layout: Layout = "auto",
+    frames_per_blur: FramesPerBlur = 7,
     init: Annotated[Optional[str], typer.Option(
         metavar="WEIGHTS", show_default=False, rich_help_panel=RUN,
         help="Start from these weights instead of the previous stage's file.")] = None,
@@ -231,6 +243,11 @@ def train_command(
                                          help="Processes synthesizing samples (0: in the main process).")] = 1,
     threads: Annotated[int, typer.Option(min=0, rich_help_panel=RUN,
                                          help="Torch threads in the main process (0: torch's default).")] = 0,
+    device: Annotated[str, typer.Option(
+        rich_help_panel=RUN, help="auto: the process's GPU (LOCAL_RANK under torchrun) if any, else cpu.")]
+    = "auto",
+    precision: Annotated[Literal["auto", "fp32", "bf16"], typer.Option(
+        rich_help_panel=RUN, help="auto: bf16 autocast on a GPU, fp32 on the CPU.")] = "auto",
     seed: Annotated[int, typer.Option(rich_help_panel=RUN)] = 0,
     ckpt_every: Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=RUN,
                                             help="Write the checkpoint every N steps.")] = 200,
@@ -265,13 +282,16 @@ def train_command(
     frames: Annotated[int, typer.Option(min=3, rich_help_panel=NETWORK, help="Frames per photo (odd).")] = 7,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")] = False,
 ) -> None:
-    """Train staged weights on a folder of sharp photos.
+    """Train staged weights on sharp photos, frame sequences, GoPro_Large or videos.
 
-    The photos get synthetic motion blur; the network learns to undo it.
+    Photos get synthetic motion; consecutive frames are averaged into blurs in linear light. The data is
+    checked first and summed up; broken or short sequences are skipped with a note. GoPro_Large knows
+    only the middle frame, so it trains stage 1.
 
-    Every stage ends in OUT/stageN.safetensors, printed on stdout. Stop at any time (Ctrl-C, or SIGTERM
-    from a scheduler): the checkpoint is written and --resume continues. Under torchrun:
-    torchrun --nproc_per_node N -m blur2clip.train --data DIR --out DIR ...
+    Every stage ends in OUT/stageN.safetensors (its sha256 beside it), printed on stdout, usable as
+    --weights or with `blur2clip weights import`. OUT/curves.png follows the loss and validation. Stop at
+    any time (Ctrl-C, or SIGTERM from a scheduler): the checkpoint is written and --resume continues.
+    Several GPUs or machines: torchrun --nproc_per_node N -m blur2clip.train --data DIR --out DIR ...
     """
     steps_per_stage = _steps(steps)
     enc, dec = _ints(enc_blocks, "--enc-blocks"), _ints(dec_blocks, "--dec-blocks")
@@ -279,12 +299,13 @@ def train_command(
         raise typer.BadParameter("give as many decoder levels as encoder levels", param_hint="--dec-blocks")
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only the first process reports
     report = Report(quiet or not rank0)
-    with report.running("Preparing the validation set…", ExitCode.INPUT, ValueError):
+    with report.running("Reading the data…", ExitCode.INPUT, ValueError):
         from .model import ModelConfig
         from .train import Stopped, TrainConfig, train
 
         cfg = TrainConfig(
-            data=str(data), out=str(out), stage=stage, steps=steps_per_stage, batch=batch, crop=crop, lr=lr,
+            data=str(data), out=str(out), stage=stage, layout=layout, frames_per_blur=frames_per_blur,
+            device=device, precision=precision, steps=steps_per_stage, batch=batch, crop=crop, lr=lr,
             weight_decay=weight_decay, warmup=warmup, w_middle=w_middle, w_pairs=w_pairs, w_reblur=w_reblur,
             ckpt_every=ckpt_every, val_every=val_every, val_count=val_count, val_size=val_size,
             log_every=log_every, seed=seed, workers=workers, threads=threads, init=init, resume=resume,
@@ -552,8 +573,61 @@ def batch_command(
                          else ExitCode.OK))
 
 
-# Later subcommands hook in here, each a function under @commands.command():
-#   blur2clip eval ...          metrics of weights on a validation set
+@commands.command("eval", no_args_is_help=True)
+def eval_command(
+    data: DataDir,
+    weights: Weights = None,
+    layout: Layout = "auto",
+    frames_per_blur: FramesPerBlur = 7,
+    samples: Annotated[int, typer.Option(
+        min=1, metavar="N", rich_help_panel=RUN,
+        help="Exposures scored per sequence, spread over it (photos: synthetic blurs per photo).")] = 4,
+    size: Annotated[Optional[int], typer.Option(
+        min=16, metavar="PX", show_default=False, rich_help_panel=RUN,
+        help="Score centred PX x PX crops (faster). Default: whole frames; photos: 256.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", rich_help_panel=RUN,
+                                           help="Print the figures as JSON instead of a table.")] = False,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    tile: Tile = DEFAULT_TILE,
+    threads: Threads = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Score weights on a data folder of any layout, beside the blurred input.
+
+    For each sequence and on average: pPSNR (the better direction of time), middle-frame PSNR,
+    outer-frame pPSNR and reblur PSNR (the frames averaged back against the input), each beside the
+    blurred photo copied to every frame. GoPro_Large gives the middle frame and reblur only. The table
+    (or JSON with --json) goes to stdout.
+    """
+    import json
+
+    report = Report(quiet)
+    result = None
+    with report.running("Reading the data…", ExitCode.INPUT, ValueError):
+        from .data import open_data
+        from .evaluation import evaluate, predictor
+
+        extractor = _Extractor(report, weights=weights, device=device, precision=precision, tile=tile,
+                               threads=threads).load()
+        report.step("Reading the data…", ExitCode.INPUT, ValueError)
+        d = open_data(data, layout, frames_per_blur, frames=extractor.model.config.frames)
+        for line in d.summary():
+            report.info(line)
+        total, done = d.count_items(samples), []
+
+        def tick(name: str) -> None:
+            done.append(name)
+            report.step(f"Scoring {len(done)}/{total}: {name}…", ExitCode.INPUT, ValueError)
+
+        report.step(f"Scoring {total} samples…", ExitCode.INPUT, ValueError)
+        start = time.perf_counter()
+        result = evaluate(d, predictor(extractor), samples, size, weights=weights or "default", on_sample=tick)
+        report.info(f"scored {result.mean.samples} samples of {len(result.sequences)} sequences in "
+                    f"{duration(time.perf_counter() - start)} on {extractor.device} ({extractor.precision})")
+    if result is not None:
+        print(json.dumps(result.to_dict(), indent=2) if json_out else score_table(result), flush=True)
+    report.exit()
 
 
 # ----------------------------------------------------------------------------------------------------

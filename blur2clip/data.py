@@ -1,19 +1,34 @@
-"""Training and validation data: synthetic motion over a folder of sharp photos.
+"""Training, validation and evaluation data from a folder in any of four layouts.
 
-Sample i of a run is a pure function of (seed, i), so a run resumed at step s reads exactly the samples
-it would have read, and several processes can share the stream by taking every world-th index.
+- photos: sharp photos given synthetic motion (`synth`), the default weights' data;
+- sequences, gopro, videos: real high-frame-rate footage (`footage`).
+
+`open_data(root)` detects the layout (or takes it), checks the folder once (broken or short sequences are
+skipped and listed) and gives the training stream, the fixed validation set and the evaluation samples.
+Sample i of a training stream is a pure function of (seed, i), so a run resumed at step s reads exactly
+the samples it would have read, and several processes share the stream by taking every world-th index.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from . import footage
+from .footage import FootageBlur
 from .synth import SynthConfig, synthesize
+
+LAYOUTS = {
+    "photos": "sharp photos, given synthetic motion",
+    "sequences": "folders of consecutive sharp frames (GoPro_Large_all)",
+    "gopro": "blur/ or blur_gamma/ beside sharp/ per sequence (GoPro_Large); middle frame only",
+    "videos": "high-frame-rate videos, decoded with ffmpeg",
+}
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -87,22 +102,168 @@ class StreamSampler(torch.utils.data.Sampler):
         return 2**62
 
 
-def make_validation(photos: list[Path], count: int = 48, size: int = 256, seed: int = 12345) -> dict:
-    """A fixed validation set: `count` samples from the held-out photos, as stacked tensors."""
-    ds = SyntheticBlur(photos, SynthConfig(size=size), seed=seed, cache=False)
-    items = [ds[i] for i in range(count)]
-    return {"blurred": torch.stack([b for b, _, _ in items]),
-            "frames": torch.stack([f for _, f, _ in items]),
-            "clean": torch.stack([c for _, _, c in items])}
+def detect_layout(root: str | Path) -> str:
+    """The layout of a data folder: gopro, videos, sequences or photos (see LAYOUTS)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    files = [p for p in root.rglob("*") if not p.name.startswith(".") and p.is_file()]
+    if any(p.parent.name == "sharp" and any((p.parent.parent / d).is_dir() for d in ("blur", "blur_gamma"))
+           for p in files):
+        return "gopro"
+    if any(p.suffix.lower() in footage.VIDEO_SUFFIXES for p in files):
+        return "videos"
+    images = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES]
+    if not images:
+        raise ValueError(f"{root}: no photos, frame sequences or videos found")
+    return "sequences" if _consecutive(images) else "photos"
 
 
-def load_or_make_validation(photos: list[Path], path: Path, count: int = 48, size: int = 256) -> dict:
-    """The validation set cached at `path` (made once, then read back so every run scores the same)."""
-    from safetensors.torch import load_file, save_file
+def _consecutive(images: list[Path], pairs: int = 6) -> bool:
+    """Whether neighbouring images of a folder look like consecutive video frames rather than photos."""
+    folders: dict[Path, list[Path]] = {}
+    for p in images:
+        folders.setdefault(p.parent, []).append(p)
+    votes = []
+    for folder in sorted(folders)[:3]:
+        names = sorted(folders[folder], key=footage.natural_key)
+        mid = len(names) // 2
+        for a, b in zip(names[mid:mid + pairs // 2], names[mid + 1:mid + 1 + pairs // 2]):
+            try:
+                with Image.open(a) as ia, Image.open(b) as ib:
+                    if ia.size != ib.size:
+                        votes.append(False)
+                        continue
+                    ta, tb = (np.asarray(i.convert("L").resize((32, 32)), dtype=np.float32) / 255 for i in (ia, ib))
+            except Exception:  # an unreadable file: decided by the others
+                continue
+            votes.append(float(np.abs(ta - tb).mean()) < 0.06)
+    return bool(votes) and sum(votes) > len(votes) / 2
 
-    if path.is_file():
-        return load_file(str(path))
-    val = make_validation(photos, count, size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in val.items()}, str(path))
-    return val
+
+@dataclass
+class Data:
+    """A checked data folder: what trains, what validates, and what was skipped."""
+
+    root: Path
+    layout: str
+    sequences: list  # every photo (Path) or footage.Sequence, for evaluation
+    train: list  # the part that trains (sequences may be cut in time when there is only one)
+    val: list  # the part held out for validation
+    skipped: list[str] = field(default_factory=list)
+    frames_per_blur: int = 7  # sub-frames averaged into one blur (sequences, videos)
+    frames: int = 7  # ground-truth frames per blur
+
+    @property
+    def middle_only(self) -> bool:
+        """Only the middle frame is known (gopro): trains stage 1, scores the middle frame and the reblur."""
+        return self.layout == "gopro"
+
+    def summary(self) -> list[str]:
+        """A few lines for the terminal: layout, counts, resolution, frames per blur, what was skipped."""
+        n = self.frames_per_blur
+        if self.layout == "photos":
+            lines = [f"{self.root}: photos (synthetic motion): {len(self.train)} for training, "
+                     f"{len(self.val)} held out for validation"]
+        else:
+            sizes = sorted({s.size for s in self.sequences})
+            res = "x".join(map(str, sizes[0])) + (f" to {'x'.join(map(str, sizes[-1]))}" if len(sizes) > 1 else "")
+            per = ("1 blurred photo per sample, middle frame known only (trains stage 1)" if self.middle_only
+                   else f"{n} frames per blur into {self.frames} frames")
+            samples = sum(s.windows(n) for s in self.train)
+            lines = [f"{self.root}: {self.layout} ({LAYOUTS[self.layout]})",
+                     f"  {len(self.train)} sequences for training ({samples} samples), "
+                     f"{len(self.val)} for validation; {res}; {per}"]
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)}: " + "; ".join(self.skipped[:5])
+                         + (" …" if len(self.skipped) > 5 else ""))
+        return lines
+
+    def train_set(self, crop: int, seed: int) -> torch.utils.data.Dataset:
+        if self.layout == "photos":
+            return SyntheticBlur(self.train, SynthConfig(size=crop, frames=self.frames), seed=seed)
+        return FootageBlur(self.train, self.frames_per_blur, self.frames, crop, seed=seed)
+
+    def make_validation(self, count: int, size: int, seed: int = 12345) -> dict:
+        """`count` fixed samples of `size` px from the held-out part, as stacked tensors."""
+        if self.layout == "photos":
+            ds = SyntheticBlur(self.val, SynthConfig(size=size, frames=self.frames), seed=seed, cache=False)
+        else:
+            size = min(size, *(min(s.size) for s in self.val))
+            ds = FootageBlur(self.val, self.frames_per_blur, self.frames, size, seed=seed, train=False)
+        items = [ds[i] for i in range(count)]
+        return {k: torch.stack([it[j] for it in items]) for j, k in enumerate(("blurred", "frames", "clean"))}
+
+    def validation(self, path: Path, count: int = 48, size: int = 256) -> dict:
+        """The validation set cached at `path`: made once, then read back so every run scores the same."""
+        from safetensors import safe_open
+        from safetensors.torch import load_file, save_file
+
+        key = f"{self.layout}:{self.frames_per_blur}:{self.frames}:{count}:{size}:{len(self.val)}"
+        if path.is_file():
+            with safe_open(str(path), framework="pt") as f:
+                stored = (f.metadata() or {}).get("data")
+            if stored == key or (stored is None and self.layout == "photos"):  # None: made before layouts
+                return load_file(str(path))
+        val = self.make_validation(count, size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: v.contiguous() for k, v in val.items()}, str(tmp), metadata={"data": key})
+        tmp.replace(path)
+        return val
+
+    def items(self, per_sequence: int = 4, size: int | None = None):
+        """Evaluation samples over every sequence (or photo) of the folder, in a fixed order:
+        (name, blurred 3xHxW, frames Fx3xHxW or 1x3xHxW, clean 3xHxW). Footage is scored at full frame
+        unless `size` asks for centred crops; photos get `size` px synthetic samples (256 by default)."""
+        if self.layout == "photos":
+            cfg = SynthConfig(size=size or 256, frames=self.frames)
+            for j, photo in enumerate(self.sequences):
+                image = read_photo(photo)
+                for k in range(per_sequence):
+                    s = synthesize(image, np.random.default_rng([12345, j, k]), cfg)
+                    yield photo.relative_to(self.root).as_posix(), s.blurred, s.frames, s.clean
+            return
+        ds = FootageBlur(self.sequences, self.frames_per_blur, self.frames, None, train=False)
+        for seq in self.sequences:
+            if size and min(seq.size) < size:
+                raise ValueError(f"{seq.name}: frames of {seq.size[0]}x{seq.size[1]} are smaller than --size {size}")
+            ds.size = size
+            for start in footage.evaluation_windows(seq, self.frames_per_blur, per_sequence):
+                yield (seq.name, *ds.sample(seq, start))
+
+    def count_items(self, per_sequence: int = 4) -> int:
+        """How many samples `items` yields."""
+        if self.layout == "photos":
+            return len(self.sequences) * per_sequence
+        return sum(len(footage.evaluation_windows(s, self.frames_per_blur, per_sequence)) for s in self.sequences)
+
+
+def open_data(root: str | Path, layout: str = "auto", frames_per_blur: int = 7, frames: int = 7) -> Data:
+    """Scan a data folder (layout "auto" detects it); ValueError names the folder and what is wrong."""
+    root = Path(root)
+    if layout == "auto":
+        layout = detect_layout(root)
+    elif layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; one of {', '.join(LAYOUTS)}")
+    elif not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    if frames_per_blur < frames:
+        raise ValueError(f"{frames_per_blur} frames per blur cannot make {frames} frames; give at least {frames}")
+    if layout == "photos":
+        photos = list_photos(root)
+        train, val = split_photos(photos)
+        if not train or not val:
+            raise ValueError(f"{root}: need photos for both training and validation (found {len(photos)})")
+        return Data(root, layout, photos, train, val, frames_per_blur=frames_per_blur, frames=frames)
+    if layout == "sequences":
+        seqs, skipped = footage.scan_sequences(root, frames_per_blur)
+    elif layout == "gopro":
+        seqs, skipped = footage.scan_gopro(root)
+    else:
+        seqs, skipped = footage.scan_videos(root, frames_per_blur)
+    if not seqs:
+        why = f" ({'; '.join(skipped[:3])})" if skipped else ""
+        raise ValueError(f"{root}: no usable {layout} sequence{why}")
+    train, val = footage.split_sequences(seqs, 1 if layout == "gopro" else frames_per_blur, is_held_out)
+    return Data(root, layout, seqs, train, val, skipped, frames_per_blur, frames)

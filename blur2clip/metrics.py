@@ -37,7 +37,12 @@ def reblur(frames: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(pred: torch.Tensor, gt: torch.Tensor, blurred: torch.Tensor) -> dict[str, float]:
-    """All figures for one batch: pPSNR, middle-frame PSNR, outer-frame pPSNR, reblur PSNR."""
+    """All figures for one batch: pPSNR, middle-frame PSNR, outer-frame pPSNR, reblur PSNR.
+
+    gt with a single frame is the middle frame alone (GoPro_Large): then only middle and reblur."""
+    if gt.shape[1] == 1 and pred.shape[1] > 1:
+        return {"middle": psnr(pred[:, pred.shape[1] // 2], gt[:, 0], dims=(1, 2, 3)).mean().item(),
+                "reblur": psnr(reblur(pred), blurred, dims=(1, 2, 3)).mean().item()}
     pred = oriented(pred, gt)
     per_frame = frame_psnr(pred, gt)  # BxF
     mid = gt.shape[1] // 2
@@ -51,7 +56,7 @@ def evaluate(pred: torch.Tensor, gt: torch.Tensor, blurred: torch.Tensor) -> dic
 
 def baseline(gt: torch.Tensor, blurred: torch.Tensor) -> dict[str, float]:
     """The same figures for the trivial answer: the blurred input copied to every frame."""
-    copies = blurred.unsqueeze(1).expand_as(gt)
+    copies = blurred.unsqueeze(1).expand(-1, max(gt.shape[1], 3), -1, -1, -1)
     return evaluate(copies, gt, blurred)
 
 

@@ -313,3 +313,19 @@ def _reason(r) -> str:
     """A failure's reason without the file name that media's messages start with."""
     prefix = f"{r.input}: "
     return r.error[len(prefix):] if r.error and r.error.startswith(prefix) else r.error or ""
+
+
+def score_table(result) -> str:
+    """The evaluation as an aligned text table: model (blurred input) per figure."""
+    names = {"ppsnr": "pPSNR", "middle": "middle", "outer": "outer", "reblur": "reblur"}
+    figures = [k for k in names if k in result.mean.model]
+    rows = [[s.name, str(s.samples)] + [f"{s.model[k]:.2f} ({s.baseline[k]:.2f})" for k in figures]
+            for s in [*result.sequences, result.mean]]
+    head = ["sequence", "samples"] + [f"{names[k]} dB" for k in figures]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(r):
+        return "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+
+    return "\n".join([f"{result.data} ({result.layout}), weights {result.weights}: model (blurred input)",
+                      line(head), *map(line, rows[:-1]), "-" * len(line(head)), line(rows[-1])])

@@ -201,10 +201,15 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
     frames_lin = subs[:, :3].clamp(0, 1).reshape(nf, k, 3, n, n).mean(1)  # F x 3 x n x n
     clean_lin = frames_lin.mean(0)
     input_lin = subs[:, 3:].mean(0).clamp(0, 1) if bright else clean_lin
-    blurred = to_srgb(_noise(input_lin, rng) if rng.random() < cfg.p_noise else input_lin)
+    return Sample(blurred=degrade(input_lin, rng, cfg), frames=to_srgb(frames_lin), clean=to_srgb(clean_lin))
+
+
+def degrade(lin: torch.Tensor, rng: np.random.Generator, cfg: SynthConfig) -> torch.Tensor:
+    """What a camera adds to the input only: sensor noise, then JPEG. Linear CxHxW in, sRGB out."""
+    blurred = to_srgb(_noise(lin, rng) if rng.random() < cfg.p_noise else lin)
     if rng.random() < cfg.p_jpeg:
         blurred = _jpeg(blurred, int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)))
-    return Sample(blurred=blurred, frames=to_srgb(frames_lin), clean=to_srgb(clean_lin))
+    return blurred
 
 
 def _bezier_mid(path: np.ndarray, t: np.ndarray) -> np.ndarray:

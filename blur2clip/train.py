@@ -4,9 +4,14 @@ One network learns all stages (a curriculum): each stage starts from the previou
 keeps training the frames learned before, so errors of an early stage can still be corrected. Every stage
 ends in its own weights file (`stageN.safetensors` in the output folder).
 
-A checkpoint (model, optimizer, schedule, stage, step, RNG state) is written atomically every
-`ckpt_every` steps and when the process is stopped (SIGTERM, Ctrl-C); `resume=True` continues from it.
-The data stream is a pure function of (seed, step), so a resumed run reads what it would have read.
+The data is any layout of `data.open_data` (photos with synthetic motion, frame sequences, GoPro_Large,
+videos); GoPro_Large knows only the middle frame, so it trains stage 1 alone. A checkpoint (model,
+optimizer, stage, step, RNG state, data position; the learning rate is a function of the step) is written
+atomically every `ckpt_every` steps and when the process is stopped (SIGTERM, Ctrl-C); `resume=True`
+continues from it. The data stream is a pure function of (seed, sample index), so a resumed run reads
+what it would have read. `log.jsonl` and `curves.png` beside the checkpoint follow the run.
+
+On CUDA the forward pass runs under bf16 autocast (precision "auto"); the weights stay float32.
 
 Run from Python (`train(TrainConfig(...))`), as `blur2clip train ...`, or under torchrun as
 `torchrun --nproc_per_node N -m blur2clip.train ...` (same options).
@@ -26,17 +31,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import metrics, weights
-from .data import StreamSampler, SyntheticBlur, list_photos, load_or_make_validation, split_photos
+from . import metrics, plot, weights
+from .data import StreamSampler, open_data
 from .model import Blur2Clip, ModelConfig, count_parameters, stage_frames
-from .synth import SynthConfig, to_linear
+from .synth import to_linear
 
 
 @dataclass
 class TrainConfig:
-    data: str  # folder of sharp photos
-    out: str  # run folder: checkpoint, stage weights, log, validation set
+    data: str  # data folder in any layout of data.LAYOUTS
+    out: str  # run folder: checkpoint, stage weights, log, curves, validation set
     stage: str = "all"  # "1", "2", "3" or "all"
+    layout: str = "auto"  # or one of data.LAYOUTS
+    frames_per_blur: int = 7  # consecutive sharp frames averaged into one blur (sequences, videos)
     steps: list[int] = field(default_factory=lambda: [2000, 2000, 4000])  # per stage 1, 2, 3
     batch: int = 8
     crop: int = 192
@@ -54,6 +61,8 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1
     threads: int = 0  # torch threads in the main process (0: torch's default)
+    device: str = "auto"  # "auto": the process's CUDA device (LOCAL_RANK under torchrun) if any, else cpu
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; or "fp32", "bf16"
     init: str | None = None  # weights to start from instead of the previous stage's file
     resume: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -67,7 +76,12 @@ def charbonnier(a: torch.Tensor, b: torch.Tensor, dims) -> torch.Tensor:
 
 def staged_loss(pred, gt, clean, stage: int, cfg: TrainConfig, progress: float):
     """Loss of BxFx3xHxW predictions at a stage; `progress` 0..1 through the stage. Returns (loss, parts)."""
-    nf = gt.shape[1]
+    nf = pred.shape[1]
+    if gt.shape[1] == 1:  # only the middle frame is known (GoPro_Large)
+        if stage != 1:
+            raise ValueError("only the middle frame is known: such data trains stage 1")
+        rec = charbonnier(pred[:, nf // 2], gt[:, 0], dims=(1, 2, 3)).mean()
+        return rec, {"rec": rec.item()}
     active = stage_frames(stage, nf)
     w = torch.ones(nf)
     w[nf // 2] += cfg.w_middle
@@ -101,9 +115,10 @@ def staged_loss(pred, gt, clean, stage: int, cfg: TrainConfig, progress: float):
 def validate(model, val: dict, batch: int = 8) -> dict[str, float]:
     model.eval()
     meter = metrics.Meter()
+    device = next(model.parameters()).device
     for s in range(0, len(val["blurred"]), batch):
-        b, f = val["blurred"][s:s + batch], val["frames"][s:s + batch]
-        meter.add(metrics.evaluate(model(b), f, b), len(b))
+        b, f = val["blurred"][s:s + batch].to(device), val["frames"][s:s + batch].to(device)
+        meter.add(metrics.evaluate(model(b).float(), f, b), len(b))
     model.train()
     return meter.mean()
 
@@ -141,23 +156,38 @@ class Trainer:
         self.last_val: dict = {}
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        self.device = pick_device(cfg.device)
+        if cfg.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"unknown precision {cfg.precision!r}; one of auto, fp32, bf16")
+        self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda"
+                                                 and torch.cuda.is_bf16_supported())
+        self.data = open_data(cfg.data, cfg.layout, cfg.frames_per_blur, cfg.model.frames)
+        if self.data.middle_only and cfg.stage not in ("1", "all"):
+            raise ValueError(f"{cfg.data}: this layout ({self.data.layout}) knows only the middle frame, so it "
+                             f"trains stage 1, not stage {cfg.stage}")
         if self.world > 1 and not torch.distributed.is_initialized():
-            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        photos = list_photos(cfg.data)
-        self.train_photos, val_photos = split_photos(photos)
-        if not self.train_photos or not val_photos:
-            raise ValueError(f"{cfg.data}: need photos for both training and validation (found {len(photos)})")
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.val = load_or_make_validation(val_photos, self.out / "validation.safetensors",
-                                            cfg.val_count, cfg.val_size)
-        self.base = baseline(self.val)
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.started = time.time()
+        if self.main:  # only the first process validates, logs and writes files
+            for line in self.data.summary():
+                self.log(line)
+            if self.data.middle_only:
+                self.log("  only the middle frame is known: training stage 1 only")
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.val = self.data.validation(self.out / "validation.safetensors", cfg.val_count, cfg.val_size)
+            self.base = baseline(self.val)
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
     def stages(self) -> list[int]:
+        if self.data.middle_only:
+            return [1]
         return [1, 2, 3] if self.cfg.stage == "all" else [int(self.cfg.stage)]
+
+    def stage_steps(self, stage: int) -> int:
+        return self.cfg.steps[min(stage, len(self.cfg.steps)) - 1]
 
     def stage_path(self, stage: int) -> Path:
         return self.out / f"stage{stage}.safetensors"
@@ -167,7 +197,12 @@ class Trainer:
         ckpt = None
         if cfg.resume and (self.out / "checkpoint.pt").is_file():
             ckpt = torch.load(self.out / "checkpoint.pt", map_location="cpu", weights_only=True)
-            self.log(f"resuming stage {ckpt['stage']} at step {ckpt['step']}")
+            layout = ckpt.get("data", {}).get("layout", "photos")
+            if layout != self.data.layout:
+                raise ValueError(f"{self.out / 'checkpoint.pt'}: written while training on {layout} data, "
+                                 f"but {cfg.data} is {self.data.layout}")
+            if self.main:
+                self.log(f"resuming stage {ckpt['stage']} at step {ckpt['step']}")
         old = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM,)}
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
         done = []
@@ -199,13 +234,14 @@ class Trainer:
 
     def run_stage(self, stage: int, ckpt: dict | None) -> Path:
         cfg = self.cfg
-        total = cfg.steps[min(stage, len(cfg.steps)) - 1]
+        total = self.stage_steps(stage)
         model = self.initial_model(stage) if ckpt is None else Blur2Clip(ModelConfig.from_dict(ckpt["config"]))
         model.config.stage = stage
-        model = model.to(memory_format=torch.channels_last).train()
+        model = _channels_last(model.to(self.device)).train()
         net = model
         if self.world > 1:
-            net = torch.nn.parallel.DistributedDataParallel(model)
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device] if self.device.type == "cuda" else None)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.9))
         step = 0
         if ckpt is not None:
@@ -213,26 +249,30 @@ class Trainer:
             opt.load_state_dict(ckpt["optimizer"])
             step = ckpt["step"]
             torch.set_rng_state(ckpt["torch_rng"])
+            if self.device.type == "cuda" and "cuda_rng" in ckpt:
+                torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
         if self.main:
             self.log(f"stage {stage}: frames {[i + 1 for i in stage_frames(stage, model.config.frames)]}, "
-                     f"{count_parameters(model) / 1e6:.2f} M parameters, steps {step}->{total}")
+                     f"{count_parameters(model) / 1e6:.2f} M parameters, steps {step}->{total}, "
+                     f"{self.device}{' bf16' if self.bf16 else ''}"
+                     + (f", {self.world} processes" if self.world > 1 else ""))
         per_rank = max(1, cfg.batch // self.world)  # the global batch stays equal to the single-process one
-        ds = SyntheticBlur(self.train_photos, SynthConfig(size=cfg.crop, frames=model.config.frames),
-                           seed=cfg.seed * 1000 + stage)
         loader = torch.utils.data.DataLoader(
-            ds, batch_size=per_rank, sampler=StreamSampler(step * per_rank, self.rank, self.world),
-            num_workers=cfg.workers, worker_init_fn=_worker_init, persistent_workers=False,
+            self.data.train_set(cfg.crop, seed=cfg.seed * 1000 + stage), batch_size=per_rank,
+            sampler=StreamSampler(step * per_rank, self.rank, self.world), num_workers=cfg.workers,
+            worker_init_fn=_worker_init, pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if cfg.workers else None)
         it = iter(loader)
         t0, seen = time.time(), 0
         try:
             while step < total:
-                blurred, frames, clean = next(it)
+                blurred, frames, clean = (t.to(self.device, non_blocking=True) for t in next(it))
                 blurred = blurred.contiguous(memory_format=torch.channels_last)
                 for g in opt.param_groups:
                     g["lr"] = _lr(step, total, cfg)
-                pred = net(blurred)
-                loss, parts = staged_loss(pred, frames, clean, stage, cfg, step / total)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    pred = net(blurred)
+                loss, parts = staged_loss(pred.float(), frames, clean, stage, cfg, step / total)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
@@ -240,50 +280,97 @@ class Trainer:
                 step += 1
                 seen += 1
                 if self.main and step % cfg.log_every == 0:
-                    rate = (time.time() - t0) / seen
-                    self.write_log(dict(stage=stage, step=step, loss=loss.item(), lr=opt.param_groups[0]["lr"],
-                                        sec_per_step=rate, **parts))
-                    self.log(f"stage {stage} step {step}/{total} loss {loss.item():.4f} "
-                             f"{rate:.2f} s/step, eta {(total - step) * rate / 60:.0f} min")
+                    self.progress(stage, step, total, loss.item(), (time.time() - t0) / seen,
+                                  opt.param_groups[0]["lr"], parts)
                 if step % cfg.ckpt_every == 0 or self.stop_requested:
-                    self.checkpoint(model, opt, stage, step)
+                    self.checkpoint(model, opt, stage, step, step * per_rank * self.world)
                 if self.stop_requested:
                     raise Stopped(f"stopped at stage {stage} step {step}; checkpoint written")
                 if self.main and (step % cfg.val_every == 0 or step == total):
                     self.report(model, stage, step)
         except KeyboardInterrupt:
-            self.checkpoint(model, opt, stage, step)
+            self.checkpoint(model, opt, stage, step, step * per_rank * self.world)
             raise
         finally:
             del it  # shuts the data workers down now; at interpreter exit they would be waited for forever
         if self.main:
             path = weights.save(model, self.stage_path(stage), training=self.facts(stage, total))
-            self.checkpoint(model, opt, stage + 1, 0, with_optimizer=False)
-            self.log(f"stage {stage} done: {path}")
+            digest = weights.sha256(path)
+            Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
+            self.checkpoint(model, opt, stage + 1, 0, 0, with_optimizer=False)
+            self.log(f"stage {stage} done: {path} (sha256 {digest[:16]}…)")
         return self.stage_path(stage)
 
     def facts(self, stage: int, steps: int) -> dict:
+        """Training metadata stored in each stage file."""
         c = asdict(self.cfg)
         c.pop("model")
-        return dict(stage=stage, steps=steps, config=c, validation=self.last_val, baseline=self.base)
+        return dict(stage=stage, steps=steps, config=c, data=self.data.summary(), validation=self.last_val,
+                    baseline=self.base, device=str(self.device), processes=self.world, bf16=self.bf16,
+                    torch=torch.__version__, hours=round((time.time() - self.started) / 3600, 3))
+
+    def progress(self, stage: int, step: int, total: int, loss: float, rate: float, lr: float, parts: dict):
+        later = sum(self.stage_steps(s) for s in self.stages() if s > stage)
+        self.write_log(dict(stage=stage, step=step, loss=loss, lr=lr, sec_per_step=rate, **parts))
+        key = "ppsnr" if "ppsnr" in self.last_val else "middle"
+        val = (f", val {key} {self.last_val[key]:.2f} ({self.last_val[key] - self.base[key]:+.2f})"
+               if self.last_val else "")
+        eta = (total - step) * rate / 60
+        self.log(f"stage {stage} step {step}/{total} loss {loss:.4f}{val}, {rate:.2f} s/step, eta {eta:.0f} min"
+                 + (f" (all stages {eta + later * rate / 60:.0f} min)" if later else ""))
+        if step // self.cfg.log_every % 5 == 1:  # the first line, then every fifth
+            self.draw()
 
     def report(self, model, stage: int, step: int) -> None:
         v = validate(model, self.val)
         self.last_val = v
         self.write_log(dict(stage=stage, step=step, val=v, baseline=self.base))
         self.log("  val " + "  ".join(f"{k} {v[k]:.2f} ({v[k] - self.base[k]:+.2f})" for k in v))
+        self.draw()
+
+    def draw(self) -> None:
+        try:
+            plot.curves(self.out / "log.jsonl", self.out / "curves.png")
+        except OSError as e:  # a plot is never worth stopping a run for
+            self.log(f"  could not draw curves.png: {e}")
 
     def write_log(self, rec: dict) -> None:
         rec["time"] = time.time()
         with open(self.out / "log.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
 
-    def checkpoint(self, model, opt, stage: int, step: int, with_optimizer: bool = True) -> None:
+    def checkpoint(self, model, opt, stage: int, step: int, position: int, with_optimizer: bool = True) -> None:
+        """position: samples of the stage's data stream consumed (by all processes together)."""
         if not self.main:
             return
-        _atomic_save({"config": model.config.to_dict(), "model": model.state_dict(),
-                      "optimizer": opt.state_dict() if with_optimizer else {}, "stage": stage, "step": step,
-                      "torch_rng": torch.get_rng_state()}, self.out / "checkpoint.pt")
+        state = {"config": model.config.to_dict(), "model": model.state_dict(),
+                 "optimizer": opt.state_dict() if with_optimizer else {}, "stage": stage, "step": step,
+                 "torch_rng": torch.get_rng_state(),
+                 "data": {"layout": self.data.layout, "seed": self.cfg.seed * 1000 + stage, "position": position}}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        _atomic_save(state, self.out / "checkpoint.pt")
+
+
+def _channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """channels_last for the convolutions. Parameters of 1x1 spatial size keep the plain strides that their
+    gradients come with (the same memory either way), or DDP warns that grad strides do not match."""
+    model = model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        if p.dim() == 4 and p.shape[2:] == (1, 1):
+            p.data = p.data.clone(memory_format=torch.contiguous_format)
+    return model
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """"auto": this process's CUDA device (LOCAL_RANK under torchrun) when there is one, else the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu")
 
 
 def _worker_init(_):

@@ -1,5 +1,7 @@
-"""Staged training on tiny configs: the loss falls, stages chain, a killed run resumes exactly."""
+"""Staged training on tiny configs: the loss falls, stages chain, a killed run resumes exactly, every data
+layout trains, and torchrun with two processes gives the network one process gives."""
 
+import json
 import os
 import signal
 import subprocess
@@ -151,3 +153,79 @@ def test_sigterm_to_the_process_group_writes_a_checkpoint_and_stops(photos, tmp_
     assert proc.returncode != 0 and "checkpoint written" in err.decode()
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] >= 3
+
+
+# ---------------------------------------------------------------- real layouts, files, torchrun
+
+
+@pytest.fixture(scope="module")
+def footage_dirs(tmp_path_factory):
+    from layouts import make_gopro, make_sequences, make_videos
+
+    root = tmp_path_factory.mktemp("footage")
+    return {"sequences": make_sequences(root / "sequences"), "gopro": make_gopro(root / "gopro"),
+            "videos": make_videos(root / "videos")}
+
+
+@pytest.mark.parametrize("layout", ["sequences", "videos"])
+def test_consecutive_frames_train_every_stage(footage_dirs, tmp_path, layout):
+    lines = []
+    paths = train(tiny_cfg(footage_dirs[layout], tmp_path, stage="all", steps=[2, 2, 2], frames_per_blur=9),
+                  log=lines.append)
+    assert [p.name for p in paths] == ["stage1.safetensors", "stage2.safetensors", "stage3.safetensors"]
+    assert any(f"{layout} (" in line for line in lines) and any("9 frames per blur" in line for line in lines)
+    meta = weights.read_metadata(paths[2])["training"]
+    assert meta["config"]["layout"] == "auto" and any(layout in line for line in meta["data"])
+    assert "ppsnr" in meta["validation"]
+
+
+def test_gopro_layout_trains_stage_one_only_and_says_so(footage_dirs, tmp_path):
+    lines = []
+    paths = train(tiny_cfg(footage_dirs["gopro"], tmp_path, stage="all"), log=lines.append)
+    assert [p.name for p in paths] == ["stage1.safetensors"]
+    assert any("training stage 1 only" in line for line in lines)
+    assert set(weights.read_metadata(paths[0])["training"]["validation"]) == {"middle", "reblur"}
+    with pytest.raises(ValueError, match="only the middle frame"):
+        train(tiny_cfg(footage_dirs["gopro"], tmp_path / "s3", stage="3"), log=lambda *_: None)
+
+
+def test_a_stage_file_comes_with_its_sha256_curves_and_the_data_position(photos, tmp_path, monkeypatch):
+    (path,) = train(tiny_cfg(photos, tmp_path, steps=[6, 6, 6], ckpt_every=4), log=lambda *_: None)
+    digest, name = (tmp_path / "stage1.safetensors.sha256").read_text().split()
+    assert name == path.name and digest == weights.sha256(path)
+    with Image.open(tmp_path / "curves.png") as im:
+        assert im.format == "PNG" and im.size[0] >= 600
+    # the final checkpoint says where the next stage starts; a mid-run one where the data stream stands
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["stage"] == 2
+    rc, err = run_training(photos, tmp_path / "killed", 12, kill_at_checkpoint=True)
+    ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    assert ckpt["data"] == {"layout": "photos", "seed": 1, "position": ckpt["step"] * 2}
+    # `weights import` takes the file as it is
+    monkeypatch.setenv("BLUR2CLIP_HOME", str(tmp_path / "home"))
+    info = weights.import_file(path, name="mine")
+    assert info.sha256 == digest
+
+
+def test_torchrun_with_two_processes_matches_one_process_with_the_same_global_batch(photos, tmp_path):
+    """DDP over gloo on the CPU: each process takes half of every batch; the result is the same network."""
+    args = ["--data", str(photos), "--stage", "1", "--steps", "3", "--batch", "4", "--crop", "32",
+            "--width", "4", "--enc-blocks", "1,1", "--dec-blocks", "1,1", "--middle-blocks", "1", "--workers", "0",
+            "--threads", "1", "--val-count", "2", "--val-size", "32", "--log-every", "1", "--warmup", "1", "-q"]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "blur2clip.train",
+                          "--out", str(tmp_path / "two"), *args], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.strip() == str(tmp_path / "two" / "stage1.safetensors")  # rank 0 alone reports
+    assert "Grad strides do not match" not in two.stderr
+    one = subprocess.run([sys.executable, "-m", "blur2clip", "train", "--out", str(tmp_path / "one"), *args],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    a = load_file(str(tmp_path / "one" / "stage1.safetensors"))
+    b = load_file(str(tmp_path / "two" / "stage1.safetensors"))
+    assert a["ending.weight"].abs().sum() > 0  # it learned (the head starts at zero)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-3)
+    logged = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss" in r] == [1, 2, 3]  # one process writes the log

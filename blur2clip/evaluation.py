@@ -1,0 +1,76 @@
+"""Weights scored on a data folder of any layout, per sequence and on average, beside the baseline.
+
+`evaluate(data, predict)` runs `predict` (a 3xHxW blurred photo, sRGB 0..1 -> Fx3xHxW frames) on every
+evaluation sample of a `data.Data` (`Data.items`: a few exposures spread over each sequence; photos get
+synthetic motion) and averages `metrics.evaluate` per sequence and over all samples. The baseline is the
+blurred input copied to every frame. `predictor(extractor)` makes `predict` from a pipeline.Extractor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+from . import metrics
+from .data import Data
+
+
+@dataclass
+class Scores:
+    name: str
+    samples: int
+    model: dict[str, float]
+    baseline: dict[str, float]
+
+
+@dataclass
+class Evaluation:
+    data: str
+    layout: str
+    weights: str
+    sequences: list[Scores]
+    mean: Scores  # over every sample
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def figures(self) -> list[str]:
+        """The figures this data can give (middle and reblur only where the middle frame alone is known)."""
+        return list(self.mean.model)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def predictor(extractor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`predict` for `evaluate` from a pipeline.Extractor (tiles, device and precision as it is set)."""
+    def predict(blurred: torch.Tensor) -> torch.Tensor:
+        frames = extractor(blurred.permute(1, 2, 0).numpy())  # FxHxWx3 float32
+        return torch.from_numpy(frames).permute(0, 3, 1, 2)
+    return predict
+
+
+def evaluate(data: Data, predict: Callable[[torch.Tensor], torch.Tensor], per_sequence: int = 4,
+             size: int | None = None, weights: str = "", on_sample: Callable[[str], None] | None = None
+             ) -> Evaluation:
+    """Score `predict` on `data`; on_sample(name) is called after each sample (for progress)."""
+    meters: dict[str, tuple[metrics.Meter, metrics.Meter]] = {}
+    for name, blurred, frames, _ in data.items(per_sequence, size):
+        b, f = blurred[None], frames[None]
+        with torch.no_grad():
+            pred = predict(blurred).float()[None]
+        mine, base = meters.setdefault(name, (metrics.Meter(), metrics.Meter()))
+        mine.add(metrics.evaluate(pred, f, b))
+        base.add(metrics.baseline(f, b))
+        if on_sample:
+            on_sample(name)
+    if not meters:
+        raise ValueError(f"{data.root}: no sample to evaluate")
+    rows = [Scores(name, m.count, m.mean(), b.mean()) for name, (m, b) in meters.items()]
+    total = [metrics.Meter(), metrics.Meter()]
+    for (m, b) in meters.values():
+        for t, meter in zip(total, (m, b)):
+            t.add(meter.mean(), meter.count)
+    mean = Scores("mean", sum(r.samples for r in rows), total[0].mean(), total[1].mean())
+    return Evaluation(str(data.root), data.layout, weights, rows, mean, list(data.skipped))

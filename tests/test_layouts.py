@@ -1,0 +1,202 @@
+"""Data layouts: detection, checks and summaries, samples from real consecutive frames, and evaluation."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from blur2clip import footage, metrics
+from blur2clip.cli import main
+from blur2clip.data import detect_layout, open_data
+from blur2clip.evaluation import evaluate
+from blur2clip.synth import to_linear
+from layouts import consecutive_frames, make_gopro, make_photos, make_sequences, make_videos
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("layouts")
+    return {"sequences": make_sequences(root / "sequences"), "gopro": make_gopro(root / "gopro"),
+            "videos": make_videos(root / "videos"), "photos": make_photos(root / "photos")}
+
+
+@pytest.mark.parametrize("layout", ["sequences", "gopro", "videos", "photos"])
+def test_each_layout_is_detected_and_summed_up(folders, layout):
+    assert detect_layout(folders[layout]) == layout
+    data = open_data(folders[layout])
+    assert data.layout == layout and data.train and data.val and not data.skipped
+    text = "\n".join(data.summary())
+    assert layout in text or "photos" in text
+    if layout in ("sequences", "videos"):
+        assert "48x48" in text and "7 frames per blur" in text
+    if layout == "gopro":
+        assert "middle frame" in text and "stage 1" in text
+
+
+def test_a_folder_of_unrelated_photos_in_subfolders_is_photos_not_sequences(tmp_path):
+    make_photos(tmp_path / "set_a", 12)
+    make_photos(tmp_path / "set_b", 12)
+    assert detect_layout(tmp_path) == "photos"
+
+
+def test_the_test_folder_holds_out_sequences_for_validation(folders):
+    data = open_data(folders["sequences"])
+    assert [s.name for s in data.val] == ["test/seq_c"]
+    assert sorted(s.name for s in data.train) == ["train/seq_a", "train/seq_b"]
+
+
+def test_one_video_is_split_in_time_for_validation(folders, tmp_path):
+    shutil.copy(folders["videos"] / "clip_a.mp4", tmp_path / "only.mp4")
+    data = open_data(tmp_path)
+    (train,), (val,) = data.train, data.val
+    assert train.first == 0 and train.end == val.first and val.end == 24
+    assert len(data.sequences) == 1  # evaluation still sees the whole video once
+
+
+def test_broken_and_short_sequences_are_skipped_with_their_reason(folders, tmp_path):
+    root = tmp_path / "seqs"
+    shutil.copytree(folders["sequences"], root)
+    (root / "train" / "seq_b" / "000003.png").write_bytes(b"not a png")
+    for p in sorted((root / "train" / "seq_a").iterdir())[5:]:
+        p.unlink()  # 5 frames left, fewer than 7 per blur
+    data = open_data(root, layout="sequences")
+    assert [s.name for s in data.sequences] == ["test/seq_c"]
+    assert any("seq_a" in s and "fewer than 7" in s for s in data.skipped)
+    assert any("seq_b" in s and "000003.png unreadable" in s for s in data.skipped)
+    assert "skipped 2" in "\n".join(data.summary())
+    with pytest.raises(ValueError, match="no usable sequences"):
+        open_data(root / "train", layout="sequences")
+
+
+def test_a_broken_video_is_skipped(folders, tmp_path):
+    shutil.copy(folders["videos"] / "clip_a.mp4", tmp_path / "good.mp4")
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 1000)
+    data = open_data(tmp_path)
+    assert [s.name for s in data.sequences] == ["good.mp4"]
+    assert data.skipped and data.skipped[0].startswith("bad.mp4: not a readable video")
+
+
+def test_more_sub_frames_than_frames_split_time_in_proportion():
+    w = footage.split_weights(7, 7)
+    assert torch.equal(w, torch.eye(7))
+    for n in (14, 11, 9):
+        w = footage.split_weights(n, 7)
+        torch.testing.assert_close(w.sum(1), torch.ones(7))  # each frame is an average
+        torch.testing.assert_close(w.sum(0), torch.full((n,), 7 / n))  # each sub-frame counted once overall
+    assert footage.split_weights(14, 7)[0, :2].tolist() == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("n", [7, 11])
+def test_sequence_samples_average_back_to_their_blur_in_linear_light(folders, n):
+    data = open_data(folders["sequences"], frames_per_blur=n)
+    ds = data.train_set(32, seed=3)
+    blurred, frames, clean = ds[5]
+    assert blurred.shape == clean.shape == (3, 32, 32) and frames.shape == (7, 3, 32, 32)
+    torch.testing.assert_close(to_linear(frames).mean(0), to_linear(clean), atol=1e-5, rtol=0)
+    again = ds[5]
+    assert all(torch.equal(a, b) for a, b in zip(again, (blurred, frames, clean)))  # seeded by the index
+    assert not torch.equal(ds[6][1], frames)
+
+
+def test_evaluation_samples_are_the_real_blur_without_added_noise(folders):
+    data = open_data(folders["sequences"])
+    name, blurred, frames, clean = next(data.items(per_sequence=1))
+    assert name == "test/seq_c" and blurred.shape == (3, 48, 48)
+    assert torch.equal(blurred, clean)
+    raw = consecutive_frames(16, seed=2)[:7]  # seq_c's first window, as written
+    expected = to_linear(torch.from_numpy(raw).permute(0, 3, 1, 2).float() / 255).mean(0)
+    torch.testing.assert_close(to_linear(clean), expected, atol=1e-5, rtol=0)
+
+
+def test_video_frames_read_by_seeking_are_the_frames_decoded_in_order(folders):
+    import imageio_ffmpeg
+
+    path = folders["videos"] / "clip_b.mp4"
+    gen = imageio_ffmpeg.read_frames(str(path))
+    next(gen)
+    decoded = np.stack([np.frombuffer(b, np.uint8).reshape(48, 48, 3) for b in gen])
+    assert len(decoded) == 24
+    seqs, _ = footage.scan_videos(folders["videos"], 7)
+    seq = next(s for s in seqs if s.name == "clip_b.mp4")
+    for first in (0, 1, 9, 17):
+        got = footage.read_frames(seq, first, 7, (4, 8, 32, 24))
+        assert np.array_equal(got, decoded[first:first + 7, 8:32, 4:36])
+    with pytest.raises(OSError, match="past the end"):
+        footage.read_frames(seq, 20, 7, (0, 0, 48, 48))
+
+
+def test_gopro_samples_carry_the_middle_frame_only(folders):
+    data = open_data(folders["gopro"])
+    assert data.middle_only
+    blurred, frames, clean = data.train_set(32, seed=0)[0]
+    assert frames.shape == (1, 3, 32, 32) and torch.equal(blurred, clean)
+    name, blurred, frames, _ = next(data.items(1))
+    sharp = np.asarray(Image.open(folders["gopro"] / name / "sharp" / "000000.png"))
+    gamma = np.asarray(Image.open(folders["gopro"] / name / "blur_gamma" / "000000.png"))
+    assert np.array_equal((frames[0].permute(1, 2, 0).numpy() * 255).round(), sharp)
+    assert np.array_equal((blurred.permute(1, 2, 0).numpy() * 255).round(), gamma)  # blur_gamma preferred
+
+
+def _oracle(data, size=None):
+    """A predictor that knows the ground truth of every evaluation sample."""
+    truth = {blurred.numpy().tobytes(): frames for _, blurred, frames, _ in data.items(2, size)}
+
+    def predict(blurred):
+        assert blurred.numpy().tobytes() in truth, "not an evaluation sample"
+        return truth[blurred.numpy().tobytes()]
+    return predict
+
+
+@pytest.mark.parametrize("layout", ["sequences", "videos", "photos"])
+def test_ground_truth_scores_the_maximum_and_copies_score_the_baseline(folders, layout):
+    data = open_data(folders[layout])
+    size = 48 if layout == "photos" else None
+    best = evaluate(data, _oracle(data, size), per_sequence=2, size=size)
+    assert best.mean.model["ppsnr"] == best.mean.model["middle"] == best.mean.model["outer"] == 100.0
+    # the truth re-averaged: against a real blur only 8-bit rounding differs; photos' inputs have noise
+    assert best.mean.model["reblur"] > (25 if layout == "photos" else 40)
+    assert len(best.sequences) == len(data.sequences)
+    copies = evaluate(data, lambda b: b[None].expand(7, -1, -1, -1), per_sequence=2, size=size)
+    for k in ("ppsnr", "middle", "outer"):
+        assert copies.mean.model[k] == pytest.approx(copies.mean.baseline[k], abs=1e-6)
+        assert copies.mean.baseline[k] == pytest.approx(best.mean.baseline[k], abs=1e-6)
+        assert copies.mean.baseline[k] < 60
+    assert copies.mean.model["reblur"] == 100.0
+
+
+def test_gopro_evaluation_scores_the_middle_frame_and_the_reblur(folders):
+    data = open_data(folders["gopro"])
+    best = evaluate(data, lambda b: _oracle(data)(b).expand(7, -1, -1, -1), per_sequence=2)
+    assert set(best.mean.model) == {"middle", "reblur"} and best.mean.model["middle"] == 100.0
+    copies = evaluate(data, lambda b: b[None].expand(7, -1, -1, -1), per_sequence=2)
+    assert copies.mean.model["middle"] == pytest.approx(copies.mean.baseline["middle"])
+    expected = np.mean([metrics.psnr(b, f[0], dims=(0, 1, 2)).item() for _, b, f, _ in data.items(2)])
+    assert copies.mean.baseline["middle"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_eval_command_prints_a_table_or_json(folders, tiny_weights, capsys):
+    code = main(["eval", "--data", str(folders["sequences"]), "--weights", str(tiny_weights), "--samples", "2"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "pPSNR dB" in lines[1] and "reblur dB" in lines[1]
+    assert [line.split()[0] for line in lines[2:5]] == ["test/seq_c", "train/seq_a", "train/seq_b"]
+    assert set(lines[5]) == {"-"} and lines[6].split()[:2] == ["mean", "6"]
+    assert "2 sequences for training" in err  # the summary goes to stderr
+    code = main(["eval", "--data", str(folders["gopro"]), "--weights", str(tiny_weights), "--json", "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""
+    result = json.loads(out)
+    assert result["layout"] == "gopro" and set(result["mean"]["model"]) == {"middle", "reblur"}
+    assert result["mean"]["samples"] == 6 and len(result["sequences"]) == 2
+
+
+def test_eval_of_a_folder_with_nothing_usable_says_so_in_one_line(tmp_path, tiny_weights, capsys):
+    (tmp_path / "notes.txt").write_text("nothing here")
+    code = main(["eval", "--data", str(tmp_path), "--weights", str(tiny_weights)])
+    err = capsys.readouterr().err
+    assert code == 3 and len(err.strip().splitlines()) == 1
+    assert str(tmp_path) in err and "no photos, frame sequences or videos" in err
