@@ -299,6 +299,8 @@ class Trainer:
             Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
             self.checkpoint(model, opt, stage + 1, 0, 0, with_optimizer=False)
             self.log(f"stage {stage} done: {path} (sha256 {digest[:16]}…)")
+        if self.world > 1:
+            torch.distributed.barrier()  # the next stage starts from the file just written
         return self.stage_path(stage)
 
     def facts(self, stage: int, steps: int) -> dict:

@@ -200,3 +200,27 @@ def test_eval_of_a_folder_with_nothing_usable_says_so_in_one_line(tmp_path, tiny
     err = capsys.readouterr().err
     assert code == 3 and len(err.strip().splitlines()) == 1
     assert str(tmp_path) in err and "no photos, frame sequences or videos" in err
+
+
+TINY = ["--width", "4", "--enc-blocks", "1,1", "--dec-blocks", "1,1", "--middle-blocks", "1", "--crop", "32",
+        "--batch", "2", "--workers", "0", "--val-count", "2", "--val-size", "32", "--steps", "1"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stage", "3"], "knows only the middle frame, so it trains stage 1, not stage 3"),
+    (["--layout", "sequences"], "no usable sequences"),
+])
+def test_train_command_says_in_one_line_what_the_data_cannot_do(folders, tmp_path, capsys, args, message):
+    code = main(["train", "--data", str(folders["gopro"]), "--out", str(tmp_path / "run"), *TINY, *args])
+    err = capsys.readouterr().err
+    assert code == 3 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_train_command_on_videos_prints_the_summary_and_the_stage_file(folders, tmp_path, capsys):
+    code = main(["train", "--data", str(folders["videos"]), "--out", str(tmp_path / "run"), "--stage", "1",
+                 "--frames-per-blur", "14", *TINY])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.strip() == str(tmp_path / "run" / "stage1.safetensors")
+    assert "videos (high-frame-rate videos" in err and "14 frames per blur into 7 frames" in err
+    assert (tmp_path / "run" / "curves.png").is_file() and (tmp_path / "run" / "stage1.safetensors.sha256").is_file()

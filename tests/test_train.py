@@ -116,7 +116,10 @@ def run_training(photos, out, steps, kill_at_checkpoint=False):
     return proc.returncode, err.decode()
 
 
-def test_killed_run_resumes_from_its_checkpoint_to_the_same_weights(photos, tmp_path):
+@pytest.mark.parametrize("layout", ["photos", "sequences"])
+def test_killed_run_resumes_from_its_checkpoint_to_the_same_weights(request, tmp_path, layout):
+    photos = request.getfixturevalue("photos") if layout == "photos" else request.getfixturevalue(
+        "footage_dirs")["sequences"]
     steps = 12
     rc, err = run_training(photos, tmp_path / "straight", steps)
     assert rc == 0, err
@@ -208,7 +211,7 @@ def test_a_stage_file_comes_with_its_sha256_curves_and_the_data_position(photos,
 
 def test_torchrun_with_two_processes_matches_one_process_with_the_same_global_batch(photos, tmp_path):
     """DDP over gloo on the CPU: each process takes half of every batch; the result is the same network."""
-    args = ["--data", str(photos), "--stage", "1", "--steps", "3", "--batch", "4", "--crop", "32",
+    args = ["--data", str(photos), "--stage", "all", "--steps", "3,2,2", "--batch", "4", "--crop", "32",
             "--width", "4", "--enc-blocks", "1,1", "--dec-blocks", "1,1", "--middle-blocks", "1", "--workers", "0",
             "--threads", "1", "--val-count", "2", "--val-size", "32", "--log-every", "1", "--warmup", "1", "-q"]
     torchrun = Path(sys.executable).with_name("torchrun")
@@ -217,15 +220,16 @@ def test_torchrun_with_two_processes_matches_one_process_with_the_same_global_ba
                           "--out", str(tmp_path / "two"), *args], capture_output=True, text=True, env=env,
                          timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
-    assert two.stdout.strip() == str(tmp_path / "two" / "stage1.safetensors")  # rank 0 alone reports
+    # rank 0 alone reports; every stage starts from the file of the one before
+    assert two.stdout.split() == [str(tmp_path / "two" / f"stage{s}.safetensors") for s in (1, 2, 3)]
     assert "Grad strides do not match" not in two.stderr
     one = subprocess.run([sys.executable, "-m", "blur2clip", "train", "--out", str(tmp_path / "one"), *args],
                          capture_output=True, text=True, env=env, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
-    a = load_file(str(tmp_path / "one" / "stage1.safetensors"))
-    b = load_file(str(tmp_path / "two" / "stage1.safetensors"))
+    a = load_file(str(tmp_path / "one" / "stage3.safetensors"))
+    b = load_file(str(tmp_path / "two" / "stage3.safetensors"))
     assert a["ending.weight"].abs().sum() > 0  # it learned (the head starts at zero)
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-3)
     logged = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in logged if "loss" in r] == [1, 2, 3]  # one process writes the log
+    assert [r["step"] for r in logged if "loss" in r] == [1, 2, 3, 1, 2, 1, 2]  # one process writes the log

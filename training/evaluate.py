@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from blur2clip import metrics, weights  # noqa: E402
-from blur2clip.data import list_photos, load_or_make_validation, split_photos  # noqa: E402
+from blur2clip.data import open_data  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -97,8 +97,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    _, held_out = split_photos(list_photos(SHARED / "photos"))
-    val = load_or_make_validation(held_out, Path(args.val))
+    data = open_data(SHARED / "photos", layout="photos")
+    held_out, val = data.val, data.validation(Path(args.val))
     base = metrics.baseline(val["frames"], val["blurred"])
     print(f"validation: {len(val['blurred'])} samples of {val['blurred'].shape[-1]} px from "
           f"{len(held_out)} held-out photos\n")
