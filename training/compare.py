@@ -169,6 +169,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cascade-width", type=int, default=0, help="skip the width search and use this width")
     ap.add_argument("--rounds", type=int, default=7, help="timing rounds (interleaved)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads while training")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "photos"))
     ap.add_argument("--val", default=str(ROOT / "runs" / "w16" / "validation.safetensors"))
     ap.add_argument("--out", default="", help="results folder (default runs/compare-w{width}-c{crop})")
@@ -208,7 +209,7 @@ def main(argv=None) -> int:
         f"/ {ts['cpu']:.3f} s cpu, cascade {tc['wall']:.3f} s wall / {tc['cpu']:.3f} s cpu; cascade/single: "
         f"wall {tc['wall'] / ts['wall']:.3f}, cpu {tc['cpu'] / ts['cpu']:.3f}")
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     val = load_file(args.val)
     base = baseline(val)
     train_photos, _ = split_photos(list_photos(args.data))
