@@ -299,10 +299,12 @@ def train_command(
         raise typer.BadParameter("give as many decoder levels as encoder levels", param_hint="--dec-blocks")
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only the first process reports
     report = Report(quiet or not rank0)
-    with report.running("Reading the data…", ExitCode.INPUT, ValueError):
+    with report.running("Checking the device…", ExitCode.DEVICE, ValueError):
         from .model import ModelConfig
-        from .train import Stopped, TrainConfig, train
+        from .train import Stopped, TrainConfig, pick_device, train
 
+        pick_device(device)
+        report.step("Reading the data…", ExitCode.INPUT, ValueError)
         cfg = TrainConfig(
             data=str(data), out=str(out), stage=stage, layout=layout, frames_per_blur=frames_per_blur,
             device=device, precision=precision, steps=steps_per_stage, batch=batch, crop=crop, lr=lr,

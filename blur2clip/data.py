@@ -172,12 +172,19 @@ class Data:
                    else f"{n} frames per blur into {self.frames} frames")
             samples = sum(s.windows(n) for s in self.train)
             lines = [f"{self.root}: {self.layout} ({LAYOUTS[self.layout]})",
-                     f"  {len(self.train)} sequences for training ({samples} samples), "
+                     f"  {_count(len(self.train), 'sequence')} for training ({_count(samples, 'sample')}), "
                      f"{len(self.val)} for validation; {res}; {per}"]
         if self.skipped:
             lines.append(f"  skipped {len(self.skipped)}: " + "; ".join(self.skipped[:5])
                          + (" …" if len(self.skipped) > 5 else ""))
         return lines
+
+    def check_crop(self, crop: int) -> None:
+        """ValueError when footage frames are smaller than the training crop (photos are rescaled)."""
+        small = [s for s in self.train if self.layout != "photos" and min(s.size) < crop]
+        if small:
+            w, h = small[0].size
+            raise ValueError(f"{small[0].name}: frames of {w}x{h} are smaller than the {crop} px training crop")
 
     def train_set(self, crop: int, seed: int) -> torch.utils.data.Dataset:
         if self.layout == "photos":
@@ -237,6 +244,10 @@ class Data:
         if self.layout == "photos":
             return len(self.sequences) * per_sequence
         return sum(len(footage.evaluation_windows(s, self.frames_per_blur, per_sequence)) for s in self.sequences)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def open_data(root: str | Path, layout: str = "auto", frames_per_blur: int = 7, frames: int = 7) -> Data:

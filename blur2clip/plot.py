@@ -98,8 +98,11 @@ def curves(log: str | os.PathLike, png: str | os.PathLike) -> Path:
         # the baseline as a dashed line over the same steps
         dense = [(pts[0][0] + (pts[-1][0] - pts[0][0]) * i / 40, pts[-1][2]) for i in range(41)]
         series.append((COLOURS[k], dense, True))
-    names = ", ".join(f"{k}" for k in val) or "validation"
-    _panel(draw, H, f"validation PSNR in dB: {names} (dashed: blurred input)", series, xmax, starts)
+    _panel(draw, H, "validation PSNR in dB (dashed: the blurred input):", series, xmax, starts)
+    x = PAD + 300
+    for k in val:  # the legend, each name in its line's colour
+        draw.text((x, H + 6), k, fill=COLOURS[k])
+        x += 8 * len(k) + 16
     png = Path(png)
     tmp = png.with_name(png.name + ".tmp.png")
     img.save(tmp)

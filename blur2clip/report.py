@@ -3,7 +3,7 @@ stderr (rich), and the exit code, all in one place.
 
 `ExitCode` lists every status a command can end with; `Report` counts what a command wrote and what
 failed and owns the code; `DownloadBar` and `BatchProgress` draw the progress of a weights download and
-of a folder run. Nothing here imports torch.
+of a folder run; `score_table` lays out what `blur2clip eval` measured. Nothing here imports torch.
 """
 
 from __future__ import annotations

@@ -162,6 +162,7 @@ class Trainer:
         self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda"
                                                  and torch.cuda.is_bf16_supported())
         self.data = open_data(cfg.data, cfg.layout, cfg.frames_per_blur, cfg.model.frames)
+        self.data.check_crop(cfg.crop)
         if self.data.middle_only and cfg.stage not in ("1", "all"):
             raise ValueError(f"{cfg.data}: this layout ({self.data.layout}) knows only the middle frame, so it "
                              f"trains stage 1, not stage {cfg.stage}")
@@ -327,7 +328,8 @@ class Trainer:
         v = validate(model, self.val)
         self.last_val = v
         self.write_log(dict(stage=stage, step=step, val=v, baseline=self.base))
-        self.log("  val " + "  ".join(f"{k} {v[k]:.2f} ({v[k] - self.base[k]:+.2f})" for k in v))
+        self.log("  val " + "  ".join(f"{k} {v[k]:.2f}" + ("" if k == "reblur" else f" ({v[k] - self.base[k]:+.2f})")
+                                      for k in v) + "  (in brackets: gain over the blurred input)")
         self.draw()
 
     def draw(self) -> None:
@@ -365,14 +367,18 @@ def _channels_last(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """"auto": this process's CUDA device (LOCAL_RANK under torchrun) when there is one, else the CPU."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    """"auto": this process's CUDA device (LOCAL_RANK under torchrun) when there is one, else the CPU;
+    a name is checked (ValueError when that device is not here)."""
+    from .pipeline import pick_device as checked
+
+    if name == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    device = checked(name)
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
-        return device
-    return torch.device("cpu")
+    return device
 
 
 def _worker_init(_):

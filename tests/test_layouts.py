@@ -209,11 +209,20 @@ TINY = ["--width", "4", "--enc-blocks", "1,1", "--dec-blocks", "1,1", "--middle-
 @pytest.mark.parametrize("args, message", [
     (["--stage", "3"], "knows only the middle frame, so it trains stage 1, not stage 3"),
     (["--layout", "sequences"], "no usable sequences"),
+    (["--crop", "64", "--stage", "1"], "frames of 48x48 are smaller than the 64 px training crop"),
 ])
 def test_train_command_says_in_one_line_what_the_data_cannot_do(folders, tmp_path, capsys, args, message):
     code = main(["train", "--data", str(folders["gopro"]), "--out", str(tmp_path / "run"), *TINY, *args])
     err = capsys.readouterr().err
     assert code == 3 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_train_command_on_a_missing_device_exits_with_the_device_code(folders, tmp_path, capsys):
+    code = main(["train", "--data", str(folders["gopro"]), "--out", str(tmp_path / "run"), *TINY,
+                 "--device", "cuda"])
+    err = capsys.readouterr().err
+    assert code == 6 and "CUDA is not available" in err and len(err.strip().splitlines()) == 1
 
 
 def test_train_command_on_videos_prints_the_summary_and_the_stage_file(folders, tmp_path, capsys):

@@ -233,3 +233,12 @@ def test_torchrun_with_two_processes_matches_one_process_with_the_same_global_ba
         torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-3)
     logged = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "loss" in r] == [1, 2, 3, 1, 2, 1, 2]  # one process writes the log
+
+
+def test_bf16_autocast_trains_and_keeps_float32_weights(photos, tmp_path):
+    """The GPU's mixed precision, exercised on the CPU (torch.autocast supports bf16 there too)."""
+    (path,) = train(tiny_cfg(photos, tmp_path, steps=[3, 3, 3], precision="bf16"), log=lambda *_: None)
+    tensors = load_file(str(path))
+    assert all(t.dtype == torch.float32 for t in tensors.values())
+    assert tensors["ending.weight"].abs().sum() > 0 and all(torch.isfinite(t).all() for t in tensors.values())
+    assert weights.read_metadata(path)["training"]["bf16"] is True
