@@ -166,6 +166,13 @@ class Trainer:
         if self.data.middle_only and cfg.stage not in ("1", "all"):
             raise ValueError(f"{cfg.data}: this layout ({self.data.layout}) knows only the middle frame, so it "
                              f"trains stage 1, not stage {cfg.stage}")
+        self.ckpt = None
+        if cfg.resume and (self.out / "checkpoint.pt").is_file():
+            self.ckpt = torch.load(self.out / "checkpoint.pt", map_location="cpu", weights_only=True)
+            layout = self.ckpt.get("data", {}).get("layout", "photos")
+            if layout != self.data.layout:
+                raise ValueError(f"{self.out / 'checkpoint.pt'}: written while training on {layout} data, "
+                                 f"but {cfg.data} is {self.data.layout}")
         if self.world > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.started = time.time()
@@ -194,16 +201,9 @@ class Trainer:
         return self.out / f"stage{stage}.safetensors"
 
     def run(self) -> list[Path]:
-        cfg = self.cfg
-        ckpt = None
-        if cfg.resume and (self.out / "checkpoint.pt").is_file():
-            ckpt = torch.load(self.out / "checkpoint.pt", map_location="cpu", weights_only=True)
-            layout = ckpt.get("data", {}).get("layout", "photos")
-            if layout != self.data.layout:
-                raise ValueError(f"{self.out / 'checkpoint.pt'}: written while training on {layout} data, "
-                                 f"but {cfg.data} is {self.data.layout}")
-            if self.main:
-                self.log(f"resuming stage {ckpt['stage']} at step {ckpt['step']}")
+        ckpt = self.ckpt
+        if ckpt and self.main:
+            self.log(f"resuming stage {ckpt['stage']} at step {ckpt['step']}")
         old = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM,)}
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
         done = []
@@ -258,9 +258,12 @@ class Trainer:
                      f"{self.device}{' bf16' if self.bf16 else ''}"
                      + (f", {self.world} processes" if self.world > 1 else ""))
         per_rank = max(1, cfg.batch // self.world)  # the global batch stays equal to the single-process one
+        # Where the stage's data stream stands (samples read by all processes together): from the
+        # checkpoint, so a run resumed with another batch size or process count reads on, not again.
+        step0, start = step, (ckpt or {}).get("data", {}).get("position", step * per_rank * self.world)
         loader = torch.utils.data.DataLoader(
             self.data.train_set(cfg.crop, seed=cfg.seed * 1000 + stage), batch_size=per_rank,
-            sampler=StreamSampler(step * per_rank, self.rank, self.world), num_workers=cfg.workers,
+            sampler=StreamSampler(start // self.world, self.rank, self.world), num_workers=cfg.workers,
             worker_init_fn=_worker_init, pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if cfg.workers else None)
         it = iter(loader)
@@ -284,13 +287,13 @@ class Trainer:
                     self.progress(stage, step, total, loss.item(), (time.time() - t0) / seen,
                                   opt.param_groups[0]["lr"], parts)
                 if step % cfg.ckpt_every == 0 or self.stop_requested:
-                    self.checkpoint(model, opt, stage, step, step * per_rank * self.world)
+                    self.checkpoint(model, opt, stage, step, start + (step - step0) * per_rank * self.world)
                 if self.stop_requested:
                     raise Stopped(f"stopped at stage {stage} step {step}; checkpoint written")
                 if self.main and (step % cfg.val_every == 0 or step == total):
                     self.report(model, stage, step)
         except KeyboardInterrupt:
-            self.checkpoint(model, opt, stage, step, step * per_rank * self.world)
+            self.checkpoint(model, opt, stage, step, start + (step - step0) * per_rank * self.world)
             raise
         finally:
             del it  # shuts the data workers down now; at interpreter exit they would be waited for forever
