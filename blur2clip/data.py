@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from . import footage
+from .footage import IMAGE_SUFFIXES as PHOTO_SUFFIXES
 from .footage import FootageBlur
 from .synth import SynthConfig, synthesize
 
@@ -30,7 +31,6 @@ LAYOUTS = {
     "videos": "high-frame-rate videos, decoded with ffmpeg",
 }
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def list_photos(root: str | Path) -> list[Path]:
@@ -231,11 +231,8 @@ class Data:
                     s = synthesize(image, np.random.default_rng([12345, j, k]), cfg)
                     yield photo.relative_to(self.root).as_posix(), s.blurred, s.frames, s.clean
             return
-        ds = FootageBlur(self.sequences, self.frames_per_blur, self.frames, None, train=False)
+        ds = FootageBlur(self.sequences, self.frames_per_blur, self.frames, size, train=False)
         for seq in self.sequences:
-            if size and min(seq.size) < size:
-                raise ValueError(f"{seq.name}: frames of {seq.size[0]}x{seq.size[1]} are smaller than --size {size}")
-            ds.size = size
             for start in footage.evaluation_windows(seq, self.frames_per_blur, per_sequence):
                 yield (seq.name, *ds.sample(seq, start))
 

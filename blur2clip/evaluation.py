@@ -34,11 +34,6 @@ class Evaluation:
     mean: Scores  # over every sample
     skipped: list[str] = field(default_factory=list)
 
-    @property
-    def figures(self) -> list[str]:
-        """The figures this data can give (middle and reblur only where the middle frame alone is known)."""
-        return list(self.mean.model)
-
     def to_dict(self) -> dict:
         return asdict(self)
 
