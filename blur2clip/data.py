@@ -1,7 +1,8 @@
 """Training, validation and evaluation data from a folder in any of four layouts.
 
 - photos: sharp photos given synthetic motion (`synth`), the default weights' data;
-- sequences, gopro, videos: real high-frame-rate footage (`footage`).
+- sequences, gopro, videos: real high-frame-rate footage (`footage`);
+- clips: real blurred photos beside all their true frames, for evaluation only (`footage.scan_clips`).
 
 `open_data(root)` detects the layout (or takes it), checks the folder once (broken or short sequences are
 skipped and listed) and gives the training stream, the fixed validation set and the evaluation samples.
@@ -29,6 +30,7 @@ LAYOUTS = {
     "sequences": "folders of consecutive sharp frames (GoPro_Large_all)",
     "gopro": "blur/ or blur_gamma/ beside sharp/ per sequence (GoPro_Large); middle frame only",
     "videos": "high-frame-rate videos, decoded with ffmpeg",
+    "clips": "blurry/NAME.png beside its true frames frames/NAME.mp4 (or frames/NAME/); evaluation only",
 }
 
 
@@ -103,10 +105,12 @@ class StreamSampler(torch.utils.data.Sampler):
 
 
 def detect_layout(root: str | Path) -> str:
-    """The layout of a data folder: gopro, videos, sequences or photos (see LAYOUTS)."""
+    """The layout of a data folder: clips, gopro, videos, sequences or photos (see LAYOUTS)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
+    if footage.clip_dirs(root):
+        return "clips"
     files = [p for p in root.rglob("*") if not p.name.startswith(".") and p.is_file()]
     if any(p.parent.name == "sharp" and any((p.parent.parent / d).is_dir() for d in ("blur", "blur_gamma"))
            for p in files):
@@ -165,6 +169,12 @@ class Data:
         if self.layout == "photos":
             lines = [f"{self.root}: photos (synthetic motion): {len(self.train)} for training, "
                      f"{len(self.val)} held out for validation"]
+        elif self.layout == "clips":
+            counts = sorted({s.count for s in self.sequences})
+            per = f"{counts[0]}" + (f" to {counts[-1]}" if len(counts) > 1 else "")
+            lines = [f"{self.root}: clips ({LAYOUTS['clips']})",
+                     f"  {_count(len(self.sequences), 'blurred photo')} with {per} true frames each, "
+                     f"scored at the centres of {self.frames} windows"]
         else:
             sizes = sorted({s.size for s in self.sequences})
             res = "x".join(map(str, sizes[0])) + (f" to {'x'.join(map(str, sizes[-1]))}" if len(sizes) > 1 else "")
@@ -231,6 +241,10 @@ class Data:
                     s = synthesize(image, np.random.default_rng([12345, j, k]), cfg)
                     yield photo.relative_to(self.root).as_posix(), s.blurred, s.frames, s.clean
             return
+        if self.layout == "clips":
+            for seq in self.sequences:
+                yield (seq.name, *footage.clip_sample(seq, self.frames, size))
+            return
         ds = FootageBlur(self.sequences, self.frames_per_blur, self.frames, size, train=False)
         for seq in self.sequences:
             for start in footage.evaluation_windows(seq, self.frames_per_blur, per_sequence):
@@ -240,6 +254,8 @@ class Data:
         """How many samples `items` yields."""
         if self.layout == "photos":
             return len(self.sequences) * per_sequence
+        if self.layout == "clips":
+            return len(self.sequences)
         return sum(len(footage.evaluation_windows(s, self.frames_per_blur, per_sequence)) for s in self.sequences)
 
 
@@ -268,6 +284,14 @@ def open_data(root: str | Path, layout: str = "auto", frames_per_blur: int = 7, 
         seqs, skipped = footage.scan_sequences(root, frames_per_blur)
     elif layout == "gopro":
         seqs, skipped = footage.scan_gopro(root)
+    elif layout == "clips":
+        if not footage.clip_dirs(root):
+            raise ValueError(f"{root}: a clips folder holds blurry/ (or blurred/, blur/) beside frames/")
+        seqs, skipped = footage.scan_clips(root)
+        if not seqs:
+            why = f" ({'; '.join(skipped[:3])})" if skipped else ""
+            raise ValueError(f"{root}: no usable clip{why}")
+        return Data(root, layout, seqs, [], seqs, skipped, frames_per_blur, frames)
     else:
         seqs, skipped = footage.scan_videos(root, frames_per_blur)
     if not seqs:

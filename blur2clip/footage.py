@@ -4,11 +4,14 @@ A blur is the average, in linear light, of N consecutive sharp frames (the expos
 frames split the same N frames into F equal parts of time (N >= F; when N is not a multiple of F a
 sub-frame is shared by two frames in proportion), so the frames average back to the blur exactly.
 
-Three layouts (see `data.detect_layout`):
+Four layouts (see `data.detect_layout`):
 - sequences: one folder per sequence of consecutive sharp frames (GoPro_Large_all);
 - gopro: `blur/` or `blur_gamma/` beside `sharp/` per sequence (GoPro_Large): the blur is given and only
   the middle frame is known, so samples carry a single ground-truth frame;
-- videos: a folder of videos (mp4, mov, mkv, ...), decoded by imageio-ffmpeg's ffmpeg, then like sequences.
+- videos: a folder of videos (mp4, mov, mkv, ...), decoded by imageio-ffmpeg's ffmpeg, then like sequences;
+- clips: a blurred photo per sample beside all of its true frames, any number of them (`blurry/NAME.png`
+  with `frames/NAME.mp4` or a folder `frames/NAME/`); F predicted frames are scored against the true frame
+  at the centre of each of F equal windows of the exposure (`window_centres`). For evaluation only.
 
 Samples are (blurred 3xSxS, frames Fx3xSxS or 1x3xSxS, clean 3xSxS) in sRGB 0..1; sample i of a dataset
 is a pure function of (seed, i), as for the synthetic data.
@@ -121,6 +124,83 @@ def scan_gopro(root: Path) -> tuple[list[Sequence], list[str]]:
     return seqs, skipped
 
 
+CLIP_PHOTOS = ("blurry", "blurred", "blur")  # the folder of blurred photos of the clips layout, beside frames/
+
+
+def clip_dirs(root: Path) -> tuple[Path, Path] | None:
+    """(blurred photos folder, frames folder) when `root` is laid out as clips, else None."""
+    frames = root / "frames"
+    photos = next((root / d for d in CLIP_PHOTOS if (root / d).is_dir()), None)
+    return (photos, frames) if photos is not None and frames.is_dir() else None
+
+
+def scan_clips(root: Path) -> tuple[list[Sequence], list[str]]:
+    """Every blurred photo of a clips folder with its true frames (a video or a folder of frames of the
+    photo's stem): sequences with `blurs` = (the photo,) and every true frame; 'name: why skipped' lines."""
+    photos_dir, frames_dir = clip_dirs(root)
+    seqs, skipped = [], []
+    for photo in _images(photos_dir):
+        name = photo.stem
+        try:
+            with Image.open(photo) as im:
+                size = im.size
+        except Exception as e:  # PIL raises several types for a damaged file
+            skipped.append(f"{name}: {photo.name} unreadable ({type(e).__name__})")
+            continue
+        folder = frames_dir / name
+        videos = sorted(p for p in frames_dir.glob(name + ".*") if p.suffix.lower() in VIDEO_SUFFIXES)
+        if folder.is_dir():
+            frames = _images(folder)
+            sizes, bad = _sizes(frames)
+            if bad or not frames:
+                skipped.append(f"{name}: " + (bad or "no frames in its folder"))
+                continue
+            seq = Sequence(name, len(frames), sizes.pop() if len(sizes) == 1 else (0, 0), frames=tuple(frames),
+                           blurs=(photo,))
+        elif videos:
+            try:
+                _, fps, vsize = probe_video(videos[0])
+                count = len(decode_video(videos[0], (0, 0, 16, 16)))  # exact, unlike the header's estimate
+            except Exception as e:  # ffmpeg's failures arrive as several exception types
+                skipped.append(f"{name}: {videos[0].name} is not a readable video "
+                               f"({(str(e).strip() or type(e).__name__).splitlines()[0]})")
+                continue
+            seq = Sequence(name, count, vsize, video=videos[0], fps=fps, blurs=(photo,))
+        else:
+            skipped.append(f"{name}: no frames/{name}.mp4 (or other video) and no frames/{name}/ folder")
+            continue
+        if seq.size != size:
+            what = "frames of different sizes" if seq.size == (0, 0) else "frames of {}x{}".format(*seq.size)
+            skipped.append(f"{name}: the photo is {size[0]}x{size[1]} but its true frames are {what}")
+            continue
+        seqs.append(seq)
+    return seqs, skipped
+
+
+def window_centres(count: int, frames: int) -> list[int]:
+    """Indices of the true frames at the centres of `frames` equal windows of `count` frames (48 into 7:
+    3, 10, 17, 24, 30, 37, 44)."""
+    return [(2 * i + 1) * count // (2 * frames) for i in range(frames)]
+
+
+def clip_sample(seq: Sequence, frames: int, size: int | None = None):
+    """(blurred 3xHxW, the true frames at `frames` window centres Fx3xHxW, blurred) of a clips sequence;
+    a centred `size` crop when given."""
+    w, h = seq.size
+    cw, ch = (min(size, w), min(size, h)) if size else (w, h)
+    box = ((w - cw) // 2, (h - ch) // 2, cw, ch)
+    keep = window_centres(seq.count, frames)
+    if seq.video is not None:
+        true = decode_video(seq.video, box)
+        if len(true) < seq.count:
+            raise OSError(f"{seq.name}: {seq.video.name} ended after {len(true)} of {seq.count} frames")
+        true = true[keep]
+    else:
+        true = np.stack([read_frames(seq, i, 1, box)[0] for i in keep])
+    blurred = _tensor(read_frames(replace(seq, frames=seq.blurs, video=None), 0, 1, box))[0]
+    return blurred, _tensor(true), blurred
+
+
 def probe_video(path: Path) -> tuple[int, float, tuple[int, int]]:
     """(frames, fps, (width, height) as decoded, rotation applied) read from the header; frames estimated."""
     import imageio_ffmpeg
@@ -182,6 +262,21 @@ def read_frames(seq: Sequence, first: int, n: int, box: tuple[int, int, int, int
     if len(out) < n:
         raise OSError(f"{seq.name}: frames {first}..{first + n - 1} past the end of the video")
     return np.stack(out)
+
+
+def decode_video(path: Path, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Every frame of a video in order, cropped to box (x, y, w, h): n x h x w x 3 uint8."""
+    import imageio_ffmpeg
+
+    x, y, w, h = box
+    logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)
+    gen = imageio_ffmpeg.read_frames(str(path), output_params=["-vf", f"crop={w}:{h}:{x}:{y}"])
+    try:
+        next(gen)  # the header
+        out = [np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in gen]
+    finally:
+        gen.close()
+    return np.stack(out) if out else np.zeros((0, h, w, 3), np.uint8)
 
 
 def _tensor(frames: np.ndarray) -> torch.Tensor:

@@ -162,6 +162,9 @@ class Trainer:
         self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda"
                                                  and torch.cuda.is_bf16_supported())
         self.data = open_data(cfg.data, cfg.layout, cfg.frames_per_blur, cfg.model.frames)
+        if self.data.layout == "clips":
+            raise ValueError(f"{cfg.data}: the clips layout is for evaluation only; train on photos, sequences "
+                             "or videos")
         self.data.check_crop(cfg.crop)
         if self.data.middle_only and cfg.stage not in ("1", "all"):
             raise ValueError(f"{cfg.data}: this layout ({self.data.layout}) knows only the middle frame, so it "
