@@ -214,8 +214,9 @@ def _steps(value: str) -> list[int]:
 DataDir = Annotated[Path, typer.Option(
     metavar="DIR", show_default=False, rich_help_panel=RUN,
     help="Data folder: sharp photos (synthetic motion), folders of consecutive frames (GoPro_Large_all), "
-         "GoPro_Large (blur/ beside sharp/), or high-frame-rate videos; the layout is detected.")]
-Layout = Annotated[Literal["auto", "photos", "sequences", "gopro", "videos"], typer.Option(
+         "GoPro_Large (blur/ beside sharp/), high-frame-rate videos, or clips (blurry/ beside frames/, "
+         "evaluation only); the layout is detected.")]
+Layout = Annotated[Literal["auto", "photos", "sequences", "gopro", "videos", "clips"], typer.Option(
     rich_help_panel=RUN, help="Force the data layout instead of detecting it.")]
 FramesPerBlur = Annotated[int, typer.Option(
     min=1, metavar="N", rich_help_panel=RUN,

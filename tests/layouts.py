@@ -82,3 +82,27 @@ def make_photos(root: Path, count: int = 30) -> Path:
         blocks = rng.random((6, 8, 3)).repeat(8, 0).repeat(8, 1)
         Image.fromarray((blocks * 255).astype(np.uint8)).save(root / f"photo{i:03d}.png")
     return root
+
+
+def make_clips(root: Path, counts=(48, 12, 10), size: int = 48) -> Path:
+    """The clips layout: root/blurry/NAME.png, the linear-light mean of its true frames, beside
+    root/frames/NAME.mp4 (the first) or root/frames/NAME/*.png (the others); any frame count."""
+    import imageio_ffmpeg
+
+    (root / "blurry").mkdir(parents=True, exist_ok=True)
+    (root / "frames").mkdir(parents=True, exist_ok=True)
+    for j, count in enumerate(counts):
+        name = f"{j:04d}"
+        frames = consecutive_frames(count, size=size, seed=30 + j)
+        Image.fromarray(linear_mean(frames)).save(root / "blurry" / f"{name}.png")
+        if j == 0:
+            writer = imageio_ffmpeg.write_frames(str(root / "frames" / f"{name}.mp4"), (size, size), fps=24,
+                                                 codec="libx264", quality=10, macro_block_size=16,
+                                                 ffmpeg_log_level="error")
+            writer.send(None)
+            for f in frames:
+                writer.send(np.ascontiguousarray(f))
+            writer.close()
+        else:
+            save_frames(root / "frames" / name, frames)
+    return root

@@ -13,14 +13,15 @@ from blur2clip.cli import main
 from blur2clip.data import detect_layout, open_data
 from blur2clip.evaluation import evaluate
 from blur2clip.synth import to_linear
-from layouts import consecutive_frames, make_gopro, make_photos, make_sequences, make_videos
+from layouts import consecutive_frames, linear_mean, make_clips, make_gopro, make_photos, make_sequences, make_videos
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("layouts")
     return {"sequences": make_sequences(root / "sequences"), "gopro": make_gopro(root / "gopro"),
-            "videos": make_videos(root / "videos"), "photos": make_photos(root / "photos")}
+            "videos": make_videos(root / "videos"), "photos": make_photos(root / "photos"),
+            "clips": make_clips(root / "clips")}
 
 
 @pytest.mark.parametrize("layout", ["sequences", "gopro", "videos", "photos"])
@@ -233,3 +234,85 @@ def test_train_command_on_videos_prints_the_summary_and_the_stage_file(folders, 
     assert out.strip() == str(tmp_path / "run" / "stage1.safetensors")
     assert "videos (high-frame-rate videos" in err and "14 frames per blur into 7 frames" in err
     assert (tmp_path / "run" / "curves.png").is_file() and (tmp_path / "run" / "stage1.safetensors.sha256").is_file()
+
+
+# ---------------------------------------------------------------- clips: a blurred photo beside all its true frames
+
+def test_window_centres_split_any_frame_count_evenly():
+    assert footage.window_centres(48, 7) == [3, 10, 17, 24, 30, 37, 44]  # as realmotion's README gives them
+    assert footage.window_centres(48, 48) == list(range(48))
+    assert footage.window_centres(12, 3) == [2, 6, 10]
+    assert footage.window_centres(7, 7) == list(range(7))
+
+
+def test_a_clips_folder_is_detected_with_any_frame_count(folders):
+    assert detect_layout(folders["clips"]) == "clips"
+    data = open_data(folders["clips"])
+    assert data.layout == "clips" and not data.skipped and data.count_items() == 3
+    assert [s.count for s in data.sequences] == [48, 12, 10]  # counted by decoding, not from the header
+    text = "\n".join(data.summary())
+    assert "3 blurred photos with 10 to 48 true frames" in text and "centres of 7 windows" in text
+
+
+@pytest.mark.parametrize("frames", [7, 3])
+def test_clip_samples_are_the_true_frames_at_the_window_centres(folders, frames):
+    root = folders["clips"]
+    data = open_data(root, frames=frames)
+    for name, blurred, gt, _ in data.items():
+        assert gt.shape == (frames, 3, 48, 48)
+        expected = np.asarray(Image.open(root / "blurry" / f"{name}.png"), dtype=np.float32) / 255
+        assert np.array_equal(blurred.permute(1, 2, 0).numpy(), expected)
+        seq = next(s for s in data.sequences if s.name == name)
+        if seq.video is None:  # a folder of frames: exactly the files at the centres
+            for k, i in enumerate(footage.window_centres(seq.count, frames)):
+                truth = np.asarray(Image.open(seq.frames[i]), dtype=np.float32) / 255
+                assert np.array_equal(gt[k].permute(1, 2, 0).numpy(), truth)
+        else:  # H.264 at high quality: the decoded frame, not its neighbours
+            all_frames = footage.decode_video(seq.video, (0, 0, 48, 48)).astype(np.float32) / 255
+            for k, i in enumerate(footage.window_centres(seq.count, frames)):
+                err = [np.abs(gt[k].permute(1, 2, 0).numpy() - f).mean() for f in all_frames]
+                assert int(np.argmin(err)) == i and err[i] == 0
+
+
+def test_clips_score_the_maximum_for_the_truth_and_the_baseline_for_copies(folders):
+    data = open_data(folders["clips"])
+    best = evaluate(data, _oracle(data))
+    assert best.mean.model["ppsnr"] == best.mean.model["middle"] == best.mean.model["outer"] == 100.0
+    assert best.mean.samples == 3 and [s.name for s in best.sequences] == ["0000", "0001", "0002"]
+    copies = evaluate(data, lambda b: b[None].expand(7, -1, -1, -1))
+    for k in ("ppsnr", "middle", "outer"):
+        assert copies.mean.model[k] == pytest.approx(copies.mean.baseline[k], abs=1e-6)
+        assert copies.mean.baseline[k] < 60
+    assert copies.mean.model["reblur"] == 100.0
+
+
+def test_a_clip_whose_frames_do_not_match_its_photo_is_skipped_with_the_reason(folders, tmp_path):
+    root = shutil.copytree(folders["clips"], tmp_path / "clips")
+    Image.open(root / "blurry" / "0001.png").resize((40, 48)).save(root / "blurry" / "0001.png")
+    (root / "blurry" / "0003.png").write_bytes((root / "blurry" / "0002.png").read_bytes())  # no frames
+    data = open_data(root)
+    assert [s.name for s in data.sequences] == ["0000", "0002"]
+    assert data.skipped == ["0001: the photo is 40x48 but its true frames are frames of 48x48",
+                            "0003: no frames/0003.mp4 (or other video) and no frames/0003/ folder"]
+
+
+def test_eval_of_clips_whose_sizes_all_mismatch_fails_in_one_line(folders, tmp_path, tiny_weights, capsys):
+    root = shutil.copytree(folders["clips"], tmp_path / "clips")
+    for p in (root / "blurry").iterdir():
+        Image.open(p).resize((32, 32)).save(p)
+    code = main(["eval", "--data", str(root), "--weights", str(tiny_weights)])
+    err = capsys.readouterr().err
+    assert code == 3 and len(err.strip().splitlines()) == 1
+    assert "no usable clip" in err and "the photo is 32x32 but its true frames are frames of 48x48" in err
+
+
+def test_eval_command_on_clips_and_train_refuses_them(folders, tmp_path, tiny_weights, capsys):
+    code = main(["eval", "--data", str(folders["clips"]), "--weights", str(tiny_weights), "--json", "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""
+    result = json.loads(out)
+    assert result["layout"] == "clips" and result["mean"]["samples"] == 3
+    assert set(result["mean"]["model"]) == {"ppsnr", "middle", "outer", "reblur"}
+    code = main(["train", "--data", str(folders["clips"]), "--out", str(tmp_path / "run"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 3 and "evaluation only" in err and len(err.strip().splitlines()) == 1
