@@ -196,10 +196,13 @@ class Data:
             w, h = small[0].size
             raise ValueError(f"{small[0].name}: frames of {w}x{h} are smaller than the {crop} px training crop")
 
-    def train_set(self, crop: int, seed: int) -> torch.utils.data.Dataset:
+    def train_set(self, crop: int, seed: int, synth: dict | None = None) -> torch.utils.data.Dataset:
+        """The endless training stream; `synth` overrides SynthConfig fields (the motion and camera
+        statistics of synthetic samples, and the input degradations of footage)."""
+        cfg = SynthConfig(size=crop, frames=self.frames, **(synth or {}))
         if self.layout == "photos":
-            return SyntheticBlur(self.train, SynthConfig(size=crop, frames=self.frames), seed=seed)
-        return FootageBlur(self.train, self.frames_per_blur, self.frames, crop, seed=seed)
+            return SyntheticBlur(self.train, cfg, seed=seed)
+        return FootageBlur(self.train, self.frames_per_blur, self.frames, crop, seed=seed, synth=cfg)
 
     def make_validation(self, count: int, size: int, seed: int = 12345) -> dict:
         """`count` fixed samples of `size` px from the held-out part, as stacked tensors."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ class SynthConfig:
     camera_zoom: float = 0.02  # relative scale change, std over the exposure
     camera_perspective: float = 0.01  # std of the perspective terms (normalised coordinates)
     p_static_camera: float = 0.1
+    p_still: float = 0.0  # samples where nothing moves at all (frames equal the input, degradations kept)
     layer_probs: tuple[float, ...] = (0.15, 0.35, 0.3, 0.2)  # P(0, 1, 2, 3 foreground layers)
     layer_px: float = 14.0  # median layer displacement over the exposure
     layer_tail: float = 0.6
@@ -136,6 +137,10 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
                layer_photos: list[np.ndarray] | None = None) -> Sample:
     """Blur a sharp HxWx3 uint8 photo with random motion; layers are cut from `layer_photos` (or the photo)."""
     n, nf = cfg.size, cfg.frames
+    if cfg.p_still > 0 and rng.random() < cfg.p_still:  # drawn only when used: older streams stay as they were
+        still = replace(cfg, camera_px=0.0, camera_rotation=0.0, camera_zoom=0.0, camera_perspective=0.0,
+                        p_static_camera=1.0, layer_probs=(1.0,), p_still=0.0)
+        return synthesize(photo, rng, still, layer_photos)
     # --- how things move over the exposure (t in 0..1; 0.5 is the middle frame) ---
     static = rng.random() < cfg.p_static_camera
     cam_len = 0.0 if static else _magnitude(rng, cfg.camera_px, cfg.camera_tail, cfg.max_motion_px)

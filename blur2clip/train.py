@@ -65,6 +65,7 @@ class TrainConfig:
     precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; or "fp32", "bf16"
     init: str | None = None  # weights to start from instead of the previous stage's file
     resume: bool = False
+    synth: dict = field(default_factory=dict)  # SynthConfig fields that differ from its defaults (training stream)
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
@@ -265,7 +266,7 @@ class Trainer:
         # checkpoint, so a run resumed with another batch size or process count reads on, not again.
         step0, start = step, (ckpt or {}).get("data", {}).get("position", step * per_rank * self.world)
         loader = torch.utils.data.DataLoader(
-            self.data.train_set(cfg.crop, seed=cfg.seed * 1000 + stage), batch_size=per_rank,
+            self.data.train_set(cfg.crop, seed=cfg.seed * 1000 + stage, synth=cfg.synth), batch_size=per_rank,
             sampler=StreamSampler(start // self.world, self.rank, self.world), num_workers=cfg.workers,
             worker_init_fn=_worker_init, pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if cfg.workers else None)
