@@ -38,8 +38,49 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        """The config stored as `d` (keys it does not know are ignored, missing ones take their defaults),
+        checked: ValueError with the reason when a value has the wrong type or lies out of range."""
+        if not isinstance(d, dict):
+            raise ValueError(f"the model config is a JSON {_json_type(d)}, not an object")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        config = cls(**{k: v for k, v in d.items() if k in known})
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """ValueError unless every field has its type and lies in a range this network can be built in."""
+        for name, (low, high) in _RANGES.items():
+            value = getattr(self, name)
+            if not _is_int(value):
+                raise ValueError(f"model config {name}: {value!r} is not an integer")
+            if not low <= value <= high:
+                raise ValueError(f"model config {name}: {value} is out of range ({low} to {high})")
+        for name in ("enc_blocks", "dec_blocks"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(_is_int(n) for n in value):
+                raise ValueError(f"model config {name}: {value!r} is not a list of integers")
+            if len(value) > MAX_LEVELS or not all(0 <= n <= MAX_BLOCKS for n in value):
+                raise ValueError(f"model config {name}: {value} is out of range "
+                                 f"(at most {MAX_LEVELS} levels of 0 to {MAX_BLOCKS} blocks)")
+        if len(self.enc_blocks) != len(self.dec_blocks):
+            raise ValueError(f"model config: {len(self.enc_blocks)} encoder levels but "
+                             f"{len(self.dec_blocks)} decoder levels")
+        if self.width << len(self.enc_blocks) > MAX_CHANNELS:
+            raise ValueError(f"model config: width {self.width} over {len(self.enc_blocks)} levels makes "
+                             f"{self.width << len(self.enc_blocks)} channels (at most {MAX_CHANNELS})")
+
+
+MAX_LEVELS, MAX_BLOCKS, MAX_CHANNELS = 6, 64, 8192  # far beyond any trainable network, far below a crash
+_RANGES = {"width": (1, 1024), "middle_blocks": (0, MAX_BLOCKS), "frames": (1, 255), "stage": (1, 3)}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_type(value) -> str:
+    names = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "array"}
+    return names.get(type(value), type(value).__name__)
 
 
 def stage_frames(stage: int, frames: int = 7) -> list[int]:

@@ -199,19 +199,30 @@ def import_file(path: str | os.PathLike, name: str | None = None) -> WeightsInfo
     dest.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(_registry()):
         if not (dest.is_file() and sha256(dest) == digest):
-            tmp = dest.with_name(dest.name + ".tmp")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
+            _write_new(dest, lambda tmp: shutil.copyfile(src, tmp))
         registry = read_imported()
         old = registry.get(name)
         registry[name] = {"file": rel, "sha256": digest, "size": dest.stat().st_size,
                           "stage": config.get("stage"), "source": str(src.resolve())}
-        tmp = _registry().with_name("imported.json.tmp")
-        tmp.write_text(json.dumps(registry, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, _registry())
+        text = json.dumps(registry, indent=2) + "\n"
+        _write_new(_registry(), lambda tmp: tmp.write_text(text, encoding="utf-8"))
         if old and not any(r["file"] == old["file"] for r in registry.values()):
             (cache_dir() / old["file"]).unlink(missing_ok=True)
     return next(w for w in list_weights() if w.name == name)
+
+
+def _write_new(dest: Path, write: Callable[[Path], object]) -> None:
+    """write(tmp) then rename it to `dest`; a failed write leaves nothing behind and names `dest`."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, dest)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise WeightsError(f"{dest}: cannot write it ({e.strerror or e}); nothing was changed") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -411,38 +422,91 @@ def save(model, path: str | os.PathLike, half: bool = False, **info) -> Path:
     meta = {"format": "blur2clip", "config": json.dumps(model.config.to_dict())}
     meta.update({k: json.dumps(v) for k, v in info.items()})
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The JSON metadata stored in a weights file (config, training facts)."""
+    """The JSON metadata stored in a weights file (config, training facts); the config is checked
+    (types and ranges, see ModelConfig.from_dict) before anything is built from it."""
     from safetensors import safe_open
+
+    from .model import ModelConfig
 
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for a damaged header
-        raise WeightsError(f"{path}: not a readable safetensors weights file ({e})") from None
+        raise WeightsError(f"{path}: not a readable safetensors weights file ({_one_line(e)})") from None
     if "config" not in meta:
         raise WeightsError(f"{path}: no blur2clip model config in the file's metadata")
-    return {k: json.loads(v) if k != "format" else v for k, v in meta.items()}
+    out = {}
+    for key, value in meta.items():
+        try:
+            out[key] = json.loads(value) if key != "format" else value
+        except ValueError as e:
+            raise WeightsError(f"{path}: metadata {key!r} is not JSON ({e})") from None
+    try:
+        ModelConfig.from_dict(out["config"])
+    except ValueError as e:
+        raise WeightsError(f"{path}: {e}") from None
+    return out
+
+
+DTYPES = ("F32", "F16", "BF16")  # tensors a weights file may hold (cast to float32 when loaded)
+
+
+def _check_tensors(path: Path, model) -> None:
+    """WeightsError unless the file holds exactly the model's tensors, with its shapes, as floats."""
+    from safetensors import safe_open
+
+    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            found = {k: (f.get_slice(k).get_shape(), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 -- safetensors' own error types
+        raise WeightsError(f"{path}: not a readable safetensors weights file ({_one_line(e)})") from None
+    missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    if missing or extra:
+        what = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
+        what += [f"{len(extra)} unexpected (e.g. {extra[0]})"] if extra else []
+        raise WeightsError(f"{path}: tensors do not match the stored config: {', '.join(what)}")
+    for key, shape in expected.items():
+        got, dtype = found[key]
+        if list(got) != shape:
+            raise WeightsError(f"{path}: tensor {key} has shape {list(got)}, the stored config needs {shape}")
+        if dtype not in DTYPES:
+            raise WeightsError(f"{path}: tensor {key} is {dtype}; weights are F32, F16 or BF16")
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _build(path: Path):
-    """The network described by the file at `path`, with its tensors, on the CPU."""
-    from safetensors import SafetensorError
+    """The network described by the file at `path`, with its tensors, on the CPU.
+
+    The config is checked first, then the tensors' names, shapes and types against a network built on
+    the meta device (no memory), so a file cannot make this allocate more than its tensors hold."""
+    import torch
     from safetensors.torch import load_file
 
     from .model import Blur2Clip, ModelConfig
 
     meta = read_metadata(path)
-    model = Blur2Clip(ModelConfig.from_dict(meta["config"]))
+    config = ModelConfig.from_dict(meta["config"])
+    with torch.device("meta"):
+        _check_tensors(path, Blur2Clip(config))
     try:
         tensors = load_file(str(path), device="cpu")  # device: CUDA-saved files load anywhere
-    except SafetensorError as e:
-        raise WeightsError(f"{path}: damaged tensor data ({e})") from None
+    except Exception as e:  # noqa: BLE001 -- SafetensorError and the like for damaged data
+        raise WeightsError(f"{path}: damaged tensor data ({_one_line(e)})") from None
+    model = Blur2Clip(config)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
