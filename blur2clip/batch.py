@@ -12,10 +12,16 @@ The steps, for callers who want them one by one:
 
 Outputs mirror the input tree under the output folder (default: `clips` inside the root, never read as
 input). `a.jpg` -> `a.mp4`; when two photos of one folder share a stem (`a.jpg`, `a.png`) both keep their
-suffix (`a.jpg.mp4`, `a.png.mp4`). Every output is written atomically by media (a hidden temporary
-`.NAME.partXXXXXXXX`, renamed when complete), so an existing output is a finished one: a second run skips
-it (unless overwrite) and resumes where the first stopped; temporaries left by a killed run are removed.
-Inputs are only ever read.
+suffix (`a.jpg.mp4`, `a.png.mp4`), and so does a photo whose output would be another photo of the run.
+Every output is written atomically by media (a hidden temporary `.NAME.partXXXXXXXX`, renamed when
+complete), so an existing output is a finished one: a second run skips it (unless overwrite) and resumes
+where the first stopped. Inputs are only ever read: every output is planned before the first write, and
+none is ever a photo of the run (by device and inode: no name, link or hard link reaches one).
+
+Runs at the same time on the same outputs share the work: a photo is done by the run that claims its
+output first (outputs.Claim, a lock the kernel drops when its process dies); the other reports it as
+skipped ("taken by another blur2clip run"). Only the holder of a claim removes temporaries that ended
+runs left of its output, so a live run's clip in progress is never deleted.
 
 Pipelining: one thread decodes the next photos (at most `prefetch` ahead), the calling thread runs the
 model, one thread encodes the previous clip; torch, Pillow and the ffmpeg process work outside the GIL,
@@ -30,10 +36,6 @@ propagate.
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -44,7 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import media
+from . import media, outputs
 
 # What read_photo can open (HEIC/AVIF need the extra; read_photo says so)
 PHOTO_SUFFIXES = frozenset(
@@ -55,7 +57,7 @@ SYSTEM_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desk
                           "$recycle.bin", "system volume information", "__macosx", "@eadir"})
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 EXISTS = "output already exists"
-_TEMP = re.compile(r"^\.(?P<name>.+)\.(?:part|old)[0-9a-f]{8}$")  # media's temporaries
+OTHER_RUN = "taken by another blur2clip run"  # one running at the same time claimed the output first
 
 Event = Callable[[str, "Job", "PhotoResult | None"], None]
 
@@ -201,10 +203,11 @@ def default_out_dir(root) -> Path:
 def plan(photos: Iterable, root, out_dir=None, fmt: str = "mp4") -> list[Job]:
     """Each photo -> its output under out_dir (default: root/clips), mirroring its folder under root.
 
-    `a.jpg` -> `a.mp4` (`a_frames` for frames; media.default_output's names); photos of one folder whose
-    outputs would clash (`a.jpg`, `a.png`; case does not count) keep their whole name: `a.jpg.mp4`,
-    `a.png.mp4` (a clash left after that: `a.jpg-1.mp4`, `a.jpg-2.mp4`, by sorted path). The same
-    photos always get the same outputs.
+    `a.jpg` -> `a.mp4` (`a_frames` for frames; media.default_output's names). A photo keeps its whole
+    name (`a.jpg.mp4`) when its output would clash with another's (`a.jpg`, `a.png`; case does not
+    count: both keep it) or would be one of the photos (`a.jpg` -> `a.webp` beside a photo `a.webp`,
+    or a link or hard link to any photo); a clash left after that is numbered (`a.jpg-1.mp4`), in the
+    sorted order of the photos. The same photos and files always get the same outputs.
     """
     if fmt not in media.FORMATS:
         raise ValueError(f"unknown clip format {fmt!r} (choose {', '.join(media.FORMATS)})")
@@ -218,42 +221,57 @@ def plan(photos: Iterable, root, out_dir=None, fmt: str = "mp4") -> list[Job]:
         except ValueError:
             raise ValueError(f"{p}: not inside {root}") from None
         targets.append(out_dir / rel / p.name)
-    outputs = [media.default_output(t, fmt) for t in targets]
-    for attempt in range(2):  # 0: whole names for stems that clash; 1: a number for what still clashes
+    inputs = {i for i in map(outputs.identity, photos) if i is not None}
+    level = [0] * len(photos)  # 0: default name, 1: whole name, n: whole name numbered n - 1
+
+    def name(i: int) -> Path:
+        if level[i] == 0:
+            return media.default_output(targets[i], fmt)
+        whole = targets[i].name if level[i] == 1 else f"{targets[i].name}-{level[i] - 1}"
+        return targets[i].with_name(f"{whole}_frames" if fmt == "frames" else f"{whole}.{fmt}")
+
+    while True:  # every round moves a name up a level; names of a higher level are ever more distinct
+        names = [name(i) for i in range(len(photos))]
+        move = {i for i, out in enumerate(names) if outputs.identity(out) in inputs}
         groups: dict[str, list[int]] = {}
-        for i, out in enumerate(outputs):
+        for i, out in enumerate(names):
             groups.setdefault(os.path.normcase(str(out)).lower(), []).append(i)
-        clashes = [ids for ids in groups.values() if len(ids) > 1]
-        for ids in clashes:
-            for n, i in enumerate(sorted(ids, key=lambda i: str(photos[i]))):
-                name = targets[i].name if attempt == 0 else f"{targets[i].name}-{n + 1}"
-                outputs[i] = targets[i].with_name(f"{name}_frames" if fmt == "frames" else f"{name}.{fmt}")
-    return [Job(p, out, fmt) for p, out in zip(photos, outputs)]
+        for ids in groups.values():
+            if len(ids) > 1:
+                first = [i for i in ids if level[i] == 0] or sorted(ids, key=lambda i: str(photos[i]))[1:]
+                move.update(first)
+        if not move:
+            return [Job(p, out, fmt) for p, out in zip(photos, names)]
+        for i in move:
+            level[i] += 1
 
 
 def remove_temporaries(jobs: Iterable[Job]) -> list[Path]:
-    """Remove what a killed run left of the jobs' outputs: media's hidden `.NAME.partXXXXXXXX` (and
-    `.NAME.oldXXXXXXXX`) beside each output. Returns what was removed. (A second run writing into the
-    same folder at the same time would lose its clip in progress: one run per output folder.)"""
-    wanted: dict[Path, set[str]] = {}
-    for job in jobs:
-        wanted.setdefault(job.output.parent, set()).add(job.output.name)
+    """Remove what ended runs left of the jobs' outputs: media's hidden `.NAME.partXXXXXXXX` (and
+    `.NAME.oldXXXXXXXX`) beside each output, except where a live run holds the output's claim (its clip
+    in progress). Returns what was removed."""
     removed = []
-    for folder, names in wanted.items():
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue  # not made yet
-        for entry in entries:
-            m = _TEMP.match(entry.name)
-            if m and m.group("name") in names:
-                path = Path(entry.path)
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-                removed.append(path)
+    for folder, group in _by_folder(jobs).items():
+        found = outputs.leftovers_in(folder)
+        for job in group:
+            paths = found.get(outputs.key(job.output), [])
+            if not paths:
+                continue
+            try:
+                with outputs.Claim(job.output).acquire(tidy=False):
+                    for path in paths:
+                        outputs.remove(path)
+                        removed.append(path)
+            except (outputs.Busy, OSError):
+                continue
     return removed
+
+
+def _by_folder(jobs: Iterable[Job]) -> dict[Path, list[Job]]:
+    folders: dict[Path, list[Job]] = {}
+    for job in jobs:
+        folders.setdefault(job.output.parent, []).append(job)
+    return folders
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -273,9 +291,11 @@ def _expected() -> tuple[type[BaseException], ...]:
 
 
 def describe(e: BaseException) -> str:
-    """One line (media's messages already name the file)."""
+    """One line (media's messages already name the file; control characters in names are escaped)."""
+    if isinstance(e, media.MediaError) and e.path is not None:
+        return f"{outputs.printable(e.path)}: {e.reason}"
     if isinstance(e, OSError) and e.filename and e.strerror:
-        return f"{e.filename}: {e.strerror}"
+        return f"{outputs.printable(e.filename)}: {e.strerror}"
     if type(e).__name__ == "OutOfMemoryError":
         return "out of memory on the device (try a smaller tile or max_size)"
     text = " ".join(str(e).split())
@@ -304,20 +324,55 @@ def run_batch(
     extractor: a loaded pipeline.Extractor; else load() makes one (the command line's, which reports
     downloads), else Extractor(**extractor_options) (weights, device, precision, tile, threads) -- in
     both cases only when the first photo needs it. The clip options are make_clip's. An existing output
-    is skipped (status skipped, error "output already exists") unless overwrite. fail_fast: stop at
-    the first failure. on_event(kind, job, result): "start" when the model starts on a photo (result
-    None), "result" when a photo is finished; called from the calling thread.
+    is skipped (status skipped, error EXISTS) unless overwrite; one that may not be written (see
+    outputs.refusal: an input photo, a device, ...) fails before any work. A photo whose output another
+    run claimed first, or (with overwrite) made after this run began, is skipped (error OTHER_RUN).
+    fail_fast: stop at the first failure. on_event(kind, job, result): "start" when the model starts on
+    a photo (result None), "result" when a photo is finished; called from the calling thread. The
+    folders made for outputs are removed at the end when they stayed empty.
     """
-    start = time.perf_counter()
+    start, began = time.perf_counter(), time.time()
     report = BatchReport()
     jobs = list(jobs)
-    expected = _expected()
+    expected = _expected() + (_Skip,)
     state = {"extractor": extractor}
+    media.protect(job.input for job in jobs)  # before the first write: no output is ever a photo of the run
+    inputs = {i for i in (outputs.identity(job.input) for job in jobs) if i is not None}
+    held: dict[Job, outputs.Claim] = {}  # the outputs this run is making
+    made: list[Path] = []  # folders made for them
+    found: dict[Path, dict[str, list[Path]]] = {}  # temporaries left in each output folder
 
     def emit(job: Job, result: PhotoResult) -> None:
         report.results.append(result)
+        claim = held.pop(job, None)
+        if claim is not None:
+            claim.release()
         if on_event is not None:
             on_event("result", job, result)
+
+    def claim(job: Job) -> None:
+        """Claim the job's output, or raise _Skip (another run has it) or MediaError."""
+        c = outputs.Claim(job.output)
+        try:
+            c.acquire(tidy=False)
+        except outputs.Busy:
+            raise _Skip(OTHER_RUN) from None
+        except OSError as e:
+            raise media.MediaError(job.output, e.strerror or e) from e
+        finally:
+            made.extend(c.created)
+        try:
+            st = os.lstat(job.output)
+        except FileNotFoundError:
+            st = None
+        if st is not None and (not overwrite or st.st_mtime >= began):  # made meanwhile by another run
+            c.release()
+            raise _Skip(EXISTS if not overwrite else OTHER_RUN)
+        held[job] = c
+        if job.output.parent not in found:
+            found[job.output.parent] = outputs.leftovers_in(job.output.parent)
+        for path in found[job.output.parent].pop(outputs.key(job.output), []):
+            outputs.remove(path)
 
     def model():
         if state["extractor"] is None:
@@ -329,14 +384,19 @@ def run_batch(
                 state["extractor"] = Extractor(**extractor_options)
         return state["extractor"]
 
-    guard = _Interrupts()
-    remove_temporaries(jobs)
+    guard = outputs.Interrupts()
     todo: list[Job] = []
-    for job in jobs:  # finished outputs first: they need no thread, no weights
-        if not overwrite and (job.output.exists() or job.output.is_symlink()):
+    made_before: list[Job] = []
+    for job in jobs:  # finished outputs and refused ones first: they need no thread, no weights
+        there = job.output.exists() or job.output.is_symlink()
+        if there and not overwrite and outputs.identity(job.output) not in inputs:
+            made_before.append(job)
             emit(job, PhotoResult(job.input, job.output, SKIPPED, 0.0, EXISTS))
+        elif reason := outputs.refusal(job.output, overwrite=overwrite, folder=job.fmt == "frames", inputs=inputs):
+            emit(job, PhotoResult(job.input, job.output, FAILED, 0.0, f"{outputs.printable(job.output)}: {reason}"))
         else:
             todo.append(job)
+    remove_temporaries(made_before)
 
     reads: deque[tuple[Job, Future]] = deque()  # decoding, in order
     writes: deque[tuple[Job, float, Future | BaseException]] = deque()  # encoding (or failed), in order
@@ -349,7 +409,12 @@ def run_batch(
             job = next(queue, None)
             if job is None:
                 return
-            reads.append((job, reader.submit(_read, job.input, max_size, max_pixels)))
+            try:
+                claim(job)
+            except (_Skip, media.MediaError) as e:
+                reads.append((job, _settled(e)))
+            else:
+                reads.append((job, reader.submit(_read, job.input, max_size, max_pixels)))
 
     def finish(stopping: bool = False) -> None:  # the oldest photo in flight: its result
         job, seconds, work = writes.popleft()
@@ -357,6 +422,8 @@ def run_batch(
             if isinstance(work, BaseException):
                 raise work
             seconds += work.result()
+        except _Skip as e:
+            emit(job, PhotoResult(job.input, job.output, SKIPPED, 0.0, e.reason))
         except expected as e:
             if not ((stopping or guard.pending) and isinstance(work, Future)):  # Ctrl-C hit ffmpeg too: not done
                 emit(job, PhotoResult(job.input, job.output, FAILED, seconds, describe(e)))
@@ -367,7 +434,7 @@ def run_batch(
         return fail_fast and any(r.status == FAILED for r in report.results)
 
     try:
-        guard.__enter__()  # Ctrl-C: only while waiting for a photo or the model (see _Interrupts)
+        guard.__enter__()  # Ctrl-C: only while waiting for a photo or the model (see Interrupts)
         depth = prefetch
         while not failed():
             fill(depth)
@@ -428,6 +495,9 @@ def run_batch(
         reader.shutdown(wait=True, cancel_futures=True)
         writer.shutdown(wait=True, cancel_futures=True)
         guard.__exit__()
+        for c in held.values():  # photos left undone
+            c.release()
+        outputs.remove_folders(made)  # the empty ones
     report.interrupted = report.interrupted or guard.pending  # Ctrl-C while the last clip was finished
     report.stopped = failed()
     finished = {r.input for r in report.results}
@@ -447,50 +517,22 @@ def batch(root, out_dir=None, *, recursive: bool = False, fmt: str = "mp4", **op
     return report
 
 
-class _Interrupts:
-    """Ctrl-C (SIGINT) raises KeyboardInterrupt only inside `allowed()` blocks (waiting for a photo, the
-    model's work); elsewhere -- a result being reported, a clip being handed to the writer -- it is
-    kept and raised when the next allowed block begins, so no finished clip goes unreported. Only in
-    the main thread, and only over Python's default handler (a caller's own handler is left alone)."""
-
-    def __init__(self):
-        self.pending, self.open, self.previous = False, False, None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
-
-    def _handle(self, signum, frame) -> None:
-        if self.open:
-            raise KeyboardInterrupt
-        self.pending = True
-
-    def allowed(self):
-        return _Allowed(self)
-
-
-class _Allowed:
-    def __init__(self, guard: _Interrupts):
-        self.guard = guard
-
-    def __enter__(self) -> None:
-        if self.guard.pending:
-            self.guard.pending = False
-            raise KeyboardInterrupt
-        self.guard.open = True
-
-    def __exit__(self, *exc) -> None:
-        self.guard.open = False
-
-
 # -- the steps, each on its thread ---------------------------------------------------------------------
+
+
+class _Skip(Exception):
+    """A photo left to another run, or found done when its turn came: skipped, with this reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _settled(error: BaseException) -> Future:
+    """A future that has already failed with `error` (a photo that needs no reading)."""
+    future: Future = Future()
+    future.set_exception(error)
+    return future
 
 
 def _read(path: Path, max_size: int | None, max_pixels: int | None) -> tuple[np.ndarray, float]:

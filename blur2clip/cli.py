@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import sys
 import time
 import traceback
@@ -122,28 +123,35 @@ def clip(
 
     Prints the clip's path on stdout; progress and a summary go to stderr.
     """
-    from . import media
+    from . import media, outputs
 
     report = Report(quiet)
     with report.running("Checking…", ExitCode.USAGE):  # MediaError here: OUT's suffix names no format
         kind = media.clip_format(output, fmt) if output is not None else (fmt or "mp4")
         out = output if output is not None else media.default_output(photo, kind)
-        if not overwrite:  # before loading anything; make_clip checks again
+        report.step("Checking…", ExitCode.OUTPUT)  # before loading anything; make_clip checks again
+        problem = outputs.check_job(photo, out, still, folder=kind == "frames", overwrite=True)
+        if problem is not None:
+            raise media.MediaError(*problem)
+        if not overwrite:
             for path in (out, still):
-                if path is not None and path.exists():
-                    raise FileExistsError(f"{path}: already exists (pass --overwrite to replace it)")
+                if path is not None and (path.exists() or path.is_symlink()):
+                    raise FileExistsError(f"{outputs.printable(path)}: already exists (pass --overwrite to "
+                                          "replace it)")
 
         report.step("Reading photo…", ExitCode.INPUT)
         from .pipeline import make_clip
 
         lazy = _Extractor(report, weights=weights, device=device, precision=precision, tile=tile,
                           threads=threads)
-        result = make_clip(photo, out, fmt=kind, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
-                           still=still, max_size=max_size, overwrite=overwrite, max_pixels=max_pixels,
-                           extractor=lazy)
-        report.result(result.output)
-        if result.still is not None:
-            report.result(result.still)
+        try:
+            result = make_clip(photo, out, fmt=kind, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
+                               still=still, max_size=max_size, overwrite=overwrite, max_pixels=max_pixels,
+                               extractor=lazy, on_output=report.result)
+        except media.MediaError as e:  # about an output (taken by another run, a failed still): code 4
+            if e.path is not None and Path(e.path) in (Path(out), still):
+                report.step("Writing…", ExitCode.OUTPUT)
+            raise
         used = lazy.extractor
         repeats = f" x{loops}" if kind == "mp4" and loops > 1 else ""
         report.info(f"{result.output}: {result.width}x{result.height}, {result.frames} frames{repeats} at "
@@ -546,10 +554,16 @@ def batch_command(
     """
     from . import batch
 
+    from . import media, outputs
+
     report = Report(quiet)
     out = out_dir if out_dir is not None else batch.default_out_dir(folder)
     found = jobs = None
-    with report.running("Looking for photos…", ExitCode.INPUT):
+    with report.running("Looking for photos…", ExitCode.OUTPUT):
+        blocked = outputs.not_a_folder(out)
+        if blocked is not None:
+            raise media.MediaError(blocked, "not a folder")
+        report.step("Looking for photos…", ExitCode.INPUT)
         found = batch.find_photos(folder, recursive, out)
         jobs = batch.plan(found.photos, folder, out, fmt)
     if found is None or jobs is None:
@@ -572,8 +586,10 @@ def batch_command(
         report.exit()
     run.results[:0] = others
     show.summary(run)
-    raise typer.Exit(int(ExitCode.INTERRUPTED if run.interrupted else ExitCode.FAILED if run.failed
-                         else ExitCode.OK))
+    from .outputs import terminated
+
+    stop = ExitCode.TERMINATED if terminated() else ExitCode.INTERRUPTED
+    raise typer.Exit(int(stop if run.interrupted else ExitCode.FAILED if run.failed else ExitCode.OK))
 
 
 @commands.command("eval", no_args_is_help=True)
@@ -680,6 +696,9 @@ def _unwrap(command) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on `argv` (default: sys.argv[1:]); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    from .outputs import sigterm_as_interrupt, terminated
+
+    previous = sigterm_as_interrupt()  # SIGTERM stops a command as Ctrl-C does: temporaries removed, one line
     # Idle OpenMP threads sleep rather than spin (before torch loads): the same speed on an idle machine,
     # 2-5x faster tiles on a busy one (benchmarks/model_speed.py). A user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -695,10 +714,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # standalone mode always ends here, with the code
         return int(e.code) if isinstance(e.code, int) else int(e.code is not None)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        print(f"{PROG}: {'terminated' if terminated() else 'interrupted'}", file=sys.stderr)
+        return int(ExitCode.TERMINATED if terminated() else ExitCode.INTERRUPTED)
     except Exception:  # noqa: BLE001 -- a bug: show everything, then say so in one line
         traceback.print_exc()
         print(f"{PROG}: internal error (a bug; please report it with the traceback above)", file=sys.stderr)
         return int(ExitCode.INTERNAL)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(ExitCode.OK)

@@ -542,11 +542,43 @@ def _write_gif(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality
 
 
 def _write_webp(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality: str) -> None:
-    images = [Image.fromarray(f) for f in _each(frames, hw)]
-    ticks = [round(i * 1000 / fps) for i in range(len(images) + 1)]  # milliseconds
+    """Every frame encoded whole, then the animation assembled here: libwebp's animation encoder drops a
+    frame that differs from the one before by less than its lossy tolerance (it lengthens the previous
+    one instead), so a clip of near-identical frames (a 5000x1 photo) came out with 4 frames of 12."""
+    (h, w) = hw
+    ticks = [round(i * 1000 / fps) for i in range(len(frames) + 1)]  # milliseconds
     durations = [max(1, b - a) for a, b in zip(ticks, ticks[1:])]
-    images[0].save(tmp, format="WEBP", save_all=True, append_images=images[1:], duration=durations, loop=0,
-                   lossless=False, quality=_WEBP_QUALITY[quality], method=4)
+    size = (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
+    with open(tmp, "wb") as f:
+        f.write(b"RIFF\0\0\0\0WEBP")
+        f.write(_chunk(b"VP8X", b"\x02\0\0\0" + size))  # animated, no alpha, no metadata
+        f.write(_chunk(b"ANIM", bytes(4) + (0).to_bytes(2, "little")))  # background, loop forever
+        for frame, ms in zip(_each(frames, hw), durations):
+            still = io.BytesIO()
+            Image.fromarray(frame).save(still, format="WEBP", lossless=False, quality=_WEBP_QUALITY[quality],
+                                        method=4)
+            bitstream = _webp_chunks(still.getvalue(), keep=(b"ALPH", b"VP8 ", b"VP8L"))
+            # offset 0,0; the whole canvas; duration; no blending, no disposal
+            f.write(_chunk(b"ANMF", bytes(6) + size + ms.to_bytes(3, "little") + b"\x02" + bitstream))
+        riff = f.tell() - 8
+        f.seek(4)
+        f.write(riff.to_bytes(4, "little"))
+
+
+def _chunk(fourcc: bytes, data: bytes) -> bytes:
+    """A RIFF chunk: fourcc, little-endian size, data, padded to an even length."""
+    return fourcc + len(data).to_bytes(4, "little") + data + b"\0" * (len(data) % 2)
+
+
+def _webp_chunks(data: bytes, keep: tuple[bytes, ...]) -> bytes:
+    """The chunks of a still WebP file whose fourcc is in `keep`, as they are."""
+    out, pos = [], 12
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if data[pos : pos + 4] in keep:
+            out.append(data[pos : pos + 8 + size + size % 2])
+        pos += 8 + size + size % 2
+    return b"".join(out)
 
 
 def _write_frames(frames, hw, folder: Path) -> None:
@@ -558,42 +590,30 @@ def _write_frames(frames, hw, folder: Path) -> None:
 # ------------------------------------------------------------------------------------------ atomic files
 
 
+def protect(paths) -> None:
+    """Never write onto these files (a run's photos, before any of them is read), whatever name, link
+    or hard link an output reaches them by: read_photo registers every photo it reads the same way."""
+    from .outputs import identity
+
+    _INPUTS.update(i for i in map(identity, paths) if i is not None)
+
+
 def _check_target(out: Path, overwrite: bool, folder: bool) -> None:
-    """Refuse early (before any work) an output that may not be written."""
-    if not (out.exists() or out.is_symlink()):
-        return
-    _refuse_input(out)
-    if not overwrite:
-        raise MediaError(out, "already exists; refusing to overwrite it")
-    if folder:
-        _check_replaceable(out)
-    elif out.is_dir():
-        raise MediaError(out, "is a folder; refusing to replace it with a file")
+    """Refuse early (before any work) an output that may not be written (see outputs.refusal)."""
+    from .outputs import refusal
 
-
-def _refuse_input(out: Path) -> None:
-    try:
-        st = out.stat()
-    except OSError:
-        return
-    if (st.st_dev, st.st_ino) in _INPUTS:
-        raise MediaError(out, "is an input photo; refusing to overwrite it")
-
-
-def _check_replaceable(folder: Path) -> None:
-    """Only a folder of frames (frame_*.png and nothing else) is ever replaced by a new one."""
-    if not folder.is_dir() or folder.is_symlink():
-        raise MediaError(folder, "exists and is not a folder of frames; refusing to replace it")
-    for entry in folder.iterdir():
-        if not (entry.name.startswith("frame_") and entry.suffix == ".png" and entry.is_file()):
-            raise MediaError(folder, f"holds {entry.name!r}, not only frames; refusing to replace it")
-        _refuse_input(entry)
+    reason = refusal(out, overwrite=overwrite, folder=folder, inputs=_INPUTS)
+    if reason is not None:
+        raise MediaError(out, reason)
 
 
 def _temp(out: Path, kind: str, make=None) -> Path:
-    """A fresh hidden name `.NAME.<kind>XXXXXXXX` beside `out`, created by make(path) when given."""
+    """A fresh hidden name `.NAME.<kind>XXXXXXXX` beside `out` (within 255 bytes), created by make(path)
+    when given."""
+    from .outputs import hidden
+
     while True:
-        tmp = out.with_name(f".{out.name}.{kind}{secrets.token_hex(4)}")
+        tmp = hidden(out, f"{kind}{secrets.token_hex(4)}")
         try:
             if make:
                 make(tmp)
@@ -603,13 +623,30 @@ def _temp(out: Path, kind: str, make=None) -> Path:
             pass
 
 
-def _atomic_file(out: Path, overwrite: bool, write) -> Path:
-    """Run write(tmp) on a fresh temporary file beside `out`, then move it to `out`."""
+def _fresh(out: Path, make) -> tuple[Path, list[Path]]:
+    """A new temporary beside `out` made by make(path), and the folders made for it (deepest first)."""
+    from .outputs import make_folders, remove_folders
+
+    created: list[Path] = []
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp(out, "part", lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
+        for _ in range(5):
+            created += make_folders(out.parent)
+            try:
+                return _temp(out, "part", make), created
+            except FileNotFoundError as e:  # the folder was removed meanwhile by another run's clean-up
+                missing = e
+        raise missing
     except OSError as e:
+        remove_folders(created)
         raise MediaError(out, e.strerror or e) from e
+
+
+def _atomic_file(out: Path, overwrite: bool, write) -> Path:
+    """Run write(tmp) on a fresh temporary file beside `out`, then move it to `out`. On any failure the
+    temporary goes, and so do the folders made for it."""
+    from .outputs import remove_folders
+
+    tmp, created = _fresh(out, lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
     try:
         write(tmp)
         if overwrite:
@@ -627,6 +664,7 @@ def _atomic_file(out: Path, overwrite: bool, write) -> Path:
                 tmp.unlink()
     except BaseException as e:
         tmp.unlink(missing_ok=True)
+        remove_folders(created)
         if isinstance(e, OSError):
             raise MediaError(out, e.strerror or e) from e
         raise
@@ -635,12 +673,11 @@ def _atomic_file(out: Path, overwrite: bool, write) -> Path:
 
 def _atomic_dir(out: Path, overwrite: bool, write) -> Path:
     """Run write(tmp) on a fresh temporary folder beside `out`, then move it to `out` (swapping out an old
-    folder of frames when overwrite is set)."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp(out, "part", os.mkdir)
-    except OSError as e:
-        raise MediaError(out, e.strerror or e) from e
+    folder of frames when overwrite is set). On any failure the temporary goes, and so do the folders
+    made for it."""
+    from .outputs import remove_folders
+
+    tmp, created = _fresh(out, os.mkdir)
     try:
         write(tmp)
         if out.exists() or out.is_symlink():
@@ -657,6 +694,7 @@ def _atomic_dir(out: Path, overwrite: bool, write) -> Path:
             os.rename(tmp, out)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_folders(created)
         if isinstance(e, OSError):
             raise MediaError(out, e.strerror or e) from e
         raise

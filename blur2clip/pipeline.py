@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,6 +408,7 @@ def make_clip(
     precision: str = "auto",
     tile: int = 512,
     max_pixels: int | None = None,
+    on_output=None,
 ) -> ClipResult:
     """One blurred photo -> a clip of its sharp frames (mp4, gif, webp, or a folder of frames).
 
@@ -417,39 +417,61 @@ def make_clip(
     `loops` times, at `fps`. still: a path for the middle frame as a photo, with the photo's EXIF.
     max_size: shrink the photo first so its long side is at most this (faster, smaller clip).
     extractor: a loaded Extractor to reuse; otherwise one is made from weights/device/precision/tile.
+    on_output(path): called with the clip, then the still, as soon as each is complete (so a caller
+    can report the clip even when the still then fails).
     Raises media.MediaError (naming the file) for unreadable photos, existing outputs without
-    overwrite, and outputs that would replace the photo itself.
+    overwrite, outputs that would replace the photo itself (under any name or link) or anything but a
+    regular file, and outputs another run is making (see outputs.Claim). Folders made for the outputs
+    are removed again when the job fails.
     """
-    from . import media
+    from . import media, outputs
 
     start = time.perf_counter()
     photo = Path(photo)
     out = Path(out) if out is not None else media.default_output(photo, fmt or "mp4")
     fmt = media.clip_format(out, fmt)
     still = Path(still) if still is not None else None
-    _check_outputs(photo, out, still, overwrite, media.MediaError)
+    _check_outputs(photo, out, still, fmt, overwrite, media.MediaError)
+    claims = [outputs.Claim(path) for path in (out, still) if path is not None]
+    try:
+        for claim in claims:
+            try:
+                claim.acquire()
+            except outputs.Busy as e:
+                raise media.MediaError(claim.out, f"being made by another blur2clip run ({e.owner})") from None
+            except OSError as e:
+                raise media.MediaError(claim.out, e.strerror or e) from e
+        _check_outputs(photo, out, still, fmt, overwrite, media.MediaError)  # made meanwhile by another run?
 
-    timings = {"load": 0.0}
-    if extractor is None:
+        timings = {"load": 0.0}
+        if extractor is None:
+            t = time.perf_counter()
+            extractor = Extractor(weights, device=device, precision=precision, tile=tile)
+            timings["load"] = time.perf_counter() - t
+
         t = time.perf_counter()
-        extractor = Extractor(weights, device=device, precision=precision, tile=tile)
-        timings["load"] = time.perf_counter() - t
+        image, exif = load_image(photo, max_size, max_pixels)
+        timings["decode"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    image, exif = load_image(photo, max_size, max_pixels)
-    timings["decode"] = time.perf_counter() - t
+        t = time.perf_counter()
+        frames = extractor(image, dtype=np.uint8)  # FxHxWx3 uint8
+        del image
+        timings["model"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    frames = extractor(image, dtype=np.uint8)  # FxHxWx3 uint8
-    del image
-    timings["model"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    output = render(frames, out, fmt, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
-                    overwrite=overwrite)
-    if still is not None:
-        still = media.write_still(frames[len(frames) // 2], still, exif=exif, overwrite=overwrite)
-    timings["encode"] = time.perf_counter() - t
+        t = time.perf_counter()
+        output = render(frames, out, fmt, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
+                        overwrite=overwrite)
+        if on_output is not None:
+            on_output(output)
+        if still is not None:
+            still = media.write_still(frames[len(frames) // 2], still, exif=exif, overwrite=overwrite)
+            if on_output is not None:
+                on_output(still)
+        timings["encode"] = time.perf_counter() - t
+    finally:
+        for claim in claims:
+            claim.release()
+        outputs.remove_folders([folder for claim in claims for folder in claim.created])  # the empty ones
 
     return ClipResult(
         photo=photo,
@@ -463,24 +485,12 @@ def make_clip(
     )
 
 
-def _check_outputs(photo: Path, out: Path, still: Path | None, overwrite: bool, error) -> None:
-    """Refuse before any work: an output that is the photo itself (also through a link), a still on the
-    clip, or (without overwrite) an output that already exists."""
-    for path in (out, still):
-        if path is not None and _same_file(path, photo):
-            raise error(path, "is the input photo; refusing to write over it")
-    if still is not None and _same_file(still, out):
-        raise error(still, "is also the clip's output; give the still its own name")
-    if not overwrite:
-        for path in (out, still):
-            if path is not None and path.exists():
-                raise error(path, "already exists; refusing to overwrite it")
+def _check_outputs(photo: Path, out: Path, still: Path | None, fmt: str, overwrite: bool, error) -> None:
+    """Refuse before any work what outputs.check_job refuses: the photo itself (under any name or link),
+    a still on the clip, anything but a regular file or a folder of frames, an existing output without
+    overwrite."""
+    from .outputs import check_job
 
-
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist yet
-        return False
+    problem = check_job(photo, out, still, folder=fmt == "frames", overwrite=overwrite)
+    if problem is not None:
+        raise error(*problem)

@@ -38,6 +38,7 @@ class ExitCode(IntEnum):
     DEVICE = 6, "the device asked for is not available, or it ran out of memory"
     INTERNAL = 70, "an unexpected error (a bug): the traceback is printed, please report it"
     INTERRUPTED = 130, "interrupted (Ctrl-C), or training stopped after writing its checkpoint"
+    TERMINATED = 143, "stopped by SIGTERM, which is handled as Ctrl-C is"
 
 
 def exit_codes_help() -> str:
@@ -82,6 +83,9 @@ class Report:
     def code(self) -> ExitCode:
         if not self.failures:
             return ExitCode.OK
+        for stop in (ExitCode.TERMINATED, ExitCode.INTERRUPTED):
+            if stop in self.failures:
+                return stop
         if not self.written and len(set(self.failures)) == 1:
             return self.failures[0]
         return ExitCode.FAILED
@@ -116,7 +120,12 @@ class Report:
                           redirect_stdout=sys.stdout.isatty()) as self._live:
                     yield self
         except KeyboardInterrupt:
-            self.fail("interrupted", ExitCode.INTERRUPTED, label="")
+            from .outputs import terminated
+
+            if terminated():
+                self.fail("terminated", ExitCode.TERMINATED, label="")
+            else:
+                self.fail("interrupted", ExitCode.INTERRUPTED, label="")
         except Exception as e:  # noqa: BLE001 -- sorted below; the unexpected ones are re-raised
             code = self.classify(e)
             if code is None:
@@ -196,9 +205,14 @@ class DownloadBar:
 
 
 def describe(e: BaseException) -> str:
-    """One line for an expected error (the library's messages already name the file)."""
+    """One line for an expected error (the library's messages already name the file; a line break in
+    a name is shown as \\n)."""
+    from .outputs import printable
+
+    if getattr(e, "path", None) is not None and getattr(e, "reason", None) is not None:  # MediaError
+        return f"{printable(e.path)}: {e.reason}"
     if isinstance(e, OSError) and e.filename and e.strerror:
-        return f"{e.filename}: {e.strerror}"
+        return f"{printable(e.filename)}: {e.strerror}"
     if type(e).__name__ == "OutOfMemoryError":
         return "out of memory on the device; try --tile 256, --max-size, or --device cpu"
     text = str(e).strip().splitlines()
@@ -244,9 +258,9 @@ class BatchProgress:
             if self.progress is not None:
                 self.progress.update(self.task, file=str(job.input))
             return
-        from .batch import EXISTS
+        from .batch import EXISTS, OTHER_RUN
 
-        if result.error == EXISTS:  # clips made before are not part of the work (nor of the ETA)
+        if result.error in (EXISTS, OTHER_RUN):  # clips made before or elsewhere: not this run's work
             self.total -= 1
             if self.progress is not None:
                 self.progress.update(self.task, total=self.total)
@@ -257,6 +271,8 @@ class BatchProgress:
         self.result(result)
 
     def result(self, r) -> None:
+        from .outputs import printable
+
         if self.json_lines:
             import json
 
@@ -269,9 +285,9 @@ class BatchProgress:
         elif self.report.quiet or self.progress is not None:
             return
         elif r.status == "done":
-            self.report.info(f"[{self.count}/{self.total}] {r.input} -> {r.output} ({r.seconds:.1f} s)")
+            self.report.info(f"[{self.count}/{self.total}] {printable(r.input)} -> {r.output} ({r.seconds:.1f} s)")
         elif r.output is None:
-            self.report.info(f"skipped {r.input}: {r.error}")
+            self.report.info(f"skipped {printable(r.input)}: {r.error}")
 
     def summary(self, run) -> None:
         """The table on stderr: counts, then each failure and each skipped file with its reason."""
@@ -279,20 +295,22 @@ class BatchProgress:
             return
         from rich.table import Table
 
-        from .batch import EXISTS
+        from .batch import EXISTS, OTHER_RUN
+        from .outputs import printable
 
-        exists = [r for r in run.skipped if r.error == EXISTS]
         table = Table(box=None, header_style="bold", show_edge=False, pad_edge=False)
         for column in ("status", "file", "reason"):
             table.add_column(column, overflow="fold")
         for r in run.failed:
-            table.add_row("[red]failed[/]", str(r.input), Text(_reason(r)))
+            table.add_row("[red]failed[/]", printable(r.input), Text(_reason(r)))
         for r in run.skipped:
-            if r.error != EXISTS:
-                table.add_row("[yellow]skipped[/]", str(r.input), Text(r.error or ""))
-        if exists:
-            table.add_row("[dim]skipped[/]", f"{len(exists)} photo{'s' * (len(exists) != 1)}",
-                          "clip already made (--overwrite remakes it)")
+            if r.error not in (EXISTS, OTHER_RUN):
+                table.add_row("[yellow]skipped[/]", printable(r.input), Text(r.error or ""))
+        for reason, why in ((EXISTS, "clip already made (--overwrite remakes it)"),
+                            (OTHER_RUN, "taken by another blur2clip run at the same time")):
+            n = sum(r.error == reason for r in run.skipped)
+            if n:
+                table.add_row("[dim]skipped[/]", f"{n} photo{'s' * (n != 1)}", why)
         if table.row_count:
             self.report.err.print(table)
         if not run.results:
@@ -311,7 +329,9 @@ class BatchProgress:
 
 def _reason(r) -> str:
     """A failure's reason without the file name that media's messages start with."""
-    prefix = f"{r.input}: "
+    from .outputs import printable
+
+    prefix = f"{printable(r.input)}: "
     return r.error[len(prefix):] if r.error and r.error.startswith(prefix) else r.error or ""
 
 

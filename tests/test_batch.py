@@ -151,14 +151,26 @@ def test_fail_fast_stops_at_the_first_failure(tmp_path, extractor):
 
 
 def test_a_failed_write_is_that_photos_failure(tmp_path, extractor):
+    good = folder_of_photos(tmp_path, 2)
+    wide = photo(tmp_path / "wide.png", 2, 17000)  # too wide for WebP: the writer thread fails
+    jobs = batch.plan([good[0], wide, good[1]], tmp_path, fmt="webp")
+    report = batch.run_batch(jobs, extractor=extractor, overwrite=True)
+    assert [r.status for r in report.results] == [DONE, FAILED, DONE]
+    assert "too large for WebP" in report.results[1].error
+    assert temporaries(tmp_path) == []
+
+
+def test_an_output_that_may_not_be_written_fails_before_any_work(tmp_path, extractor):
     good = folder_of_photos(tmp_path, 3)
     jobs = batch.plan(good, tmp_path)
     jobs[1].output.parent.mkdir(parents=True)
-    jobs[1].output.mkdir()  # a folder where the clip should go: the writer thread fails
+    jobs[1].output.mkdir()  # a folder where the clip should go
     (jobs[1].output / "keep").write_text("x")
-    report = batch.run_batch(jobs, extractor=extractor, overwrite=True)
-    assert [r.status for r in report.results] == [DONE, FAILED, DONE]
-    assert "is a folder" in report.results[1].error
+    report = batch.run_batch(jobs, extractor=extractor, overwrite=True, on_event=lambda k, j, r: (
+        k != "start" or j is not jobs[1] or pytest.fail("no work for a refused output")))
+    assert [(r.input, r.status) for r in report.results] == [(good[1], FAILED), (good[0], DONE), (good[2], DONE)]
+    assert "is a folder" in report.results[0].error
+    assert (jobs[1].output / "keep").read_text() == "x"
     assert temporaries(tmp_path) == []
 
 
