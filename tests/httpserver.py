@@ -21,6 +21,9 @@ MODES = {
     "corrupt": "the body has one byte flipped",
     "stall": "send the headers and a quarter of the body, then wait (past any client timeout)",
     "slow": "send the body in 8 pieces, `delay` seconds apart",
+    "endless": "send the body, then zeros without end (until the client hangs up or `release`)",
+    "silent": "accept the request and never answer (until `release`)",
+    "trickle": "send the body 100 bytes at a time, `delay` seconds apart",
 }
 
 
@@ -35,7 +38,11 @@ class FileServer:
         self.files = dict(files or {})  # URL path -> bytes; other paths answer 404
         self.mode = "normal"
         self.bad = 2  # how many bad answers "cut" and "fail500" give before behaving
-        self.delay = 0.08  # "slow": seconds between pieces
+        self.delay = 0.08  # "slow", "trickle": seconds between pieces
+        self.length: int | None = None  # the Content-Length to announce instead of the true one
+        self.send_length = True  # False: no Content-Length (the body ends when the connection closes)
+        self.sent = 0  # body bytes written, over all requests
+        self.endless_cap = 64 << 20  # "endless" stops after this many bytes all the same
         self.requests: list[Request] = []
         self._bad_given = 0
         self._lock = threading.Lock()
@@ -82,6 +89,10 @@ class _Handler(BaseHTTPRequestHandler):
         data = srv.files.get(self.path)
         if data is None:
             return answer(404)
+        if srv.mode == "silent":
+            srv.requests.append(Request(self.path, rng, 0))
+            srv.release.wait(30)
+            return None
         if srv.mode == "fail500" and srv.take_bad():
             return answer(500)
         if srv.mode == "corrupt":
@@ -93,21 +104,31 @@ class _Handler(BaseHTTPRequestHandler):
         body = data[start:]
         answer(206 if start else 200)
         self.send_response(206 if start else 200)
-        self.send_header("Content-Length", str(len(body)))
+        if srv.send_length:
+            self.send_header("Content-Length", str(len(body) if srv.length is None else srv.length - start))
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()
         if srv.mode == "cut" and srv.take_bad():
-            self.wfile.write(body[: len(body) // 2])  # then the connection closes (HTTP/1.0)
+            self.send(body[: len(body) // 2])  # then the connection closes (HTTP/1.0)
         elif srv.mode == "stall":
-            self.wfile.write(body[: len(body) // 4])
-            self.wfile.flush()
+            self.send(body[: len(body) // 4])
             srv.release.wait(10)
-        elif srv.mode == "slow":
-            step = -(-len(body) // 8)
+        elif srv.mode in ("slow", "trickle"):
+            step = -(-len(body) // 8) if srv.mode == "slow" else 100
             for i in range(0, len(body), step):
-                self.wfile.write(body[i:i + step])
-                self.wfile.flush()
+                self.send(body[i:i + step])
                 time.sleep(srv.delay)
+        elif srv.mode == "endless":
+            self.send(body)
+            zeros = bytes(1 << 16)
+            while not srv.release.is_set() and srv.sent < srv.endless_cap:
+                self.send(zeros)  # raises once the client hangs up
         else:
-            self.wfile.write(body)
+            self.send(body)
+
+    def send(self, data: bytes) -> None:
+        self.wfile.write(data)
+        self.wfile.flush()
+        with self.server.owner._lock:
+            self.server.owner.sent += len(data)
