@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -129,18 +130,28 @@ def test_a_stalled_download_keeps_its_part_only_when_it_can_be_resumed(env):
 # ------------------------------------------------------------------------------------------- a full disk
 
 
+@contextmanager
+def tmpfs(folder: Path, size: str = "256k"):
+    """`folder` as a small tmpfs, for the length of the block; skips the test where mounting fails."""
+    folder.mkdir(exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
 @pytest.fixture(params=["tmpfs", "write"])
 def small_disk(request, tmp_path, monkeypatch):
     """A folder that holds at most 256 KiB: a real tmpfs (as root, where mounting works), or files opened
     by blur2clip.download whose writes fail with ENOSPC past 256 KiB."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = False
     if request.param == "tmpfs":
-        mounted = os.geteuid() == 0 and subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True).returncode == 0
-        if not mounted:
-            pytest.skip("cannot mount a tmpfs here")
+        with tmpfs(disk):
+            yield disk
     else:
         real_open = open
 
@@ -164,9 +175,7 @@ def small_disk(request, tmp_path, monkeypatch):
                 self.f.close()
 
         monkeypatch.setattr(download, "open", lambda *a, **k: Full(real_open(*a, **k)), raising=False)
-    yield disk
-    if mounted:
-        subprocess.run(["umount", str(disk)], check=True)
+        yield disk
 
 
 def test_a_full_disk_names_the_file_and_leaves_nothing(env, small_disk, monkeypatch, capsys):
@@ -183,6 +192,22 @@ def test_a_full_disk_names_the_file_and_leaves_nothing(env, small_disk, monkeypa
     assert err == (f"blur2clip: error: {part}: cannot write the download (No space left on device); "
                    "the partial file was deleted\n")
     assert files(small_disk) == [] and len(env.server.requests) == 1  # neither retried nor resumable
+
+
+def test_an_import_onto_a_full_disk_names_the_file_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    trained = weights.save(tiny_model(seed=3), tmp_path / "run" / "stage3.safetensors")
+    with tmpfs(tmp_path / "disk") as disk:
+        monkeypatch.setenv("BLUR2CLIP_HOME", str(disk))
+        (disk / "filler").write_bytes(bytes((256 << 10) - trained.stat().st_size // 2))
+        code = cli.main(["weights", "import", str(trained), "--name", "mine", "-q"])
+        out, err = capsys.readouterr()
+        dest = disk / "weights" / "imported" / f"{weights.sha256(trained)[:16]}.safetensors"
+        assert (code, out) == (ExitCode.WEIGHTS, "")
+        assert err == f"blur2clip: error: {dest}: cannot write it (No space left on device); nothing was changed\n"
+        assert files(disk) == ["filler"]
+        (disk / "filler").unlink()
+        assert cli.main(["weights", "import", str(trained), "--name", "mine", "-q"]) == ExitCode.OK
+        assert files(disk) == ["weights/imported.json", f"weights/imported/{dest.name}"]
 
 
 # ----------------------------------------------------------------------------------- a killed download
