@@ -606,6 +606,15 @@ def eval_command(
         help="Score centred PX x PX crops (faster). Default: whole frames; photos: 256.")] = None,
     json_out: Annotated[bool, typer.Option("--json", rich_help_panel=RUN,
                                            help="Print the figures as JSON instead of a table.")] = False,
+    frames: Annotated[Optional[int], typer.Option(
+        "--frames", min=3, max=96, metavar="N", show_default=False, rich_help_panel=RUN,
+        help="Score N instants of the exposure (the centres of N equal windows). Default: the network's "
+             "own frames.")] = None,
+    interpolate: Annotated[Literal["guarded", "linear", "nearest"], typer.Option(
+        rich_help_panel=RUN,
+        help="How instants between the network's frames are made (with --frames): blended where the two "
+             "frames agree, else the nearer one (guarded); blended everywhere (linear); the nearer frame "
+             "(nearest).")] = "guarded",
     device: Device = "auto",
     precision: Precision = "auto",
     tile: Tile = DEFAULT_TILE,
@@ -630,7 +639,7 @@ def eval_command(
         extractor = _Extractor(report, weights=weights, device=device, precision=precision, tile=tile,
                                threads=threads).load()
         report.step("Reading the data…", ExitCode.INPUT, ValueError)
-        d = open_data(data, layout, frames_per_blur, frames=extractor.model.config.frames)
+        d = open_data(data, layout, frames_per_blur, frames=frames or extractor.model.config.frames)
         for line in d.summary():
             report.info(line)
         total, done = d.count_items(samples), []
@@ -641,7 +650,8 @@ def eval_command(
 
         report.step(f"Scoring {total} samples…", ExitCode.INPUT, ValueError)
         start = time.perf_counter()
-        result = evaluate(d, predictor(extractor), samples, size, weights=weights or "default", on_sample=tick)
+        result = evaluate(d, predictor(extractor, frames, interpolate), samples, size, weights=weights or "default",
+                          on_sample=tick)
         report.info(f"scored {result.mean.samples} samples of {len(result.sequences)} sequences in "
                     f"{duration(time.perf_counter() - start)} on {extractor.device} ({extractor.precision})")
     if result is not None:

@@ -275,7 +275,7 @@ def open_data(root: str | Path, layout: str = "auto", frames_per_blur: int = 7, 
         raise ValueError(f"unknown layout {layout!r}; one of {', '.join(LAYOUTS)}")
     elif not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
-    if frames_per_blur < frames:
+    if frames_per_blur < frames and layout in ("sequences", "videos"):
         raise ValueError(f"{frames_per_blur} frames per blur cannot make {frames} frames; give at least {frames}")
     if layout == "photos":
         photos = list_photos(root)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 
 from . import metrics
@@ -38,11 +39,16 @@ class Evaluation:
         return asdict(self)
 
 
-def predictor(extractor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`predict` for `evaluate` from a pipeline.Extractor (tiles, device and precision as it is set)."""
+def predictor(extractor, frames: int | None = None, interpolate: str = "guarded"
+              ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`predict` for `evaluate` from a pipeline.Extractor (tiles, device and precision as it is set): the
+    network's own frames, or `frames` instants of the exposure made from them (`timeline.resample`)."""
+    from .timeline import resample
+
     def predict(blurred: torch.Tensor) -> torch.Tensor:
-        frames = extractor(blurred.permute(1, 2, 0).numpy())  # FxHxWx3 float32
-        return torch.from_numpy(frames).permute(0, 3, 1, 2)
+        out = extractor(blurred.permute(1, 2, 0).numpy())  # KxHxWx3 float32
+        out = np.stack(list(resample(out, frames or len(out), interpolate)))  # NxHxWx3
+        return torch.from_numpy(out).permute(0, 3, 1, 2)
     return predict
 
 

@@ -84,12 +84,13 @@ def _json_type(value) -> str:
 
 
 def stage_frames(stage: int, frames: int = 7) -> list[int]:
-    """0-based indices of the frames trained at a stage: the middle, then 3/5, then all (for 7 frames)."""
+    """0-based indices of the frames trained at a stage: the middle; then those within the middle 3/7 of
+    the exposure (frames 3, 4, 5 of 7; 7 to 15 of 21); then all."""
     mid = frames // 2
     if stage == 1:
         return [mid]
     if stage == 2:
-        return sorted({mid - 1, mid, mid + 1} & set(range(frames)))
+        return [k for k in range(frames) if abs((k + 0.5) / frames - 0.5) <= 1.5 / 7 + 1e-9]
     return list(range(frames))
 
 
@@ -199,3 +200,25 @@ def count_macs(model: Blur2Clip, height: int = 720, width: int = 1280) -> int:
     for h in handles:
         h.remove()
     return macs
+
+
+def with_frames(model: Blur2Clip, frames: int) -> Blur2Clip:
+    """The same network predicting `frames` frames: every layer kept, and the head's weights for each new
+    frame interpolated in time between those of the two nearest old frames (a warm start for training)."""
+    old = model.config.frames
+    if frames == old:
+        return model
+    config = ModelConfig(**{**model.config.to_dict(), "frames": frames})
+    new = Blur2Clip(config)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("ending.")}
+    new.load_state_dict(state, strict=False)
+    w, b = model.ending.weight.detach(), model.ending.bias.detach()  # (3*old)xCx3x3, (3*old)
+    w, b = w.view(old, 3, *w.shape[1:]), b.view(old, 3)
+    with torch.no_grad():
+        for k in range(frames):
+            x = min(max((k + 0.5) * old / frames - 0.5, 0.0), old - 1.0)  # position among the old frames
+            a, u = int(x), x - int(x)
+            c = min(a + 1, old - 1)
+            new.ending.weight[3 * k:3 * k + 3] = (1 - u) * w[a] + u * w[c]
+            new.ending.bias[3 * k:3 * k + 3] = (1 - u) * b[a] + u * b[c]
+    return new.train(model.training)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from . import metrics, plot, weights
 from .data import StreamSampler, open_data
-from .model import Blur2Clip, ModelConfig, count_parameters, stage_frames
+from .model import Blur2Clip, ModelConfig, count_parameters, stage_frames, with_frames
 from .synth import to_linear
 
 
@@ -226,8 +226,8 @@ class Trainer:
     def initial_model(self, stage: int) -> Blur2Clip:
         """Weights a stage starts from: --init (a name, file or URL), else the previous stage's file."""
         cfg = self.cfg
-        if cfg.init:
-            return weights.load_model(cfg.init).train()
+        if cfg.init:  # its frame count follows this run's (the head interpolated in time)
+            return with_frames(weights.load_model(cfg.init), cfg.model.frames).train()
         if stage == 1:
             torch.manual_seed(cfg.seed)
             return Blur2Clip(cfg.model)

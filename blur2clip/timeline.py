@@ -1,0 +1,86 @@
+"""Frames at any instants of the exposure, from the frames the network predicts.
+
+The network predicts K frames; frame k stands for the k-th of K equal windows of the exposure, centred at
+t = (k + 0.5) / K (t runs from 0 to 1 over the exposure). A clip of N frames shows the instants at the
+centres of N equal windows, t_j = (j + 0.5) / N (`instants`), the same rule that picks the true frames a
+prediction is scored against. `resample(frames, n)` gives those N frames as a lazy sequence: each is made
+when it is asked for, so 48 frames of a 24 MP photo never sit in memory together.
+
+Between the two predicted frames around an instant, a pixel is blended (in linear light, so the frames
+still average back to the photo) only where the two agree; where they differ by more than a little (an
+edge that moved) it takes the nearer frame whole. A frame therefore never shows a moving thing twice: where
+the motion between two predicted frames is too large to blend, the clip holds sharp and steps instead.
+The other modes are there to measure against: "linear" blends everywhere (ghosts where motion is large),
+"nearest" holds each predicted frame (N/K copies of each).
+
+Arrays are FxHxWx3 (float32 sRGB 0..1, or uint8) in and HxWx3 of the same dtype out, in time order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+MODES = ("guarded", "linear", "nearest")
+GAMMA = 2.2
+AGREE = 0.02  # a pixel whose two frames differ by less than this (sRGB, 0..1) is blended fully
+DIFFER = 0.08  # ... by more than this: the nearer frame is taken whole; in between, a mix of the two
+
+
+def instants(n: int) -> np.ndarray:
+    """The centres of n equal windows of the exposure, in 0..1."""
+    return (np.arange(n) + 0.5) / n
+
+
+def neighbours(k: int, t: float) -> tuple[int, int, float]:
+    """(a, b, u): the predicted frames a <= b around instant t (of k frames) and how far t is from a to b."""
+    x = float(np.clip(t * k - 0.5, 0, k - 1))  # position in units of predicted frames
+    a = int(np.floor(x))
+    b = min(a + 1, k - 1)
+    return a, b, x - a
+
+
+class Timeline(Sequence):
+    """n frames at `instants(n)` made on demand from K predicted frames (FxHxWx3, float32 or uint8)."""
+
+    def __init__(self, frames: np.ndarray, n: int, mode: str = "guarded"):
+        if mode not in MODES:
+            raise ValueError(f"unknown interpolation {mode!r}; one of {', '.join(MODES)}")
+        if n < 1 or len(frames) < 1:
+            raise ValueError(f"need frames to resample and n >= 1, got {len(frames)} frames and n={n}")
+        self.frames, self.n, self.mode = frames, n, mode
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, j):
+        if isinstance(j, slice):
+            return [self[i] for i in range(*j.indices(self.n))]
+        if not -self.n <= j < self.n:
+            raise IndexError(j)
+        a, b, u = neighbours(len(self.frames), instants(self.n)[j % self.n])
+        if self.mode == "nearest" or a == b or u < 1e-6 or u > 1 - 1e-6:
+            return self.frames[b if u >= 0.5 else a]
+        return _blend(self.frames[a], self.frames[b], u, self.mode == "guarded")
+
+
+def resample(frames: np.ndarray, n: int, mode: str = "guarded") -> np.ndarray | Timeline:
+    """The frames at n instants: `frames` itself when n equals its count, else a lazy `Timeline`."""
+    return frames if n == len(frames) else Timeline(frames, n, mode)
+
+
+def _blend(fa: np.ndarray, fb: np.ndarray, u: float, guarded: bool) -> np.ndarray:
+    integer = fa.dtype == np.uint8
+    a = fa.astype(np.float32) / 255 if integer else fa.astype(np.float32, copy=False)
+    b = fb.astype(np.float32) / 255 if integer else fb.astype(np.float32, copy=False)
+    la, lb = np.clip(a, 0, 1) ** GAMMA, np.clip(b, 0, 1) ** GAMMA
+    out = (la + u * (lb - la)) ** (1 / GAMMA)  # HxWx3, the blend in linear light
+    if guarded:
+        diff = np.abs(a - b).max(axis=2, keepdims=True)  # HxWx1
+        keep = np.clip((DIFFER - diff) / (DIFFER - AGREE), 0, 1)  # 1: blend, 0: the nearer frame
+        nearer = b if u >= 0.5 else a
+        out = nearer + keep * (out - nearer)
+    if integer:
+        return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return out.astype(np.float32, copy=False)
