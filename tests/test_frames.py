@@ -1,0 +1,90 @@
+"""Any number of frames: instants of the exposure, frames made between the network's, staged frames by
+time, and a network adapted to another frame count."""
+
+import numpy as np
+import pytest
+import torch
+
+from blur2clip import timeline
+from blur2clip.model import stage_frames, with_frames
+from conftest import tiny_model
+
+
+def moving_square(k: int, size: int = 64, side: int = 8, travel: int = 40) -> np.ndarray:
+    """k frames (float32 sRGB) of a white square crossing a grey background, `travel` px in all."""
+    frames = np.full((k, size, size, 3), 0.3, np.float32)
+    for i in range(k):
+        x = int(round(8 + travel * (i + 0.5) / k))
+        frames[i, 28:28 + side, x:x + side] = 1.0
+    return frames
+
+
+def test_instants_are_the_centres_of_equal_windows():
+    assert np.allclose(timeline.instants(4), [0.125, 0.375, 0.625, 0.875])
+    assert timeline.neighbours(7, 0.5) == (3, 4, 0.0)  # the middle instant is frame 4 of 7 itself
+    a, b, u = timeline.neighbours(7, 0.25)  # between frames 1 (t=1.5/7) and 2 (t=2.5/7)
+    assert (a, b) == (1, 2) and u == pytest.approx(0.25 * 7 - 1.5)
+    assert timeline.neighbours(7, 0.01) == (0, 1, 0.0)  # before the first frame's centre: the first frame
+    assert timeline.neighbours(7, 0.99)[:2] == (6, 6)
+
+
+def test_the_same_count_is_the_frames_themselves_and_nearest_repeats_them():
+    f = moving_square(7)
+    assert timeline.resample(f, 7) is f
+    held = timeline.resample(f, 21, "nearest")
+    assert len(held) == 21 and all(np.array_equal(held[3 * i + 1], f[i]) for i in range(7))
+    assert all(np.array_equal(held[3 * i + 1], held[3 * i + 2]) or np.array_equal(held[3 * i + 1], held[3 * i])
+               for i in range(7))
+
+
+def test_guarded_frames_never_show_a_moving_thing_twice_where_linear_ones_do():
+    f = moving_square(7)  # the square moves ~6 px between frames: more than its blend can hide
+    guarded = np.stack(list(timeline.resample(f, 48, "guarded")))
+    linear = np.stack(list(timeline.resample(f, 48, "linear")))
+
+    def ghosts(frames):  # pixels neither background nor square: a half-bright copy
+        return int(((frames[..., 0] > 0.4) & (frames[..., 0] < 0.9)).sum())
+
+    assert ghosts(linear) > 1000 and ghosts(guarded) == 0
+    # each guarded frame shows the square once, whole
+    assert all(int((g[..., 0] > 0.9).sum()) == 64 for g in guarded)
+
+
+def test_where_frames_agree_the_blend_is_smooth_and_averages_back_in_linear_light():
+    base = np.linspace(0.2, 0.8, 64, dtype=np.float32)[None, :, None].repeat(64, 0).repeat(3, 2)
+    f = np.stack([base + 0.002 * i for i in range(7)])  # a slow fade: every pixel agrees between frames
+    out = np.stack(list(timeline.resample(f, 48)))
+    steps = np.abs(np.diff(out[:, 10, 10, 0]))
+    assert steps.max() < 0.002  # no jump: in-between values
+    lin = lambda x: np.clip(x, 0, 1) ** 2.2  # noqa: E731
+    assert np.abs(lin(out).mean(0) - lin(f).mean(0)).max() < 1e-3
+
+
+def test_uint8_frames_stay_uint8_and_the_timeline_is_lazy():
+    f = (moving_square(7) * 255).astype(np.uint8)
+    t = timeline.resample(f, 30)
+    assert isinstance(t, timeline.Timeline) and len(t) == 30
+    assert t[5].dtype == np.uint8 and t[-1].shape == (64, 64, 3) and len(t[2:6]) == 4
+    with pytest.raises(IndexError):
+        t[30]
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        timeline.resample(f, 30, "cubic")
+
+
+def test_stage_frames_follow_the_time_of_each_frame():
+    assert stage_frames(1, 7) == [3] and stage_frames(2, 7) == [2, 3, 4] and stage_frames(3, 7) == list(range(7))
+    assert stage_frames(1, 21) == [10] and stage_frames(2, 21) == list(range(6, 15))
+
+
+def test_a_network_adapted_to_more_frames_keeps_its_frames_at_their_instants():
+    model = tiny_model()
+    more = with_frames(model, 21)
+    assert more.config.frames == 21 and model.config.frames == 7
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        a, b = model(x), more(x)
+    assert b.shape == (1, 21, 3, 32, 32)
+    for i in range(7):  # frame i of 7 sits where frame 3i+1 of 21 does
+        assert torch.allclose(a[0, i], b[0, 3 * i + 1], atol=1e-6)
+    assert not torch.allclose(b[0, 0], b[0, 20])
+    assert with_frames(model, 7) is model
