@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import struct
 import subprocess
+import tracemalloc
+import warnings
 import zlib
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from blur2clip import media
 from blur2clip.media import MediaError, MediaWarning
+from forge import SEEDS, corrupt_exif_jpeg, forge_size, picture, seed_photos, stray_marker_tiff
 
 RED, BLUE = (220, 30, 40), (20, 40, 200)
 
@@ -241,6 +244,183 @@ def test_bad_inputs_give_one_line_naming_the_file(tmp_path):
         assert "\n" not in str(e.value)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     assert str(MediaError("x.jpg: made elsewhere\n")) == "x.jpg: made elsewhere"  # one-argument form too
+
+
+# --------------------------------------------------------------- truncated, forged, too big; what was said
+
+
+def png_rgb(w: int, h: int, rows: bytes, interlace: int = 0) -> bytes:
+    """An 8-bit RGB PNG of w x h whose one zlib stream holds `rows` (filter bytes included), complete or not."""
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, interlace))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def allocated(monkeypatch) -> list:
+    """The size of every image Pillow allocates to decode into, in order."""
+    sizes = []
+    prepare = ImageFile.ImageFile.load_prepare
+
+    def spy(self):
+        sizes.append(self.size)
+        return prepare(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load_prepare", spy)
+    return sizes
+
+
+def test_png_whose_data_ends_early_is_truncated_before_decoding(tmp_path, allocated):
+    tall = tmp_path / "tall.png"  # the issue's file: 12000x12000 declared, a complete zlib stream of 10 rows
+    tall.write_bytes(png_rgb(12000, 12000, b"".join(b"\0" + bytes(36000) for _ in range(10))))
+    assert tall.stat().st_size < 500
+    with pytest.raises(MediaError, match=r"tall\.png: truncated PNG file: 12000x12000 needs at least 418,617 "
+                                         r"bytes of image data, the file has \d+$"):
+        media.read_photo(tall)
+    a = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    rows = b"".join(b"\0" + row.tobytes() for row in a)
+    short = tmp_path / "short.png"  # noise: enough bytes for any bound, but a stream of 50 rows
+    short.write_bytes(png_rgb(300, 200, rows[: 50 * 901]))
+    with pytest.raises(MediaError, match=r"short\.png: truncated PNG file: its image data ends after 45,050 of "
+                                         r"180,200 bytes \(about 50 of 200 rows\)$"):
+        media.read_photo(short)
+    assert allocated == []  # refused from the file, before Pillow made an image
+    whole = tmp_path / "whole.png"
+    whole.write_bytes(png_rgb(300, 200, rows))
+    np.testing.assert_array_equal(media.read_photo(whole).pixels, a / np.float32(255))
+    assert allocated == [(300, 200)]
+
+
+@pytest.mark.parametrize("w, h", [(1, 1), (5, 3), (9, 10), (33, 17)])
+def test_interlaced_png_counts_every_pass(tmp_path, w, h):
+    a = np.random.default_rng(w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    rows = b""
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+                           (0, 1, 1, 2)):
+        sub = a[y0::dy, x0::dx]
+        rows += b"".join(b"\0" + row.tobytes() for row in sub) if sub.size else b""
+    path = tmp_path / "adam7.png"
+    path.write_bytes(png_rgb(w, h, rows, interlace=1))
+    np.testing.assert_array_equal(media.read_photo(path).pixels, a / np.float32(255))
+    path.write_bytes(png_rgb(w, h, rows[:-1], interlace=1))
+    with pytest.raises(MediaError, match=f"adam7.png: truncated PNG file: its image data ends after "
+                                         f"{len(rows) - 1:,} of {len(rows):,} bytes$"):
+        media.read_photo(path)
+
+
+def test_jpeg_declaring_14000x14000_is_refused_before_decoding(tmp_path, allocated):
+    Image.fromarray(picture(120, 160)).save(tmp_path / "photo.jpg", quality=90)
+    data = (tmp_path / "photo.jpg").read_bytes()
+    assert 5_000 < len(data) < 15_000  # the issue's 10 KB JPEG
+    (tmp_path / "big.jpg").write_bytes(forge_size(data, ".jpg", 14000, 14000))
+    with pytest.raises(MediaError, match=r"big\.jpg: truncated JPEG file: 14000x14000 needs at least 47,852 bytes "
+                                         r"of image data, the file has [\d,]+$"):
+        media.read_photo(tmp_path / "big.jpg")
+    assert allocated == []
+    (tmp_path / "wide.jpg").write_bytes(forge_size(data, ".jpg", 1000, 160))  # plausible: read as libjpeg can
+    assert media.read_photo(tmp_path / "wide.jpg").pixels.shape == (160, 1000, 3)
+
+
+@pytest.mark.parametrize("name", list(SEEDS))
+def test_forged_sizes_of_every_format(tmp_path, allocated, name):
+    path = seed_photos(tmp_path)[name]
+    assert media.read_photo(path).pixels.shape == (16, 24, 3)
+    assert len(allocated) == 1
+    webp = path.suffix == ".webp"  # libwebp may pack any size into a few bytes: it finds out by decoding
+    forged = tmp_path / f"forged{path.suffix}"
+    forged.write_bytes(forge_size(path.read_bytes(), path.suffix, 12000, 12000))
+    with pytest.raises(MediaError) as e:
+        media.read_photo(forged)
+    message = str(e.value)
+    assert message.startswith(f"{forged}: ") and "\n" not in message
+    if webp:
+        assert "corrupt WebP file" in message and len(allocated) <= 2
+    else:
+        assert re.search(r": truncated \w+ file: 12000x12000 needs at least [\d,]+ bytes of image data, the file "
+                         r"has [\d,]+$", message), message
+        assert len(allocated) == 1
+    forged.write_bytes(forge_size(path.read_bytes(), path.suffix, 2**31 - 1, 2**31 - 1))
+    with pytest.raises(MediaError, match="pixels, over the limit of 200,000,000"):
+        media.read_photo(forged)
+
+
+def test_a_photo_that_would_not_fit_in_memory_is_refused_from_its_header(tmp_path, monkeypatch, allocated):
+    Image.new("RGB", (4000, 3000), RED).save(tmp_path / "a.png")
+    free = media._free_memory()
+    assert free is None or free > 0
+    monkeypatch.setattr(media, "_free_memory", lambda: 200_000_000)
+    with pytest.raises(MediaError, match=r"a\.png: 4000x3000 needs about 0\.3 GB of memory to read, and 0\.2 GB "
+                                         r"is free$"):
+        media.read_photo(tmp_path / "a.png")
+    assert allocated == []
+    monkeypatch.setattr(media, "_free_memory", lambda: 300_000_000)
+    assert media.read_photo(tmp_path / "a.png").pixels.shape == (3000, 4000, 3)
+
+
+def test_reading_holds_little_beside_the_result(tmp_path):
+    """Alpha, an ICC profile and a quarter turn, converted a band at a time into the upright result: not a
+    whole float copy of the photo at any step."""
+    a = np.random.default_rng(0).integers(0, 256, (2000, 3000, 4), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(a, "RGBA").save(tmp_path / "big.tif", exif=exif, icc_profile=linear_rgb_profile())
+    tracemalloc.start()
+    try:
+        photo = media.read_photo(tmp_path / "big.tif")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert photo.pixels.shape == (3000, 2000, 3) and photo.pixels.flags.c_contiguous
+    assert peak < 1.5 * photo.pixels.nbytes, f"{peak / 1e6:.0f} MB for a {photo.pixels.nbytes / 1e6:.0f} MB result"
+    alpha = a[0, 0, 3] / 255
+    np.testing.assert_allclose(photo.pixels[0, -1], 1 - alpha + alpha * photo.pixels[0, -1] * 0 +
+                               alpha * _through_linear(a[0, 0, :3] / 255), atol=0.01)
+
+
+def _through_linear(v: np.ndarray) -> np.ndarray:
+    """sRGB values of linear-light values (the test profile's pixels)."""
+    return np.where(v <= 0.0031308, 12.92 * v, 1.055 * v ** (1 / 2.4) - 0.055)
+
+
+def test_pillow_and_libtiff_say_one_warning_naming_the_file(tmp_path, capfd):
+    corrupt_exif_jpeg(tmp_path / "exif.jpg")
+    stray_marker_tiff(tmp_path / "stray.tif")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        media.read_photo(tmp_path / "exif.jpg")
+        media.read_photo(tmp_path / "stray.tif")
+    said = [(w.category, str(w.message)) for w in caught]
+    assert len(said) == 2 and all(category is MediaWarning for category, _ in said), said
+    assert re.match(f"{re.escape(str(tmp_path / 'exif.jpg'))}: .*EXIF", said[0][1]), said
+    assert said[1][1] == f"{tmp_path / 'stray.tif'}: JPEGLib: Unsupported marker type 0x24"
+    assert capfd.readouterr().err == ""  # libtiff printed nothing itself
+
+
+def test_libtiff_and_pillow_errors_are_the_reason_not_stderr(tmp_path, capfd):
+    Image.fromarray(picture(40, 50)).save(tmp_path / "lzw.tif", compression="tiff_lzw")
+    data = bytearray((tmp_path / "lzw.tif").read_bytes())
+    for i in range(20, 200, 7):
+        data[i] ^= 0x55
+    (tmp_path / "lzw.tif").write_bytes(data)
+    with pytest.raises(MediaError, match=r"lzw\.tif: corrupt TIFF file \(Using code not yet in table\)$"):
+        media.read_photo(tmp_path / "lzw.tif")
+    Image.fromarray(picture(4, 6)).save(tmp_path / "many.tif")
+    data = bytearray((tmp_path / "many.tif").read_bytes())
+    ifd = int.from_bytes(data[4:8], "little")
+    for k in range(int.from_bytes(data[ifd : ifd + 2], "little")):
+        entry = ifd + 2 + 12 * k
+        if data[entry : entry + 2] == (277).to_bytes(2, "little"):  # SamplesPerPixel: 190
+            data[entry + 8 : entry + 10] = (190).to_bytes(2, "little")
+    (tmp_path / "many.tif").write_bytes(data)
+    with pytest.raises(MediaError, match=r"many\.tif: not an image file"):  # and Pillow logs an error
+        media.read_photo(tmp_path / "many.tif")
+    assert capfd.readouterr().err == ""
+
+
+def test_show_warning_writes_one_line(capsys):
+    media.show_warning(MediaWarning("a.jpg: broken colour profile ignored,\n  read as sRGB"), MediaWarning,
+                       "media.py", 12)
+    assert capsys.readouterr().err == "blur2clip: warning: a.jpg: broken colour profile ignored, read as sRGB\n"
 
 
 def test_heic_without_the_extra_says_how_to_get_it(tmp_path):
