@@ -4,7 +4,6 @@ and one line naming the file, whether given as a path, imported, or downloaded f
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from test_cli import photo
 
 from blur2clip import cli, weights
 from blur2clip.cli import ExitCode
-from blur2clip.model import Blur2Clip, ModelConfig
+from blur2clip.model import ModelConfig
 
 TINY = tiny_model().config.to_dict()
 BAD_CONFIGS = {  # name -> (config as stored, the reason in the error)
