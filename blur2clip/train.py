@@ -53,6 +53,7 @@ class TrainConfig:
     w_middle: float = 2.0  # extra weight of the middle frame (plain deblurring lags most)
     w_pairs: float = 0.5  # order-invariant pairwise term, faded out over the first half of each stage
     w_reblur: float = 0.5  # frames must average back to the blur, in linear light (stage 3)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved (0: none)
     ckpt_every: int = 200
     val_every: int = 500
     val_count: int = 48
@@ -141,6 +142,32 @@ def _lr(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
+class Average:
+    """An exponential moving average of a model's weights (decay per step, warmed up over the first steps
+    so that early weights fade fast); `model` is the averaged copy that validates and ships."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, updates: int = 0):
+        import copy
+
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.updates = decay, updates
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for a, p in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if a.dtype.is_floating_point:
+                a.lerp_(p.detach(), 1 - d)
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "updates": self.updates}
+
+
+_FIXED_ON_RESUME = ("layout", "frames_per_blur", "model")  # a resumed run keeps these
+_OPERATIONAL = ("resume", "threads", "workers", "device", "log_every", "val_every", "ckpt_every")  # free to change
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -177,6 +204,8 @@ class Trainer:
             if layout != self.data.layout:
                 raise ValueError(f"{self.out / 'checkpoint.pt'}: written while training on {layout} data, "
                                  f"but {cfg.data} is {self.data.layout}")
+        if self.main:
+            self.settings()
         if self.world > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.started = time.time()
@@ -188,6 +217,26 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             self.val = self.data.validation(self.out / "validation.safetensors", cfg.val_count, cfg.val_size)
             self.base = baseline(self.val)
+
+    def settings(self) -> None:
+        """Write the run's resolved settings to config.json; on resume, compare them with the ones the run was
+        started with: a change of data or network is refused (ValueError), other changes are logged."""
+        path = self.out / "config.json"
+        now = json.loads(json.dumps(asdict(self.cfg)))  # lists where the config holds tuples
+        if self.cfg.resume and path.is_file():
+            before = json.loads(path.read_text())
+            changed = [k for k in now if k not in _OPERATIONAL and k in before and before[k] != now[k]]
+            refused = [k for k in changed if k in _FIXED_ON_RESUME]
+            if refused:
+                k = refused[0]
+                raise ValueError(f"{path}: the run was started with {k} = {before[k]}, not {now[k]}; a resumed "
+                                 f"run keeps its data and network (start a new run with --init instead)")
+            for k in changed:
+                self.log(f"  resuming with {k} = {now[k]} (the run started with {before[k]})")
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(now, indent=2) + "\n")
+        os.replace(tmp, path)
 
     @property
     def main(self) -> bool:
@@ -261,6 +310,11 @@ class Trainer:
                      f"{count_parameters(model) / 1e6:.2f} M parameters, steps {step}->{total}, "
                      f"{self.device}{' bf16' if self.bf16 else ''}"
                      + (f", {self.world} processes" if self.world > 1 else ""))
+        self.ema = Average(model, cfg.ema) if cfg.ema > 0 else None
+        if self.ema and ckpt is not None and "ema" in ckpt:
+            self.ema.model.load_state_dict(ckpt["ema"]["model"])
+            self.ema.updates = ckpt["ema"]["updates"]
+        self.best = (ckpt or {}).get("best")
         per_rank = max(1, cfg.batch // self.world)  # the global batch stays equal to the single-process one
         # Where the stage's data stream stands (samples read by all processes together): from the
         # checkpoint, so a run resumed with another batch size or process count reads on, not again.
@@ -285,6 +339,8 @@ class Trainer:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
                 opt.step()
+                if self.ema:
+                    self.ema.update(model)
                 step += 1
                 seen += 1
                 if self.main and step % cfg.log_every == 0:
@@ -302,7 +358,7 @@ class Trainer:
         finally:
             del it  # shuts the data workers down now; at interpreter exit they would be waited for forever
         if self.main:
-            path = weights.save(model, self.stage_path(stage), training=self.facts(stage, total))
+            path = weights.save(self.shipped(model), self.stage_path(stage), training=self.facts(stage, total))
             digest = weights.sha256(path)
             Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
             self.checkpoint(model, opt, stage + 1, 0, 0, with_optimizer=False)
@@ -331,10 +387,19 @@ class Trainer:
         if step // self.cfg.log_every % 5 == 1:  # the first line, then every fifth
             self.draw()
 
+    def shipped(self, model):
+        """What validates and what a stage file holds: the averaged weights when there are any."""
+        return self.ema.model if self.ema else model
+
     def report(self, model, stage: int, step: int) -> None:
-        v = validate(model, self.val)
+        v = validate(self.shipped(model), self.val)
         self.last_val = v
         self.write_log(dict(stage=stage, step=step, val=v, baseline=self.base))
+        key = "ppsnr" if "ppsnr" in v else "middle"
+        if stage == self.stages()[-1] and (self.best is None or v[key] > self.best[key]):
+            self.best = {key: v[key], "step": step}
+            weights.save(self.shipped(model), self.out / "best.safetensors",
+                         training={**self.facts(stage, step), "best": self.best})
         self.log("  val " + "  ".join(f"{k} {v[k]:.2f}" + ("" if k == "reblur" else f" ({v[k] - self.base[k]:+.2f})")
                                       for k in v) + "  (in brackets: gain over the blurred input)")
         self.draw()
@@ -356,6 +421,7 @@ class Trainer:
             return
         state = {"config": model.config.to_dict(), "model": model.state_dict(),
                  "optimizer": opt.state_dict() if with_optimizer else {}, "stage": stage, "step": step,
+                 "ema": self.ema.state() if self.ema and with_optimizer else {}, "best": self.best,
                  "torch_rng": torch.get_rng_state(),
                  "data": {"layout": self.data.layout, "seed": self.cfg.seed * 1000 + stage, "position": position}}
         if self.device.type == "cuda":

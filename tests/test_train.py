@@ -87,6 +87,34 @@ def test_stage_two_needs_stage_one(photos, tmp_path):
         train(tiny_cfg(photos, tmp_path, stage="2"), log=lambda *_: None)
 
 
+def test_the_stage_file_holds_the_weights_average_and_the_best_validation_is_kept(photos, tmp_path):
+    train(tiny_cfg(photos, tmp_path, steps=[6], ema=0.5, val_every=2), log=lambda *_: None)
+    shipped = load_file(str(tmp_path / "stage1.safetensors"))
+    raw = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]  # the last trained weights
+    moved = [k for k in shipped if not torch.allclose(shipped[k].float(), raw[k].float())]
+    assert moved, "the stage file should hold the average, not the last step's weights"
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    vals = [r for r in log if "val" in r]
+    assert [r["step"] for r in vals] == [2, 4, 6]
+    best = max(vals, key=lambda r: r["val"]["ppsnr"] if "ppsnr" in r["val"] else r["val"]["middle"])
+    meta = weights.read_metadata(tmp_path / "best.safetensors")
+    assert meta["training"]["best"]["step"] == best["step"]
+
+
+def test_the_run_keeps_its_settings_and_a_resume_may_not_change_the_network(photos, tmp_path):
+    lines = []
+    train(tiny_cfg(photos, tmp_path, steps=[2]), log=lines.append)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["steps"] == [2] and saved["model"]["width"] == 4 and saved["lr"] == 1e-3
+    with pytest.raises(ValueError, match="started with model = .*keeps its data and network"):
+        train(tiny_cfg(photos, tmp_path, steps=[2], resume=True, model=tiny_config(width=8)), log=lines.append)
+    lines.clear()
+    train(tiny_cfg(photos, tmp_path, steps=[2], resume=True, lr=5e-4, threads=1), log=lines.append)
+    assert any("resuming with lr = 0.0005 (the run started with 0.001)" in line for line in lines)
+    assert not any("threads" in line for line in lines)
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 5e-4
+
+
 RUNNER = """
 import sys, torch
 sys.path.insert(0, {tests!r})
@@ -95,12 +123,13 @@ from blur2clip.train import TrainConfig, train
 torch.set_num_threads(1)
 train(TrainConfig(data={data!r}, out={out!r}, stage="1", steps=[{steps}], batch=2, crop=48, val_count=2,
                   val_size=32, workers={workers}, log_every=1, ckpt_every=2, val_every=1000, warmup=1,
-                  resume=True, model=tiny_config()))
+                  resume=True, ema={ema}, model=tiny_config()))
 """
 
 
-def run_training(photos, out, steps, kill_at_checkpoint=False):
-    code = RUNNER.format(tests=str(ROOT / "tests"), data=str(photos), out=str(out), steps=steps, workers=0)
+def run_training(photos, out, steps, kill_at_checkpoint=False, ema=0.0):
+    code = RUNNER.format(tests=str(ROOT / "tests"), data=str(photos), out=str(out), steps=steps, workers=0,
+                         ema=ema)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if kill_at_checkpoint:
         ckpt = Path(out) / "checkpoint.pt"
@@ -120,15 +149,15 @@ def run_training(photos, out, steps, kill_at_checkpoint=False):
 def test_killed_run_resumes_from_its_checkpoint_to_the_same_weights(request, tmp_path, layout):
     photos = request.getfixturevalue("photos") if layout == "photos" else request.getfixturevalue(
         "footage_dirs")["sequences"]
-    steps = 12
-    rc, err = run_training(photos, tmp_path / "straight", steps)
+    steps, ema = 12, (0.9 if layout == "photos" else 0.0)  # the weights' average resumes exactly too
+    rc, err = run_training(photos, tmp_path / "straight", steps, ema=ema)
     assert rc == 0, err
-    rc, _ = run_training(photos, tmp_path / "killed", steps, kill_at_checkpoint=True)
+    rc, _ = run_training(photos, tmp_path / "killed", steps, kill_at_checkpoint=True, ema=ema)
     assert rc == -signal.SIGKILL
     ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     assert ckpt["stage"] == 1 and 0 < ckpt["step"] < steps  # killed part-way, after a checkpoint
     assert not (tmp_path / "killed" / "stage1.safetensors").exists()
-    rc, err = run_training(photos, tmp_path / "killed", steps)
+    rc, err = run_training(photos, tmp_path / "killed", steps, ema=ema)
     assert rc == 0, err
     a = load_file(str(tmp_path / "straight" / "stage1.safetensors"))
     b = load_file(str(tmp_path / "killed" / "stage1.safetensors"))
