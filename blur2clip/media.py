@@ -187,19 +187,21 @@ def _check_size(path: Path, size: tuple[int, int], limit: int) -> None:
 
 # --- what a file can hold, what a photo costs: checked from the header, before decoding
 
-# Pixels a codec can pack into one byte of its data at the very most, for the compressions where there is
-# such a bound: a file with less data than width x height / this cannot fill its declared size.
+# Pixels a codec can pack into one byte of its data at the very most (rounded up, pixels of 1 bit), for the
+# compressions where there is such a bound: a file with less data than width x height / this cannot fill
+# the size it declares.
 _PIXELS_PER_BYTE = {
-    "raw": 8,  # 1 bit per pixel at the least
-    "zip": 8 * 1032,  # deflate expands a byte to 1032 at most (a 258-byte match coded in 2 bits)
-    "jpeg": 64 * 8 * 8,  # 1 Huffman-coded bit per 8x8 block, over 8 blocks (sampling factors up to 4 of 8)
-    "gif": 8 * 4096,  # an LZW code (3 bits or more) stands for 4096 pixels at most
+    "raw": 8,  # a pixel takes 1 bit at the least
+    "zip": 8 * 1032,  # deflate makes 1032 bytes of a byte at most (a 258-byte match coded in 2 bits)
+    "jpeg": 64 * 8 * 8,  # Huffman coding spends a bit or more on each 8x8 block; counted as 1 per 8 blocks,
+    # as a subsampled component has fewer blocks
+    "gif": 8 * 4096,  # an LZW code takes 3 bits or more and stands for 4096 pixels at most
     "tga_rle": 128,  # a packet of 2 bytes or more repeats a pixel 128 times at most
 }
-_TIFF_PIXELS_PER_BYTE = {  # Pillow decodes compressed TIFF with libtiff; by compression (1-bit images too)
+_TIFF_PIXELS_PER_BYTE = {  # Pillow decodes compressed TIFF with libtiff; by compression
     "raw": 8, "packbits": 8 * 64, "tiff_lzw": 8 * 4096, "tiff_deflate": 8 * 1032, "tiff_adobe_deflate": 8 * 1032,
     "jpeg": 64 * 8 * 8, "tiff_jpeg": 64 * 8 * 8,
-}
+}  # CCITT fax, LZMA, Zstandard, WebP: no useful bound (a blank fax line takes a bit)
 _ARITHMETIC_SOF = (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)  # JPEG frames coded arithmetically: no such bound
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
