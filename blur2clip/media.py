@@ -153,7 +153,7 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> P
     return Photo(pixels=pixels, path=path, exif=exif, bit_depth=depth)
 
 
-_RAISE_LIMIT = "raise it with max_pixels= or the environment variable BLUR2CLIP_MAX_PIXELS"
+_RAISE_LIMIT = "raise it with --max-pixels (max_pixels= in Python) or the environment variable BLUR2CLIP_MAX_PIXELS"
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
