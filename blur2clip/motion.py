@@ -1,0 +1,73 @@
+"""How far a clip's frames move, in pixels of the photo: the per-photo motion score.
+
+The first and last frames are compared tile by tile with phase correlation (the shift that best aligns
+the two tiles, to a fraction of a pixel), on a copy of the frames shrunk to at most `WORK_SIDE` pixels a
+side. Tiles without texture say nothing and are left out. The score is the shift of the tile that moves
+most among the textured ones, after the `OUTLIERS` that move most are set aside (a stray tile does not
+decide it), scaled back to the photo's size: a sharp photo (frames that do not move) scores about 0, and
+a runner crossing a still street scores the runner's travel, not the street's.
+
+Frames are FxHxWx3 (float32 sRGB 0..1 or uint8), or any sequence of HxWx3 arrays in time order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WORK_SIDE = 512  # frames are compared at most this large
+TILE = 64  # tile side at that size; tiles overlap by half
+TEXTURE = 0.02  # a tile whose luminance varies less than this (std, 0..1) is left out
+OUTLIERS = 1  # the most-moving textured tile is set aside
+
+
+def motion_px(frames) -> float:
+    """How far the frames move between the first and the last, in pixels of the frames (0 for one frame)."""
+    if len(frames) < 2:
+        return 0.0
+    a, b = _luma(frames[0]), _luma(frames[len(frames) - 1])
+    scale = max(1, int(np.ceil(max(a.shape) / WORK_SIDE)))
+    a, b = _shrink(a, scale), _shrink(b, scale)
+    shifts = []
+    for y in range(0, a.shape[0] - TILE + 1, TILE // 2):
+        for x in range(0, a.shape[1] - TILE + 1, TILE // 2):
+            ta, tb = a[y:y + TILE, x:x + TILE], b[y:y + TILE, x:x + TILE]
+            if min(ta.std(), tb.std()) < TEXTURE:
+                continue
+            shifts.append(float(np.hypot(*_shift(ta, tb))))
+    if not shifts:
+        return 0.0
+    return sorted(shifts)[max(0, len(shifts) - 1 - OUTLIERS)] * scale
+
+
+def _luma(frame) -> np.ndarray:
+    f = np.asarray(frame)
+    f = f.astype(np.float32) / 255 if f.dtype == np.uint8 else f.astype(np.float32, copy=False)
+    return f @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _shrink(img: np.ndarray, s: int) -> np.ndarray:
+    """Mean over s x s blocks (the edge that does not fill a block is dropped)."""
+    if s == 1:
+        return img
+    h, w = img.shape[0] // s * s, img.shape[1] // s * s
+    return img[:h, :w].reshape(h // s, s, w // s, s).mean(axis=(1, 3))
+
+
+def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(dy, dx) that moves tile a onto tile b: the peak of their phase correlation, refined to a fraction
+    of a pixel by a parabola through the peak and its neighbours."""
+    window = np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1])).astype(np.float32)
+    fa, fb = np.fft.fft2((a - a.mean()) * window), np.fft.fft2((b - b.mean()) * window)
+    cross = fb * np.conj(fa)
+    r = np.fft.ifft2(cross / (np.abs(cross) + 1e-9)).real
+    py, px = np.unravel_index(int(np.argmax(r)), r.shape)
+    out = []
+    for p, axis, n in ((py, 0, r.shape[0]), (px, 1, r.shape[1])):
+        left = r[(p - 1) % n, px] if axis == 0 else r[py, (p - 1) % n]
+        right = r[(p + 1) % n, px] if axis == 0 else r[py, (p + 1) % n]
+        mid = r[py, px]
+        denom = left - 2 * mid + right
+        frac = 0.5 * (left - right) / denom if denom < -1e-12 else 0.0
+        d = p + float(np.clip(frac, -0.5, 0.5))
+        out.append(d - n if d > n / 2 else d)
+    return out[0], out[1]
