@@ -392,8 +392,8 @@ def run_batch(
         if there and not overwrite and outputs.identity(job.output) not in inputs:
             made_before.append(job)
             emit(job, PhotoResult(job.input, job.output, SKIPPED, 0.0, EXISTS))
-        elif reason := outputs.refusal(job.output, overwrite=overwrite, folder=job.fmt == "frames", inputs=inputs):
-            emit(job, PhotoResult(job.input, job.output, FAILED, 0.0, f"{outputs.printable(job.output)}: {reason}"))
+        elif why := outputs.refusal(job.output, overwrite=overwrite, folder=job.fmt == "frames", inputs=inputs):
+            emit(job, PhotoResult(job.input, job.output, FAILED, 0.0, f"{outputs.printable(job.output)}: {why}"))
         else:
             todo.append(job)
     remove_temporaries(made_before)

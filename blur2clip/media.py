@@ -787,8 +787,8 @@ def write_clip(
     quality: "high" (H.264 crf 18, WebP 90, 256 GIF colours), "medium" (23, 80, 128) or "low" (28, 65, 64).
     mp4: H.264 yuv420p, BT.709, odd sizes padded by one edge pixel, +faststart. gif: one global palette
     for all frames, Floyd-Steinberg dither, delays in whole centiseconds (2 at least) whose running total
-    keeps to the fps; identical neighbouring frames are merged into one longer frame. webp: lossy, loops
-    forever. frames: a folder of frame_0001.png, frame_0002.png, ... (more digits past 9999 frames).
+    keeps to the fps; identical neighbouring frames are merged into one longer frame. webp: lossy, every
+    frame kept (each a whole frame), loops forever. frames: a folder of frame_0001.png, frame_0002.png, ... (more digits past 9999 frames).
     """
     if fmt not in FORMATS or quality not in QUALITIES:
         raise ValueError(f"fmt must be one of {FORMATS}, quality one of {QUALITIES}; got {fmt!r}, {quality!r}")
@@ -818,6 +818,9 @@ def write_still(
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")
     _check_target(out, overwrite, folder=False)
+    if fmt == "JPEG" and max(image.shape[:2]) > 65500:  # libjpeg's limit (it would also print to stderr)
+        h, w = image.shape[:2]
+        raise MediaError(out, f"{w}x{h} is too large for JPEG (65500 pixels a side); use .png or .tif")
     options = {"JPEG": {"quality": 95, "subsampling": 0}, "PNG": {}, "TIFF": {"compression": "tiff_deflate"}}
     options = options[fmt]
     if exif:

@@ -33,7 +33,8 @@ class ExitCode(IntEnum):
     FAILED = 1, "some items of a run failed, the others were written"
     USAGE = 2, "bad command line: unknown option, bad value, missing argument"
     INPUT = 3, "a photo or data folder is missing or cannot be read"
-    OUTPUT = 4, "the output exists (pass --overwrite) or cannot be written"
+    OUTPUT = 4, ("the output exists (pass --overwrite), may not be written (a photo, a device, another run's) "
+                 "or cannot be")
     WEIGHTS = 5, "the weights file is missing or unusable"
     DEVICE = 6, "the device asked for is not available, or it ran out of memory"
     INTERNAL = 70, "an unexpected error (a bug): the traceback is printed, please report it"
@@ -207,9 +208,10 @@ class DownloadBar:
 def describe(e: BaseException) -> str:
     """One line for an expected error (the library's messages already name the file; a line break in
     a name is shown as \\n)."""
+    from .media import MediaError
     from .outputs import printable
 
-    if getattr(e, "path", None) is not None and getattr(e, "reason", None) is not None:  # MediaError
+    if isinstance(e, MediaError) and e.path is not None:
         return f"{printable(e.path)}: {e.reason}"
     if isinstance(e, OSError) and e.filename and e.strerror:
         return f"{printable(e.filename)}: {e.strerror}"
