@@ -273,10 +273,15 @@ class Trainer:
         return done
 
     def initial_model(self, stage: int) -> Blur2Clip:
-        """Weights a stage starts from: --init (a name, file or URL), else the previous stage's file."""
+        """Weights a stage starts from: --init (a name, file or URL) for the run's first stage, else the
+        previous stage's file."""
         cfg = self.cfg
-        if cfg.init:  # its frame count follows this run's (the head interpolated in time)
-            return with_frames(weights.load_model(cfg.init), cfg.model.frames).train()
+        if cfg.init and stage == self.stages()[0]:  # its frame count follows this run's (head interpolated)
+            model = weights.load_model(cfg.init)
+            if model.config.frames != cfg.model.frames and self.main:
+                self.log(f"  {cfg.init}: {model.config.frames} frames, adapted to {cfg.model.frames} "
+                         f"(the head's weights interpolated in time)")
+            return with_frames(model, cfg.model.frames).train()
         if stage == 1:
             torch.manual_seed(cfg.seed)
             return Blur2Clip(cfg.model)

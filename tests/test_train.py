@@ -82,6 +82,17 @@ def test_stages_chain_and_each_writes_its_file(photos, tmp_path):
     assert again == paths
 
 
+def test_init_starts_the_first_stage_with_its_frames_adapted_and_later_stages_chain(photos, tmp_path,
+                                                                                     tiny_weights):
+    lines = []
+    paths = train(tiny_cfg(photos, tmp_path, stage="all", steps=[1, 1, 1], init=str(tiny_weights),
+                           model=tiny_config(frames=21)), log=lines.append)
+    assert sum("7 frames, adapted to 21" in line for line in lines) == 1  # the first stage only
+    s1 = weights.load_model(paths[0])
+    head = load_file(str(paths[0]))["ending.weight"].view(21, 3, -1)
+    assert s1.config.frames == 21 and all(head[i].abs().sum() > 0 for i in range(21))
+
+
 def test_stage_two_needs_stage_one(photos, tmp_path):
     with pytest.raises(FileNotFoundError, match="stage1"):
         train(tiny_cfg(photos, tmp_path, stage="2"), log=lambda *_: None)
