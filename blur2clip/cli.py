@@ -548,9 +548,11 @@ def batch_command(
 
     Clips already made are skipped (run again after a stop to resume; --overwrite remakes them); a clip
     is written under a hidden temporary name and renamed when complete, so none is ever half there.
-    Hidden and system files are ignored, other files listed as skipped. Prints each clip's path on
-    stdout; a progress bar and then a summary of what was done, skipped and failed go to stderr. Exit
-    code 1 when some photos failed, 130 when interrupted (run again to resume).
+    Hidden and system files are ignored, other files listed as skipped; the photos are never written.
+    Runs at the same time on one folder share the work: a photo another run has taken is skipped. Prints
+    each clip's path on stdout; a progress bar and then a summary of what was done, skipped and failed go
+    to stderr. Exit code 1 when some photos failed, 130 when interrupted, 143 on SIGTERM (run again to
+    resume).
     """
     from . import batch
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import stat
 import threading
@@ -192,8 +193,6 @@ def leftovers(out) -> list[Path]:
 
 def remove(path: Path) -> None:
     """Remove a temporary: a file, or a folder of frames being written."""
-    import shutil
-
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
