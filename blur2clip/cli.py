@@ -14,11 +14,13 @@ dispatch and `blur2clip --help` find it by name. Nothing here imports torch unti
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import signal
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -705,12 +707,24 @@ def _unwrap(command) -> None:
         _unwrap(sub)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from .media import show_warning  # imported when a warning comes, not at start
+
+    show_warning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on `argv` (default: sys.argv[1:]); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     from .outputs import sigterm_as_interrupt, terminated
 
     previous = sigterm_as_interrupt()  # SIGTERM stops a command as Ctrl-C does: temporaries removed, one line
+    # Warnings, the library's logged ones included, as one line each: "blur2clip: warning: <file>: <reason>"
+    shown, logger = warnings.showwarning, logging.getLogger(PROG)
+    warnings.showwarning = _one_line_warning
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
+    logger.addHandler(handler)
     # Idle OpenMP threads sleep rather than spin (before torch loads): the same speed on an idle machine,
     # 2-5x faster tiles on a busy one (benchmarks/model_speed.py). A user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -735,4 +749,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        warnings.showwarning = shown
+        logger.removeHandler(handler)
     return int(ExitCode.OK)

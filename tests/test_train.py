@@ -180,7 +180,7 @@ def test_killed_run_resumes_from_its_checkpoint_to_the_same_weights(request, tmp
 def test_sigterm_to_the_process_group_writes_a_checkpoint_and_stops(photos, tmp_path, workers):
     """As a scheduler stops a job: SIGTERM to every process of the group, data workers included."""
     code = RUNNER.format(tests=str(ROOT / "tests"), data=str(photos), out=str(tmp_path), steps=100000,
-                         workers=workers)
+                         workers=workers, ema=0.0)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     log = tmp_path / "log.jsonl"
