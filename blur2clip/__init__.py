@@ -21,6 +21,12 @@ try:
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0.0.0"
 
+# A clip shows this many instants of the exposure at this rate: a second forward (then back, ping-pong)
+# that moves smoothly where 7 frames jumped; `--frames 7 --fps 10` shows the network's seven frames as
+# they are.
+CLIP_FRAMES = 24
+CLIP_FPS = 24.0
+
 # public name -> module that defines it
 _API = {
     "load_model": "weights",
@@ -35,7 +41,7 @@ _API = {
     "ModelConfig": "model",
 }
 
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", "CLIP_FRAMES", "CLIP_FPS", *_API]
 
 if TYPE_CHECKING:  # for editors and type checkers; never executed
     from .media import MediaError, read_photo

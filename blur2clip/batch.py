@@ -47,6 +47,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import media, outputs
+from .motion import motion_px
+from . import CLIP_FPS, CLIP_FRAMES
 
 # What read_photo can open (HEIC/AVIF need the extra; read_photo says so)
 PHOTO_SUFFIXES = frozenset(
@@ -89,11 +91,13 @@ class PhotoResult:
     status: str
     seconds: float = 0.0
     error: str | None = None
+    motion: float | None = None  # how far the frames move, px (motion.motion_px); None: not measured
 
     def as_dict(self) -> dict:
-        """JSON-ready: paths as strings, seconds rounded to ms."""
+        """JSON-ready: paths as strings, seconds rounded to ms, motion to 0.1 px."""
         return {"input": str(self.input), "output": None if self.output is None else str(self.output),
-                "status": self.status, "seconds": round(self.seconds, 3), "error": self.error}
+                "status": self.status, "seconds": round(self.seconds, 3), "error": self.error,
+                "motion_px": None if self.motion is None else round(self.motion, 1)}
 
 
 @dataclass
@@ -307,13 +311,15 @@ def run_batch(
     *,
     extractor=None,
     load: Callable[[], object] | None = None,
-    fps: float = 10.0,
+    frames: int | None = CLIP_FRAMES,
+    fps: float = CLIP_FPS,
     pingpong: bool = True,
     loops: int = 1,
     reverse: bool = False,
     max_size: int | None = None,
     max_pixels: int | None = None,
     overwrite: bool = False,
+    min_motion: float | None = None,
     fail_fast: bool = False,
     prefetch: int = 2,
     on_event: Event | None = None,
@@ -323,7 +329,9 @@ def run_batch(
 
     extractor: a loaded pipeline.Extractor; else load() makes one (the command line's, which reports
     downloads), else Extractor(**extractor_options) (weights, device, precision, tile, threads) -- in
-    both cases only when the first photo needs it. The clip options are make_clip's. An existing output
+    both cases only when the first photo needs it. The clip options are make_clip's. min_motion: a photo
+    whose frames move less than this many pixels (no motion blur to undo) gets no clip and is skipped
+    with the reason and its motion score. An existing output
     is skipped (status skipped, error EXISTS) unless overwrite; one that may not be written (see
     outputs.refusal: an input photo, a device, ...) fails before any work. A photo whose output another
     run claimed first, or (with overwrite) made after this run began, is skipped (error OTHER_RUN).
@@ -421,14 +429,14 @@ def run_batch(
         try:
             if isinstance(work, BaseException):
                 raise work
-            seconds += work.result()
+            written, moved = work.result()
         except _Skip as e:
-            emit(job, PhotoResult(job.input, job.output, SKIPPED, 0.0, e.reason))
+            emit(job, PhotoResult(job.input, job.output, SKIPPED, 0.0, e.reason, e.motion))
         except expected as e:
             if not ((stopping or guard.pending) and isinstance(work, Future)):  # Ctrl-C hit ffmpeg too: not done
                 emit(job, PhotoResult(job.input, job.output, FAILED, seconds, describe(e)))
         else:
-            emit(job, PhotoResult(job.input, job.output, DONE, seconds))
+            emit(job, PhotoResult(job.input, job.output, DONE, seconds + written, None, moved))
 
     def failed() -> bool:
         return fail_fast and any(r.status == FAILED for r in report.results)
@@ -463,17 +471,18 @@ def run_batch(
             t = time.perf_counter()
             try:
                 with guard.allowed():
-                    frames = _extract(ex, [image for _, image, _ in group])
+                    extracted = _extract(ex, [image for _, image, _ in group])
             except expected as e:
-                frames = [e] * len(group)
+                extracted = [e] * len(group)
             share = (time.perf_counter() - t) / len(group)
-            for (job, _, decode), clip in zip(group, frames):
+            for (job, _, decode), clip in zip(group, extracted):
                 if isinstance(clip, BaseException):
                     writes.append((job, decode + share, clip))
                 else:
-                    work = writer.submit(_write, clip, job, fps, pingpong, loops, reverse, overwrite)
+                    work = writer.submit(_write, clip, job, frames, fps, pingpong, loops, reverse, overwrite,
+                                         min_motion)
                     writes.append((job, decode + share, work))
-            del frames, group
+            del extracted, group
             while len(writes) > (0 if fail_fast else 1):  # one clip encodes while the next photo runs
                 finish()
         while writes:
@@ -521,11 +530,12 @@ def batch(root, out_dir=None, *, recursive: bool = False, fmt: str = "mp4", **op
 
 
 class _Skip(Exception):
-    """A photo left to another run, or found done when its turn came: skipped, with this reason."""
+    """A photo left to another run, found done when its turn came, or without motion: skipped, with this
+    reason (and its motion score when it was measured)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, motion: float | None = None):
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.motion = reason, motion
 
 
 def _settled(error: BaseException) -> Future:
@@ -602,11 +612,16 @@ def _free(extractor) -> None:
         torch.cuda.empty_cache()
 
 
-def _write(frames: np.ndarray, job: Job, fps, pingpong, loops, reverse, overwrite) -> float:
-    """Writer thread: the frames as the job's clip (atomically); the seconds it took."""
+def _write(predicted: np.ndarray, job: Job, count, fps, pingpong, loops, reverse, overwrite, min_motion
+           ) -> tuple[float, float]:
+    """Writer thread: the network's frames as the job's clip (atomically); (seconds it took, motion score).
+    _Skip when they move less than min_motion pixels."""
     from .pipeline import render
 
     t = time.perf_counter()
-    render(frames, job.output, job.fmt, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
-           overwrite=overwrite)
-    return time.perf_counter() - t
+    moved = motion_px(predicted)
+    if min_motion is not None and moved < min_motion:
+        raise _Skip(f"no motion blur (the frames move {moved:.1f} px, under --min-motion {min_motion:g})", moved)
+    render(predicted, job.output, job.fmt, count=count, fps=fps, pingpong=pingpong, loops=loops,
+           reverse=reverse, overwrite=overwrite)
+    return time.perf_counter() - t, moved

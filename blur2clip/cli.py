@@ -27,7 +27,7 @@ from typing import Annotated, Literal, Optional
 import typer
 from rich.console import Console
 
-from . import __version__
+from . import CLIP_FPS, CLIP_FRAMES, __version__
 from .report import PROG, BatchProgress, ExitCode, Report, describe, duration, exit_codes_help, score_table
 
 # ----------------------------------------------------------------------------------------------------
@@ -58,6 +58,10 @@ def _tile(value: int) -> int:
 
 # Options of the single-photo command that `batch` shares: one definition each.
 Fps = Annotated[float, typer.Option(min=0.1, rich_help_panel=OUTPUT, help="Frames per second.")]
+Frames = Annotated[int, typer.Option(
+    min=3, max=96, metavar="N", rich_help_panel=OUTPUT,
+    help="Instants of the exposure the clip shows (3-96), made from the network's frames; --frames 7 "
+         "--fps 10 shows the seven the network predicts as they are.")]
 Pingpong = Annotated[bool, typer.Option(
     "--pingpong/--no-pingpong", rich_help_panel=OUTPUT,
     help="Play the frames forward then back: one photo cannot tell which way time ran.")]
@@ -102,7 +106,8 @@ def clip(
     fmt: Annotated[Optional[Literal["mp4", "gif", "webp", "frames"]], typer.Option(
         "--format", show_default=False, rich_help_panel=OUTPUT,
         help="Clip format when OUT's suffix does not say; frames writes a folder of PNGs.")] = None,
-    fps: Fps = 10.0,
+    frames: Frames = CLIP_FRAMES,
+    fps: Fps = CLIP_FPS,
     pingpong: Pingpong = True,
     loops: Loops = 3,
     reverse: Reverse = False,
@@ -147,9 +152,9 @@ def clip(
         lazy = _Extractor(report, weights=weights, device=device, precision=precision, tile=tile,
                           threads=threads)
         try:
-            result = make_clip(photo, out, fmt=kind, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
-                               still=still, max_size=max_size, overwrite=overwrite, max_pixels=max_pixels,
-                               extractor=lazy, on_output=report.result)
+            result = make_clip(photo, out, fmt=kind, frames=frames, fps=fps, pingpong=pingpong, loops=loops,
+                               reverse=reverse, still=still, max_size=max_size, overwrite=overwrite,
+                               max_pixels=max_pixels, extractor=lazy, on_output=report.result)
         except media.MediaError as e:  # about an output (taken by another run, a failed still): code 4
             if e.path is not None and Path(e.path) in (Path(out), still):
                 report.step("Writing…", ExitCode.OUTPUT)
@@ -157,7 +162,8 @@ def clip(
         used = lazy.extractor
         repeats = f" x{loops}" if kind == "mp4" and loops > 1 else ""
         report.info(f"{result.output}: {result.width}x{result.height}, {result.frames} frames{repeats} at "
-                    f"{fps:g} fps, made in {result.seconds:.1f} s on {used.device} ({used.precision})")
+                    f"{fps:g} fps, motion {result.motion:.1f} px, made in {result.seconds:.1f} s on "
+                    f"{used.device} ({used.precision})")
     report.exit()
 
 
@@ -527,17 +533,22 @@ def batch_command(
                                             help="Stop at the first photo that fails.")] = False,
     json_lines: Annotated[bool, typer.Option(
         "--json", rich_help_panel=FOLDER,
-        help="Print one JSON line per file on stdout (input, output, status, seconds, error) instead of "
-             "the clips' paths.")] = False,
+        help="Print one JSON line per file on stdout (input, output, status, seconds, error, motion_px) "
+             "instead of the clips' paths.")] = False,
     fmt: Annotated[Literal["mp4", "gif", "webp", "frames"], typer.Option(
         "--format", rich_help_panel=OUTPUT, help="Clip format; frames writes a folder of PNGs per photo.")]
     = "mp4",
-    fps: Fps = 10.0,
+    frames: Frames = CLIP_FRAMES,
+    fps: Fps = CLIP_FPS,
     pingpong: Pingpong = True,
     loops: Loops = 3,
     reverse: Reverse = False,
     max_size: MaxSize = None,
     overwrite: Overwrite = False,
+    min_motion: Annotated[Optional[float], typer.Option(
+        min=0, metavar="PX", show_default=False, rich_help_panel=FOLDER,
+        help="Skip photos whose frames move less than PX pixels (no motion blur to undo): no clip, "
+             "reported as skipped with their motion score.")] = None,
     weights: Weights = None,
     device: Device = "auto",
     precision: Precision = "auto",
@@ -579,9 +590,10 @@ def batch_command(
         show.result(result)
     try:
         with show:
-            run = batch.run_batch(jobs, load=lazy.load, on_event=show.event, fps=fps, pingpong=pingpong,
-                                  loops=loops, reverse=reverse, max_size=max_size, max_pixels=max_pixels,
-                                  overwrite=overwrite, fail_fast=fail_fast)
+            run = batch.run_batch(jobs, load=lazy.load, on_event=show.event, frames=frames, fps=fps,
+                                  pingpong=pingpong, loops=loops, reverse=reverse, max_size=max_size,
+                                  max_pixels=max_pixels, overwrite=overwrite, min_motion=min_motion,
+                                  fail_fast=fail_fast)
     except Exception as e:  # noqa: BLE001 -- not about one photo (weights, device): sorted, bugs re-raised
         code = report.classify(e)
         if code is None:

@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .motion import motion_px
+from . import CLIP_FPS, CLIP_FRAMES
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -334,9 +337,14 @@ def _convert(frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return frames
 
 
-def extract_frames(image: np.ndarray, weights=None, **kw) -> np.ndarray:
-    """One-shot: HxWx3 float32 sRGB 0..1 -> FxHxWx3 float32 0..1 (kw: the Extractor's options)."""
-    return Extractor(weights, **kw)(image)
+def extract_frames(image: np.ndarray, weights=None, frames: int | None = None, **kw) -> np.ndarray:
+    """One-shot: HxWx3 float32 sRGB 0..1 -> FxHxWx3 float32 0..1: the network's own frames, or `frames`
+    instants of the exposure made from them (timeline.resample); kw: the Extractor's options."""
+    from .timeline import resample
+
+    out = Extractor(weights, **kw)(image)
+    return out if frames is None else np.stack(list(resample(out, frames)))
+
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -346,7 +354,8 @@ def extract_frames(image: np.ndarray, weights=None, **kw) -> np.ndarray:
 @dataclass
 class ClipResult:
     """What make_clip wrote: output (file, or folder for 'frames'), still (or None), frames in the clip
-    as played, frame size in px, total seconds, and seconds per step (load, decode, model, encode)."""
+    as played, frame size in px, total seconds, seconds per step (load, decode, model, encode), and the
+    motion score: how far the frames move, in pixels (about 0 for a photo without motion blur)."""
 
     photo: Path
     output: Path
@@ -356,6 +365,7 @@ class ClipResult:
     height: int
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    motion: float = 0.0  # how far the frames move, in pixels of the clip (motion.motion_px)
 
 
 def downscale(image: np.ndarray, max_size: int | None) -> np.ndarray:
@@ -380,11 +390,14 @@ def load_image(photo, max_size: int | None = None, max_pixels: int | None = None
     return downscale(picture.pixels, max_size), picture.exif
 
 
-def render(frames: np.ndarray, out, fmt: str, *, fps: float = 10.0, pingpong: bool = True, loops: int = 1,
-           reverse: bool = False, overwrite: bool = False) -> Path:
-    """FxHxWx3 uint8 frames -> the clip at `out` (atomically), played forward, then back when pingpong."""
+def render(frames: np.ndarray, out, fmt: str, *, count: int | None = None, fps: float = CLIP_FPS,
+           pingpong: bool = True, loops: int = 1, reverse: bool = False, overwrite: bool = False) -> Path:
+    """KxHxWx3 uint8 frames from the network -> the clip at `out` (atomically) of `count` instants of the
+    exposure made from them (default: the K frames), played forward, then back when pingpong."""
     from . import media
+    from .timeline import resample
 
+    frames = resample(frames, count or len(frames))  # made one by one as the writer takes them
     order = media.play_order(len(frames), pingpong=pingpong, reverse=reverse)
     played = [frames[i] for i in order]  # views in play order: no copy of the (pingponged) frames
     return Path(media.write_clip(played, out, fmt, fps=fps, loops=loops, overwrite=overwrite))
@@ -395,7 +408,8 @@ def make_clip(
     out=None,
     *,
     fmt: str | None = None,
-    fps: float = 10.0,
+    frames: int | None = CLIP_FRAMES,
+    fps: float = CLIP_FPS,
     pingpong: bool = True,
     loops: int = 1,
     reverse: bool = False,
@@ -413,8 +427,9 @@ def make_clip(
     """One blurred photo -> a clip of its sharp frames (mp4, gif, webp, or a folder of frames).
 
     out: the clip's path (default: beside the photo, media.default_output); fmt: from out's suffix
-    unless given. The clip plays the frames forward, then back when pingpong (reverse: the other way),
-    `loops` times, at `fps`. still: a path for the middle frame as a photo, with the photo's EXIF.
+    unless given. frames: instants of the exposure the clip shows (3..96; None: the network's own
+    frames). The clip plays them forward, then back when pingpong (reverse: the other way), `loops`
+    times, at `fps`. still: a path for the middle frame as a photo, with the photo's EXIF.
     max_size: shrink the photo first so its long side is at most this (faster, smaller clip).
     extractor: a loaded Extractor to reuse; otherwise one is made from weights/device/precision/tile.
     on_output(path): called with the clip, then the still, as soon as each is complete (so a caller
@@ -454,17 +469,18 @@ def make_clip(
         timings["decode"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        frames = extractor(image, dtype=np.uint8)  # FxHxWx3 uint8
+        predicted = extractor(image, dtype=np.uint8)  # KxHxWx3 uint8
         del image
         timings["model"] = time.perf_counter() - t
+        moved = motion_px(predicted)
 
         t = time.perf_counter()
-        output = render(frames, out, fmt, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
-                        overwrite=overwrite)
+        output = render(predicted, out, fmt, count=frames, fps=fps, pingpong=pingpong, loops=loops,
+                        reverse=reverse, overwrite=overwrite)
         if on_output is not None:
             on_output(output)
         if still is not None:
-            still = media.write_still(frames[len(frames) // 2], still, exif=exif, overwrite=overwrite)
+            still = media.write_still(predicted[len(predicted) // 2], still, exif=exif, overwrite=overwrite)
             if on_output is not None:
                 on_output(still)
         timings["encode"] = time.perf_counter() - t
@@ -477,11 +493,12 @@ def make_clip(
         photo=photo,
         output=Path(output),
         still=None if still is None else Path(still),
-        frames=len(media.play_order(len(frames), pingpong=pingpong, reverse=reverse)),
-        width=frames.shape[2],
-        height=frames.shape[1],
+        frames=len(media.play_order(frames or len(predicted), pingpong=pingpong, reverse=reverse)),
+        width=predicted.shape[2],
+        height=predicted.shape[1],
         seconds=time.perf_counter() - start,
         timings=timings,
+        motion=moved,
     )
 
 

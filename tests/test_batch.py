@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blur2clip import batch
+from blur2clip import CLIP_FRAMES, batch
 from blur2clip.batch import DONE, EXISTS, FAILED, SKIPPED
 from blur2clip.cli import ExitCode
 
 from conftest import tiny_model, write_photo as photo
 
+PINGPONG = 2 * CLIP_FRAMES - 2  # frames in a default clip: forward, then back without repeating the ends
 SYSTEM = [".DS_Store", "Thumbs.db", "desktop.ini", ".hidden.jpg", "._a.jpg"]
 
 
@@ -130,14 +131,14 @@ def test_run_batch_goes_past_bad_photos_and_resumes(tmp_path, extractor):
     assert events.count("start") == 3 and events.count("result") == 6
     assert not report.interrupted and not report.pending
     for r in report.done:
-        assert mp4_frames(r.output) == 7 and r.seconds > 0
+        assert mp4_frames(r.output) == CLIP_FRAMES and r.seconds > 0 and r.motion is not None
 
     again = batch.run_batch(jobs, load=lambda: pytest.fail("nothing to do: no weights needed"))
     assert [r.status for r in again.results if r.input in good] == [SKIPPED] * 3
     assert all(r.error == EXISTS for r in again.skipped)
     first = next(j for j in jobs if j.input == good[0])
     redo = batch.run_batch([first], extractor=extractor, overwrite=True, loops=2)
-    assert redo.done and mp4_frames(first.output) == 24  # remade: 12 ping-ponged frames, twice
+    assert redo.done and mp4_frames(first.output) == 2 * PINGPONG  # remade: ping-ponged, twice
 
 
 def test_fail_fast_stops_at_the_first_failure(tmp_path, extractor):
@@ -225,7 +226,7 @@ def test_a_gpu_runs_photos_of_one_size_together(tmp_path):
 
     photos = [photo(tmp_path / f"s{i}.png", seed=i) for i in range(5)] + [photo(tmp_path / "t.png", 40, 40)]
     jobs = batch.plan(photos, tmp_path, fmt="gif")
-    report = batch.run_batch(jobs, extractor=Fake(), prefetch=8)
+    report = batch.run_batch(jobs, extractor=Fake(), prefetch=8, frames=7)
     assert [r.status for r in report.results] == [DONE] * 6
     assert passes == [4, 1, 1]  # s0-s3 together; s4 (the next photo has another size) and t alone
     assert alone == [(48, 64, 3), (40, 40, 3)]
@@ -269,7 +270,7 @@ def test_batch_json_lines_and_exit_codes(tmp_path, tiny_weights):
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(Path(r["input"]).name, r["status"]) for r in lines] == [
         ("readme.txt", SKIPPED), ("p0.png", DONE), ("p1.png", DONE)]
-    assert set(lines[1]) == {"input", "output", "status", "seconds", "error"}
+    assert set(lines[1]) == {"input", "output", "status", "seconds", "error", "motion_px"}
     assert lines[1]["output"] == str(shots / "clips" / "p0.gif") and lines[1]["error"] is None
     for name in SYSTEM:
         assert name not in proc.stdout + proc.stderr
@@ -315,7 +316,7 @@ def test_batch_killed_halfway_then_resumed(tmp_path, tiny_weights):
     first = sorted(out.rglob("*.mp4"))
     assert 1 <= len(first) < len(good)
     for clip in first:  # a final name only ever holds a whole clip
-        assert mp4_frames(clip) == 12
+        assert mp4_frames(clip) == PINGPONG
     (out / f".{first[0].name}.part0123abcd").write_bytes(b"as if killed while writing")
 
     proc = run(*args, "--json")
@@ -334,7 +335,7 @@ def test_batch_killed_halfway_then_resumed(tmp_path, tiny_weights):
     assert sorted(Path(results[p]["output"]) for p in good) == clips
     assert (out / "p0.jpg.mp4").exists() and (out / "p0.png.mp4").exists() and (out / "sub" / "q.mp4").exists()
     for clip in clips:
-        assert mp4_frames(clip) == 12
+        assert mp4_frames(clip) == PINGPONG
     assert temporaries(tmp_path) == []
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
         [c.relative_to(out).as_posix() for c in clips]  # nothing else in the clips folder
@@ -361,7 +362,7 @@ def test_ctrl_c_prints_the_summary_and_exits_130(tmp_path, tiny_weights):
     assert "interrupted:" in stderr and "run again to resume" in stderr
     clips = sorted(out.glob("*.mp4"))
     assert 1 <= len(clips) < 8 and stdout.split() == [str(c) for c in clips]
-    assert all(mp4_frames(c) == 12 for c in clips) and temporaries(tmp_path) == []
+    assert all(mp4_frames(c) == PINGPONG for c in clips) and temporaries(tmp_path) == []
 
 
 def test_batch_in_one_call_as_a_notebook_would(tmp_path, extractor):
@@ -372,6 +373,6 @@ def test_batch_in_one_call_as_a_notebook_would(tmp_path, extractor):
     report = batch.batch(tmp_path, recursive=True, fmt="frames", extractor=extractor, pingpong=False)
     assert [(r.input.name, r.status) for r in report.results] == [("list.csv", SKIPPED), ("a.png", DONE),
                                                                   ("b.jpg", DONE)]
-    assert report.ok and len(list((tmp_path / "clips" / "sub" / "b_frames").glob("frame_*.png"))) == 7
+    assert report.ok and len(list((tmp_path / "clips" / "sub" / "b_frames").glob("frame_*.png"))) == CLIP_FRAMES
     again = batch.batch(tmp_path, recursive=True, fmt="frames", extractor=extractor)
     assert [r.status for r in again.results] == [SKIPPED] * 3

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import blur2clip
-from blur2clip import cli
+from blur2clip import CLIP_FRAMES, cli
 from blur2clip.cli import ExitCode
 from conftest import write_photo as photo
 
@@ -219,11 +219,11 @@ def test_mp4_beside_the_photo_with_a_still(tmp_path, tiny_weights):
     import imageio_ffmpeg
 
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(clip))
-    assert frames == 12 * 3  # 7 frames ping-ponged (12), 3 loops by default
+    assert frames == (2 * CLIP_FRAMES - 2) * 3  # 24 instants ping-ponged (46), 3 loops by default
     with Image.open(tmp_path / "still.jpg") as im:
         assert im.size == (64, 48)
     summary = proc.stderr.strip().splitlines()
-    assert len(summary) == 1 and "64x48" in summary[0] and "12 frames" in summary[0]
+    assert len(summary) == 1 and "64x48" in summary[0] and "46 frames x3 at 24 fps, motion " in summary[0]
 
 
 @needs_writer
@@ -231,11 +231,12 @@ def test_gif_quiet_no_pingpong(tmp_path, tiny_weights):
     src = photo(tmp_path / "a.png")
     out = tmp_path / "out" / "clip.gif"
     out.parent.mkdir()
-    proc = run(src, "-o", out, "--weights", tiny_weights, "--no-pingpong", "--max-size", "32", "-q")
+    proc = run(src, "-o", out, "--weights", tiny_weights, "--no-pingpong", "--max-size", "32", "-q",
+               "--frames", "7", "--fps", "10")  # the network's own frames, as they are
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(out) and proc.stderr == ""
     with Image.open(out) as im:
-        assert im.n_frames == 7 and im.size == (32, 24)
+        assert im.n_frames == 7 and im.size == (32, 24) and im.info["duration"] == 100
 
 
 @needs_writer
@@ -244,11 +245,11 @@ def test_frames_folder_then_overwrite(tmp_path, tiny_weights):
     proc = run(src, "--format", "frames", "--weights", tiny_weights, "-q")
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "a_frames"
-    assert proc.stdout.strip() == str(folder) and len(list(folder.glob("*.png"))) == 12
+    assert proc.stdout.strip() == str(folder) and len(list(folder.glob("*.png"))) == 2 * CLIP_FRAMES - 2
     assert run(src, "--format", "frames", "--weights", tiny_weights).returncode == ExitCode.OUTPUT
     proc = run(src, "--format", "frames", "--weights", tiny_weights, "--no-pingpong", "--overwrite", "-q")
     assert proc.returncode == 0, proc.stderr
-    assert len(list(folder.glob("*.png"))) == 7
+    assert len(list(folder.glob("*.png"))) == CLIP_FRAMES
 
 
 def test_an_unavailable_device(tmp_path, tiny_weights):
@@ -340,7 +341,7 @@ def test_a_real_blurred_photo_with_the_shipped_weights(shared_blurred, tmp_path)
     reader = imageio_ffmpeg.read_frames(str(out))
     meta = next(reader)
     frames = [np.frombuffer(f, np.uint8).reshape(meta["size"][1], meta["size"][0], 3) for f in reader]
-    assert meta["size"] == (320, 180) and len(frames) == 12  # 7 frames played forward and back
-    # The frames follow a path: the further apart in time, the more they differ (measured 1.4, 3.1, 5.0).
-    apart = [np.abs(frames[0].astype(float) - frames[k]).mean() for k in (1, 3, 6)]
+    assert meta["size"] == (320, 180) and len(frames) == 2 * CLIP_FRAMES - 2  # played forward and back
+    # The frames follow a path: the further apart in time, the more they differ.
+    apart = [np.abs(frames[0].astype(float) - frames[k]).mean() for k in (3, 10, CLIP_FRAMES - 1)]
     assert 0.5 < apart[0] < apart[1] < apart[2]

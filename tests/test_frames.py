@@ -1,13 +1,19 @@
 """Any number of frames: instants of the exposure, frames made between the network's, staged frames by
 time, and a network adapted to another frame count."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
+import blur2clip
 from blur2clip import timeline
 from blur2clip.model import stage_frames, with_frames
-from conftest import tiny_model
+from conftest import tiny_model, write_photo
 
 
 def moving_square(k: int, size: int = 64, side: int = 8, travel: int = 40) -> np.ndarray:
@@ -88,3 +94,48 @@ def test_a_network_adapted_to_more_frames_keeps_its_frames_at_their_instants():
         assert torch.allclose(a[0, i], b[0, 3 * i + 1], atol=1e-6)
     assert not torch.allclose(b[0, 0], b[0, 20])
     assert with_frames(model, 7) is model
+
+
+# ---------------------------------------------------------------- through the library and the command line
+
+def blur2clip_cli(*args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "blur2clip", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_extract_frames_gives_any_number_of_instants(tiny_weights):
+    image = np.random.default_rng(0).random((40, 56, 3), dtype=np.float32)
+    own = blur2clip.extract_frames(image, weights=tiny_weights, device="cpu")
+    many = blur2clip.extract_frames(image, weights=tiny_weights, device="cpu", frames=21)
+    assert own.shape == (7, 40, 56, 3) and many.shape == (21, 40, 56, 3) and many.dtype == np.float32
+    assert all(np.array_equal(many[3 * i + 1], own[i]) for i in range(7))  # the same instants, the same frames
+    assert blur2clip.extract_frames(image, weights=tiny_weights, device="cpu", frames=48).shape[0] == 48
+
+
+def test_a_clip_of_n_frames_and_its_motion_score(tmp_path, tiny_weights):
+    src = write_photo(tmp_path / "a.png")
+    proc = blur2clip_cli(src, "-o", tmp_path / "f/", "--frames", "30", "--no-pingpong", "--weights", tiny_weights)
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "f").glob("frame_*.png"))) == 30
+    assert "30 frames at 24 fps, motion " in proc.stderr
+    for bad in ("2", "97"):
+        proc = blur2clip_cli(src, "-o", tmp_path / "g.gif", "--frames", bad, "--weights", tiny_weights)
+        assert proc.returncode == 2 and "--frames" in proc.stderr
+
+
+def test_batch_reports_motion_and_skips_photos_below_min_motion(tmp_path, tiny_weights):
+    for i in range(2):
+        write_photo(tmp_path / "shots" / f"p{i}.png", seed=i)
+    proc = blur2clip_cli("batch", tmp_path / "shots", "--json", "--weights", tiny_weights, "--format", "gif",
+                         "--max-size", "32", "--min-motion", "1000")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["status"] for r in lines] == ["skipped", "skipped"]
+    assert all(r["error"].startswith("no motion blur (the frames move ") and r["motion_px"] >= 0 for r in lines)
+    assert not (tmp_path / "shots" / "clips").exists() or not any((tmp_path / "shots" / "clips").iterdir())
+    proc = blur2clip_cli("batch", tmp_path / "shots", "--json", "--weights", tiny_weights, "--format", "gif",
+                         "--max-size", "32", "--min-motion", "0")
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert proc.returncode == 0 and [r["status"] for r in lines] == ["done", "done"]
+    assert all(isinstance(r["motion_px"], float) for r in lines)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import SHARED, tiny_model
 
-from blur2clip import pipeline
+from blur2clip import CLIP_FRAMES, pipeline
 from blur2clip.pipeline import ClipResult, Extractor, extract_frames, make_clip, ramp_weights, tile_spans
 
 HAVE_MEDIA = importlib.util.find_spec("blur2clip.media") is not None
@@ -341,7 +341,8 @@ def fake_media(monkeypatch, tmp_path):
 def test_make_clip_flow(fake_media, model):
     media, photo = fake_media
     ex = Ex(model=model, tile=0)
-    res = make_clip(photo, still=photo.with_name("mid.jpg"), extractor=ex, fps=12, loops=2, max_size=40)
+    res = make_clip(photo, still=photo.with_name("mid.jpg"), extractor=ex, frames=None, fps=12, loops=2,
+                    max_size=40)  # frames=None: the network's seven, as they are
     assert isinstance(res, ClipResult)
     assert res.output == photo.with_name("shot_clip.mp4") and res.output.read_bytes() == b"clip"
     clip = media.calls["clip"]
@@ -354,7 +355,8 @@ def test_make_clip_flow(fake_media, model):
     assert res.seconds >= sum(res.timings.values()) * 0.99
     np.testing.assert_array_equal(clip["frames"][7:], clip["frames"][1:6][::-1])  # ... 6, 5, 4, 3, 2
 
-    back = make_clip(photo, photo.with_name("r.gif"), extractor=ex, pingpong=False, reverse=True, max_size=40)
+    back = make_clip(photo, photo.with_name("r.gif"), extractor=ex, frames=7, pingpong=False, reverse=True,
+                     max_size=40)
     assert back.frames == 7 and media.calls["clip"]["fmt"] == "gif"
     np.testing.assert_array_equal(media.calls["clip"]["frames"], clip["frames"][:7][::-1])
 
@@ -405,9 +407,10 @@ def test_make_clip_end_to_end(real_photo, tiny_weights, fmt):
     still = real_photo.with_name("middle.jpg")
     res = make_clip(real_photo, out, fmt=fmt, still=still, weights=tiny_weights, device="cpu", tile=64)
     assert res.output.exists() and res.still == still and still.is_file()
-    assert (res.width, res.height) == (96, 72) and res.frames == len(media.play_order(7, pingpong=True))
+    played = len(media.play_order(CLIP_FRAMES, pingpong=True))  # the default instants, forward and back
+    assert (res.width, res.height) == (96, 72) and res.frames == played and res.motion >= 0
     if fmt == "frames":
-        assert res.output.is_dir() and len([p for p in res.output.iterdir() if p.is_file()]) >= 7
+        assert res.output.is_dir() and len([p for p in res.output.iterdir() if p.is_file()]) == played
     else:
         assert res.output.stat().st_size > 0
     with pytest.raises(media.MediaError):
