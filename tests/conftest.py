@@ -67,3 +67,12 @@ def write_photo(path: Path, h: int = 48, w: int = 64, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((img * 255).astype(np.uint8)).save(path)
     return path
+
+
+def error_line(proc) -> str:
+    """The one error line a command printed on stderr (and nothing like a traceback)."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("blur2clip: "), lines[0]
+    return lines[0]

@@ -57,20 +57,25 @@ def make_gopro(root: Path, windows: int = 3, n: int = 7, names=("GOPR0001_00", "
     return root
 
 
-def make_videos(root: Path, count: int = 24, names=("clip_a.mp4", "clip_b.mp4"), fps: int = 240) -> Path:
-    """Videos of consecutive frames at a high frame rate, written with imageio-ffmpeg (H.264)."""
+def write_video(path: Path, frames: np.ndarray, fps: int, quality: int = 9) -> Path:
+    """n x h x w x 3 uint8 frames as an H.264 video, written with imageio-ffmpeg."""
     import imageio_ffmpeg
 
+    writer = imageio_ffmpeg.write_frames(str(path), (frames.shape[2], frames.shape[1]), fps=fps,
+                                         codec="libx264", quality=quality, macro_block_size=16,
+                                         ffmpeg_log_level="error")
+    writer.send(None)
+    for f in frames:
+        writer.send(np.ascontiguousarray(f))
+    writer.close()
+    return path
+
+
+def make_videos(root: Path, count: int = 24, names=("clip_a.mp4", "clip_b.mp4"), fps: int = 240) -> Path:
+    """Videos of consecutive frames at a high frame rate."""
     root.mkdir(parents=True, exist_ok=True)
     for j, name in enumerate(names):
-        frames = consecutive_frames(count, seed=20 + j)
-        writer = imageio_ffmpeg.write_frames(str(root / name), (frames.shape[2], frames.shape[1]), fps=fps,
-                                             codec="libx264", quality=9, macro_block_size=16,
-                                             ffmpeg_log_level="error")
-        writer.send(None)
-        for f in frames:
-            writer.send(np.ascontiguousarray(f))
-        writer.close()
+        write_video(root / name, consecutive_frames(count, seed=20 + j), fps)
     return root
 
 
@@ -87,8 +92,6 @@ def make_photos(root: Path, count: int = 30) -> Path:
 def make_clips(root: Path, counts=(48, 12, 10), size: int = 48) -> Path:
     """The clips layout: root/blurry/NAME.png, the linear-light mean of its true frames, beside
     root/frames/NAME.mp4 (the first) or root/frames/NAME/*.png (the others); any frame count."""
-    import imageio_ffmpeg
-
     (root / "blurry").mkdir(parents=True, exist_ok=True)
     (root / "frames").mkdir(parents=True, exist_ok=True)
     for j, count in enumerate(counts):
@@ -96,13 +99,7 @@ def make_clips(root: Path, counts=(48, 12, 10), size: int = 48) -> Path:
         frames = consecutive_frames(count, size=size, seed=30 + j)
         Image.fromarray(linear_mean(frames)).save(root / "blurry" / f"{name}.png")
         if j == 0:
-            writer = imageio_ffmpeg.write_frames(str(root / "frames" / f"{name}.mp4"), (size, size), fps=24,
-                                                 codec="libx264", quality=10, macro_block_size=16,
-                                                 ffmpeg_log_level="error")
-            writer.send(None)
-            for f in frames:
-                writer.send(np.ascontiguousarray(f))
-            writer.close()
+            write_video(root / "frames" / f"{name}.mp4", frames, fps=24, quality=10)
         else:
             save_frames(root / "frames" / name, frames)
     return root

@@ -17,7 +17,7 @@ from PIL import Image
 import blur2clip
 from blur2clip import CLIP_FRAMES, cli
 from blur2clip.cli import ExitCode
-from conftest import write_photo as photo
+from conftest import error_line, write_photo as photo
 
 try:  # media.py and pipeline.py are written beside this file; the end-to-end tests wait for them
     from blur2clip import media, pipeline  # noqa: F401
@@ -38,15 +38,6 @@ def env() -> dict[str, str]:
 def run(*args, cwd=None, python_flags=(), timeout=300) -> subprocess.CompletedProcess:
     cmd = [sys.executable, *python_flags, "-m", "blur2clip", *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env(), timeout=timeout)
-
-
-def error_line(proc: subprocess.CompletedProcess) -> str:
-    """The one error line on stderr (and nothing like a traceback)."""
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("blur2clip: "), lines[0]
-    return lines[0]
 
 
 # ---------------------------------------------------------------------------------------- help, version

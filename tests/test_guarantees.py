@@ -22,7 +22,7 @@ from PIL import Image
 from blur2clip import media, outputs
 from blur2clip.batch import DONE, EXISTS, FAILED, OTHER_RUN, SKIPPED
 from blur2clip.cli import ExitCode
-from conftest import write_photo as photo
+from conftest import error_line, write_photo as photo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,14 +39,6 @@ def command(*args) -> list[str]:
 
 def run(*args, timeout=300, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(command(*args), capture_output=True, text=True, env=env(), timeout=timeout, **kw)
-
-
-def error_line(proc: subprocess.CompletedProcess) -> str:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("blur2clip: "), lines[0]
-    return lines[0]
 
 
 def json_results(proc: subprocess.CompletedProcess) -> dict[str, dict]:

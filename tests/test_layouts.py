@@ -13,7 +13,7 @@ from blur2clip.cli import main
 from blur2clip.data import detect_layout, open_data
 from blur2clip.evaluation import evaluate
 from blur2clip.synth import to_linear
-from layouts import consecutive_frames, linear_mean, make_clips, make_gopro, make_photos, make_sequences, make_videos
+from layouts import consecutive_frames, make_clips, make_gopro, make_photos, make_sequences, make_videos
 
 
 @pytest.fixture(scope="module")
