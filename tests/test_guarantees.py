@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blur2clip import media, outputs
+from blur2clip import CLIP_FRAMES, media, outputs
 from blur2clip.batch import DONE, EXISTS, FAILED, OTHER_RUN, SKIPPED
 from blur2clip.cli import ExitCode
 from conftest import error_line, write_photo as photo
 
 ROOT = Path(__file__).resolve().parent.parent
+PINGPONG = 2 * CLIP_FRAMES - 2  # frames in a default clip: forward, then back
 
 
 def env() -> dict[str, str]:
@@ -89,7 +90,7 @@ def test_a_batch_into_its_own_folder_never_writes_onto_a_photo(tmp_path, tiny_we
         "a.jpg": "a.jpg.webp", "a.webp": "a_clip.webp", "a.k1.png": "a.k1.webp", "a.k2.png": "a.k2.webp",
         "a.k3.png": "a.k3.webp"}
     assert {n: h for n, h in digests(shots).items() if n in before} == before
-    assert all(webp_frames(Path(r["output"])) == 12 for r in results.values())
+    assert all(webp_frames(Path(r["output"])) == PINGPONG for r in results.values())
     assert hidden_files(shots) == []
 
 
@@ -302,7 +303,7 @@ def test_a_failed_still_after_the_clip_prints_the_clip(tmp_path, tiny_weights):
     assert proc.stdout.splitlines() == [str(frames)]
     line = [ln for ln in proc.stderr.splitlines() if "error" in ln]
     assert len(line) == 1 and "middle.jpg" in line[0] and "too large for JPEG" in line[0]
-    assert len(list(frames.glob("frame_*.png"))) == 7 and not still.exists()
+    assert len(list(frames.glob("frame_*.png"))) == CLIP_FRAMES and not still.exists()
     assert hidden_files(tmp_path) == []
 
 
@@ -384,4 +385,4 @@ def test_a_5000x1_photo_gives_every_frame_with_the_shipped_weights(tmp_path):
     Image.fromarray(np.full((1, 5000, 3), 128, np.uint8)).save(src)
     proc = run(src, "-o", tmp_path / "line.webp", "-q")
     assert proc.returncode == ExitCode.OK, proc.stderr
-    assert webp_frames(tmp_path / "line.webp") == 12
+    assert webp_frames(tmp_path / "line.webp") == PINGPONG
