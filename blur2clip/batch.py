@@ -46,7 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import media, outputs
+from . import clipwriter, media, outputs
 from .motion import motion_px
 from . import CLIP_FPS, CLIP_FRAMES
 
@@ -344,7 +344,7 @@ def run_batch(
     jobs = list(jobs)
     expected = _expected() + (_Skip,)
     state = {"extractor": extractor}
-    media.protect(job.input for job in jobs)  # before the first write: no output is ever a photo of the run
+    clipwriter.protect(job.input for job in jobs)  # before the first write: no output is ever a photo of the run
     inputs = {i for i in (outputs.identity(job.input) for job in jobs) if i is not None}
     held: dict[Job, outputs.Claim] = {}  # the outputs this run is making
     made: list[Path] = []  # folders made for them

@@ -1,19 +1,12 @@
-"""Reading a photo and writing clips: the only module that touches image and video files.
+"""Reading a photo: `read_photo` turns any JPEG, PNG, TIFF, WebP, BMP, GIF (first frame) or, with the
+optional `pillow-heif` extra, HEIC/HEIF file into a `Photo` whose pixels are HxWx3 float32 sRGB 0..1: EXIF
+orientation applied, an embedded ICC profile converted to sRGB, alpha composited over white, 16-bit sources
+kept at full precision (Pillow truncates 16-bit colour PNG/TIFF to 8 bits, so those are decoded by ffmpeg).
 
-Reading: `read_photo` turns any JPEG, PNG, TIFF, WebP, BMP, GIF (first frame) or, with the optional
-`pillow-heif` extra, HEIC/HEIF file into a `Photo` whose pixels are HxWx3 float32 sRGB 0..1: EXIF orientation
-applied, an embedded ICC profile converted to sRGB, alpha composited over white, 16-bit sources kept at
-full precision (Pillow truncates 16-bit colour PNG/TIFF to 8 bits, so those are decoded by ffmpeg).
+Also the names and order of a clip (`clip_format`, `default_output`, `play_order`); writing clips and
+stills is `clipwriter`'s. Every photo read is remembered (`_INPUTS`), and no writer ever writes onto it.
 
-Writing: `write_clip` takes FxHxWx3 uint8 frames already in play order (see `play_order`) and writes
-H.264 MP4 (through the ffmpeg binary that imageio-ffmpeg ships), GIF (one shared palette), animated WebP
-or a folder of numbered PNGs; `write_still` writes one HxWx3 uint8 image as JPEG, PNG or TIFF. Every
-write is atomic: the file (or folder) is written under a hidden temporary name `.NAME.partXXXXXXXX`
-beside the target and renamed only when complete, so the final name never holds half a file, and the
-temporary is removed on any error or KeyboardInterrupt. Existing outputs are refused unless
-overwrite=True, and a file read by `read_photo` is never overwritten, even with overwrite=True.
-
-No torch here: the command line imports this module and must start fast.
+No torch here.
 """
 
 from __future__ import annotations
@@ -22,19 +15,14 @@ import io
 import logging
 import os
 import re
-import secrets
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import warnings
 import zlib
-from collections.abc import Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +30,10 @@ from PIL import Image, ImageFile
 
 DEFAULT_MAX_PIXELS: int = 200_000_000
 FORMATS = ("mp4", "gif", "webp", "frames")
-QUALITIES = ("high", "medium", "low")
 
 # Pillow formats read_photo accepts (never EPS & co., whose loaders run external programs)
 _READABLE = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "DIB", "GIF", "HEIF", "AVIF", "PPM", "TGA")
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
-_STILL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
-_CRF = {"high": 18, "medium": 23, "low": 28}  # H.264 constant rate factor
-_WEBP_QUALITY = {"high": 90, "medium": 80, "low": 65}
-_GIF_COLOURS = {"high": 256, "medium": 128, "low": 64}
 _ORIENTATION = 0x0112
 _INPUTS: set[tuple[int, int]] = set()  # (st_dev, st_ino) of every photo read: never an output
 
@@ -765,293 +748,6 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     x = np.asarray(frames, dtype=np.float32) * 255 + 0.5
     np.clip(np.nan_to_num(x, copy=False), 0, 255, out=x)
     return x.astype(np.uint8)
-
-
-# ------------------------------------------------------------------------------------------------ writing
-
-
-def write_clip(
-    frames: np.ndarray | Sequence[np.ndarray],
-    out: str | os.PathLike[str],
-    fmt: str,
-    fps: float = 10.0,
-    loops: int = 1,
-    overwrite: bool = False,
-    quality: str = "high",
-) -> Path:
-    """Write frames as a clip at `out` (atomically) and return its path.
-
-    frames: FxHxWx3 uint8 in play order (already ping-ponged); a sequence of HxWx3 uint8 arrays also works.
-    fmt: one of FORMATS (see `clip_format`). fps: frames per second, 0.01 .. 1000.
-    loops: how many times an mp4 repeats the sequence (GIF and WebP loop forever; frames are written once).
-    quality: "high" (H.264 crf 18, WebP 90, 256 GIF colours), "medium" (23, 80, 128) or "low" (28, 65, 64).
-    mp4: H.264 yuv420p, BT.709, odd sizes padded by one edge pixel, +faststart. gif: one global palette
-    for all frames, Floyd-Steinberg dither, delays in whole centiseconds (2 at least) whose running total
-    keeps to the fps; identical neighbouring frames are merged into one longer frame. webp: lossy, every
-    frame kept (each a whole frame), loops forever. frames: a folder of frame_0001.png, frame_0002.png, ... (more digits past 9999 frames).
-    """
-    if fmt not in FORMATS or quality not in QUALITIES:
-        raise ValueError(f"fmt must be one of {FORMATS}, quality one of {QUALITIES}; got {fmt!r}, {quality!r}")
-    if not 0.01 <= fps <= 1000 or loops < 1:
-        raise ValueError(f"fps must be 0.01 .. 1000 and loops >= 1, got {fps}, {loops}")
-    hw = _frame_size(frames)
-    out = Path(out)
-    _check_target(out, overwrite, folder=fmt == "frames")
-    if fmt == "frames":
-        return _atomic_dir(out, overwrite, lambda tmp: _write_frames(frames, hw, tmp))
-    if fmt == "webp" and max(hw) > 16383:
-        raise MediaError(out, f"{hw[1]}x{hw[0]} is too large for WebP (16383 pixels a side); use mp4 or frames")
-    write = {"mp4": _write_mp4, "gif": _write_gif, "webp": _write_webp}[fmt]
-    return _atomic_file(out, overwrite, lambda tmp: write(frames, hw, tmp, out, fps, loops, quality))
-
-
-def write_still(
-    image: np.ndarray, out: str | os.PathLike[str], exif: bytes | None = None, overwrite: bool = False
-) -> Path:
-    """Write one HxWx3 uint8 image (atomically) by the suffix of `out`: .jpg/.jpeg (JPEG quality 95, 4:4:4
-    chroma, `exif` kept), .png or .tif/.tiff (deflate); `exif` is written to all three. Returns the path."""
-    out = Path(out)
-    fmt = _STILL_FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise MediaError(out, f"unknown still format {out.suffix!r} (use .jpg, .png or .tif)")
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")
-    _check_target(out, overwrite, folder=False)
-    if fmt == "JPEG" and max(image.shape[:2]) > 65500:  # libjpeg's limit (it would also print to stderr)
-        h, w = image.shape[:2]
-        raise MediaError(out, f"{w}x{h} is too large for JPEG (65500 pixels a side); use .png or .tif")
-    options = {"JPEG": {"quality": 95, "subsampling": 0}, "PNG": {}, "TIFF": {"compression": "tiff_deflate"}}
-    options = options[fmt]
-    if exif:
-        options["exif"] = exif
-    return _atomic_file(out, overwrite, lambda tmp: Image.fromarray(image).save(tmp, format=fmt, **options))
-
-
-def _frame_size(frames) -> tuple[int, int]:
-    """(H, W) of the frames, checking the first (the others are checked as they are written)."""
-    if isinstance(frames, np.ndarray) and frames.ndim != 4:
-        raise ValueError(f"frames must be FxHxWx3 uint8, got shape {frames.shape}")
-    if len(frames) == 0:
-        raise ValueError("no frames to write")
-    first = np.asarray(frames[0])
-    if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8 or 0 in first.shape:
-        raise ValueError(f"frames must be HxWx3 uint8, got {first.shape} {first.dtype}")
-    return first.shape[0], first.shape[1]
-
-
-def _each(frames, hw: tuple[int, int]):
-    """The frames one by one as HxWx3 uint8, each checked against the size of the first."""
-    for i in range(len(frames)):
-        f = np.asarray(frames[i])
-        if f.shape != (*hw, 3) or f.dtype != np.uint8:
-            raise ValueError(f"frame {i} is {f.shape} {f.dtype}, expected {(*hw, 3)} uint8")
-        yield f
-
-
-def _write_mp4(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality: str) -> None:
-    (h, w), rate = hw, Fraction(fps).limit_denominator(1001)
-    pad = ((0, h % 2), (0, w % 2), (0, 0))  # yuv420p needs even sizes: repeat the last row / column
-    cmd = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{w + w % 2}x{h + h % 2}",
-           "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-", "-an",
-           "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=accurate_rnd+full_chroma_int,format=yuv420p,"
-           "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
-           "-c:v", "libx264", "-preset", "medium", "-crf", str(_CRF[quality]), "-pix_fmt", "yuv420p",
-           "-movflags", "+faststart", "-f", "mp4", f"file:{tmp}"]
-    with tempfile.TemporaryFile() as log:
-        # Its own session: Ctrl-C at a terminal reaches us, not ffmpeg, so we decide whether the clip
-        # being encoded is finished (batch) or abandoned and removed (below).
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
-                                start_new_session=True)
-        try:
-            for _ in range(loops):
-                for f in _each(frames, hw):
-                    proc.stdin.write((np.pad(f, pad, mode="edge") if h % 2 or w % 2 else f).tobytes())
-        except BrokenPipeError:  # ffmpeg gave up; its log says why
-            pass
-        except BaseException:  # our error or Ctrl-C: stop ffmpeg (the caller removes its file)
-            proc.kill()
-            raise
-        finally:
-            with suppress(BrokenPipeError):
-                proc.stdin.close()
-            proc.wait()
-        if proc.returncode != 0:
-            log.seek(0)
-            raise MediaError(out, f"ffmpeg failed: {_last_line(log.read()) or f'exit status {proc.returncode}'}")
-
-
-def _write_gif(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality: str) -> None:
-    seq = list(_each(frames, hw))
-    step = max(1, int(np.ceil(np.sqrt(len(seq) * hw[0] * hw[1] / 1e6))))  # palette from ~1 megapixel
-    sample = Image.fromarray(np.concatenate([f[::step, ::step] for f in seq]))
-    palette = sample.quantize(_GIF_COLOURS[quality], method=Image.Quantize.MEDIANCUT)
-    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in seq]
-    ticks = [round(i * 100 / fps) for i in range(len(seq) + 1)]  # GIF delays are centiseconds
-    durations = [max(2, b - a) * 10 for a, b in zip(ticks, ticks[1:])]  # browsers slow delays under 2
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0,
-                   palette=bytes(palette.getpalette()), optimize=False)
-
-
-def _write_webp(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality: str) -> None:
-    """Every frame encoded whole, then the animation assembled here: libwebp's animation encoder drops a
-    frame that differs from the one before by less than its lossy tolerance (it lengthens the previous
-    one instead), so a clip of near-identical frames (a 5000x1 photo) came out with 4 frames of 12."""
-    (h, w) = hw
-    ticks = [round(i * 1000 / fps) for i in range(len(frames) + 1)]  # milliseconds
-    durations = [max(1, b - a) for a, b in zip(ticks, ticks[1:])]
-    size = (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
-    with open(tmp, "wb") as f:
-        f.write(b"RIFF\0\0\0\0WEBP")
-        f.write(_chunk(b"VP8X", b"\x02\0\0\0" + size))  # animated, no alpha, no metadata
-        f.write(_chunk(b"ANIM", bytes(4) + (0).to_bytes(2, "little")))  # background, loop forever
-        for frame, ms in zip(_each(frames, hw), durations):
-            still = io.BytesIO()
-            Image.fromarray(frame).save(still, format="WEBP", lossless=False, quality=_WEBP_QUALITY[quality],
-                                        method=4)
-            bitstream = _webp_chunks(still.getvalue(), keep=(b"ALPH", b"VP8 ", b"VP8L"))
-            # offset 0,0; the whole canvas; duration; no blending, no disposal
-            f.write(_chunk(b"ANMF", bytes(6) + size + ms.to_bytes(3, "little") + b"\x02" + bitstream))
-        riff = f.tell() - 8
-        f.seek(4)
-        f.write(riff.to_bytes(4, "little"))
-
-
-def _chunk(fourcc: bytes, data: bytes) -> bytes:
-    """A RIFF chunk: fourcc, little-endian size, data, padded to an even length."""
-    return fourcc + len(data).to_bytes(4, "little") + data + b"\0" * (len(data) % 2)
-
-
-def _webp_chunks(data: bytes, keep: tuple[bytes, ...]) -> bytes:
-    """The chunks of a still WebP file whose fourcc is in `keep`, as they are."""
-    out, pos = [], 12
-    while pos + 8 <= len(data):
-        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
-        if data[pos : pos + 4] in keep:
-            out.append(data[pos : pos + 8 + size + size % 2])
-        pos += 8 + size + size % 2
-    return b"".join(out)
-
-
-def _write_frames(frames, hw, folder: Path) -> None:
-    digits = max(4, len(str(len(frames))))
-    for i, f in enumerate(_each(frames, hw), 1):
-        Image.fromarray(f).save(folder / f"frame_{i:0{digits}d}.png", compress_level=4)
-
-
-# ------------------------------------------------------------------------------------------ atomic files
-
-
-def protect(paths) -> None:
-    """Never write onto these files (a run's photos, before any of them is read), whatever name, link
-    or hard link an output reaches them by: read_photo registers every photo it reads the same way."""
-    from .outputs import identity
-
-    _INPUTS.update(i for i in map(identity, paths) if i is not None)
-
-
-def _check_target(out: Path, overwrite: bool, folder: bool) -> None:
-    """Refuse early (before any work) an output that may not be written (see outputs.refusal)."""
-    from .outputs import refusal
-
-    reason = refusal(out, overwrite=overwrite, folder=folder, inputs=_INPUTS)
-    if reason is not None:
-        raise MediaError(out, reason)
-
-
-def _temp(out: Path, kind: str, make=None) -> Path:
-    """A fresh hidden name `.NAME.<kind>XXXXXXXX` beside `out` (within 255 bytes), created by make(path)
-    when given."""
-    from .outputs import hidden
-
-    while True:
-        tmp = hidden(out, f"{kind}{secrets.token_hex(4)}")
-        try:
-            if make:
-                make(tmp)
-            if make or not tmp.exists():
-                return tmp
-        except FileExistsError:
-            pass
-
-
-def _fresh(out: Path, make) -> tuple[Path, list[Path]]:
-    """A new temporary beside `out` made by make(path), and the folders made for it (deepest first)."""
-    from .outputs import make_folders, remove_folders
-
-    created: list[Path] = []
-    try:
-        for _ in range(5):
-            created += make_folders(out.parent)
-            try:
-                return _temp(out, "part", make), created
-            except FileNotFoundError as e:  # the folder was removed meanwhile by another run's clean-up
-                missing = e
-        raise missing
-    except OSError as e:
-        remove_folders(created)
-        raise MediaError(out, e.strerror or e) from e
-
-
-def _atomic_file(out: Path, overwrite: bool, write) -> Path:
-    """Run write(tmp) on a fresh temporary file beside `out`, then move it to `out`. On any failure the
-    temporary goes, and so do the folders made for it."""
-    from .outputs import remove_folders
-
-    tmp, created = _fresh(out, lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
-    try:
-        write(tmp)
-        if overwrite:
-            _check_target(out, overwrite, folder=False)
-            os.replace(tmp, out)
-        else:
-            try:
-                os.link(tmp, out)  # atomic and never clobbers
-            except FileExistsError:
-                raise MediaError(out, "already exists; refusing to overwrite it") from None
-            except OSError:  # a file system without hard links
-                _check_target(out, overwrite, folder=False)
-                os.replace(tmp, out)
-            else:
-                tmp.unlink()
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        remove_folders(created)
-        if isinstance(e, OSError):
-            raise MediaError(out, e.strerror or e) from e
-        raise
-    return out
-
-
-def _atomic_dir(out: Path, overwrite: bool, write) -> Path:
-    """Run write(tmp) on a fresh temporary folder beside `out`, then move it to `out` (swapping out an old
-    folder of frames when overwrite is set). On any failure the temporary goes, and so do the folders
-    made for it."""
-    from .outputs import remove_folders
-
-    tmp, created = _fresh(out, os.mkdir)
-    try:
-        write(tmp)
-        if out.exists() or out.is_symlink():
-            _check_target(out, overwrite, folder=True)
-            old = _temp(out, "old")
-            os.rename(out, old)
-            try:
-                os.rename(tmp, out)
-            except BaseException:
-                os.rename(old, out)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        remove_folders(created)
-        if isinstance(e, OSError):
-            raise MediaError(out, e.strerror or e) from e
-        raise
-    return out
 
 
 def _ffmpeg() -> str:

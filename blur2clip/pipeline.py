@@ -394,13 +394,13 @@ def render(frames: np.ndarray, out, fmt: str, *, count: int | None = None, fps: 
            pingpong: bool = True, loops: int = 1, reverse: bool = False, overwrite: bool = False) -> Path:
     """KxHxWx3 uint8 frames from the network -> the clip at `out` (atomically) of `count` instants of the
     exposure made from them (default: the K frames), played forward, then back when pingpong."""
-    from . import media
+    from . import clipwriter, media
     from .timeline import resample
 
     frames = resample(frames, count or len(frames))  # made one by one as the writer takes them
     order = media.play_order(len(frames), pingpong=pingpong, reverse=reverse)
     played = [frames[i] for i in order]  # views in play order: no copy of the (pingponged) frames
-    return Path(media.write_clip(played, out, fmt, fps=fps, loops=loops, overwrite=overwrite))
+    return Path(clipwriter.write_clip(played, out, fmt, fps=fps, loops=loops, overwrite=overwrite))
 
 
 def make_clip(
@@ -439,7 +439,7 @@ def make_clip(
     regular file, and outputs another run is making (see outputs.Claim). Folders made for the outputs
     are removed again when the job fails.
     """
-    from . import media, outputs
+    from . import clipwriter, media, outputs
 
     start = time.perf_counter()
     photo = Path(photo)
@@ -480,7 +480,7 @@ def make_clip(
         if on_output is not None:
             on_output(output)
         if still is not None:
-            still = media.write_still(predicted[len(predicted) // 2], still, exif=exif, overwrite=overwrite)
+            still = clipwriter.write_still(predicted[len(predicted) // 2], still, exif=exif, overwrite=overwrite)
             if on_output is not None:
                 on_output(still)
         timings["encode"] = time.perf_counter() - t

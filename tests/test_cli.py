@@ -19,13 +19,6 @@ from blur2clip import CLIP_FRAMES, cli
 from blur2clip.cli import ExitCode
 from conftest import error_line, write_photo as photo
 
-try:  # media.py and pipeline.py are written beside this file; the end-to-end tests wait for them
-    from blur2clip import media, pipeline  # noqa: F401
-
-    HAVE_WRITER = hasattr(media, "write_clip") and hasattr(pipeline, "make_clip")
-except ImportError:
-    HAVE_WRITER = False
-needs_writer = pytest.mark.skipif(not HAVE_WRITER, reason="blur2clip.media / pipeline cannot write clips yet")
 
 
 def env() -> dict[str, str]:
@@ -199,7 +192,6 @@ def test_bad_weights(tmp_path, kind):
 # ------------------------------------------------------------------------------------------ end to end
 
 
-@needs_writer
 def test_mp4_beside_the_photo_with_a_still(tmp_path, tiny_weights):
     src = photo(tmp_path / "shots" / "a.png")
     proc = run(src, "--weights", tiny_weights, "--still", tmp_path / "still.jpg")
@@ -217,7 +209,6 @@ def test_mp4_beside_the_photo_with_a_still(tmp_path, tiny_weights):
     assert len(summary) == 1 and "64x48" in summary[0] and "46 frames x3 at 24 fps, motion " in summary[0]
 
 
-@needs_writer
 def test_gif_quiet_no_pingpong(tmp_path, tiny_weights):
     src = photo(tmp_path / "a.png")
     out = tmp_path / "out" / "clip.gif"
@@ -230,7 +221,6 @@ def test_gif_quiet_no_pingpong(tmp_path, tiny_weights):
         assert im.n_frames == 7 and im.size == (32, 24) and im.info["duration"] == 100
 
 
-@needs_writer
 def test_frames_folder_then_overwrite(tmp_path, tiny_weights):
     src = photo(tmp_path / "a.png")
     proc = run(src, "--format", "frames", "--weights", tiny_weights, "-q")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blur2clip import CLIP_FRAMES, media, outputs
+from blur2clip import CLIP_FRAMES, clipwriter, outputs
 from blur2clip.batch import DONE, EXISTS, FAILED, OTHER_RUN, SKIPPED
 from blur2clip.cli import ExitCode
 from conftest import error_line, write_photo as photo
@@ -376,7 +376,7 @@ def test_webp_keeps_every_frame_even_when_frames_barely_differ(tmp_path):
     """libwebp's animation encoder merged frames within its lossy tolerance: 12 became 1 here."""
     base = np.random.default_rng(0).integers(0, 250, (1, 5000, 3), dtype=np.uint8)
     frames = np.stack([base + (k % 2) for k in range(12)])
-    out = media.write_clip(frames, tmp_path / "c.webp", "webp", fps=10)
+    out = clipwriter.write_clip(frames, tmp_path / "c.webp", "webp", fps=10)
     assert webp_frames(out) == 12
 
 

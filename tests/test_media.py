@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
-from blur2clip import media
+from blur2clip import clipwriter, media
 from blur2clip.media import MediaError, MediaWarning
 from forge import SEEDS, corrupt_exif_jpeg, forge_size, picture, seed_photos, stray_marker_tiff
 
@@ -481,7 +481,7 @@ def read_mp4(path: Path) -> tuple[str, np.ndarray]:
 
 def test_mp4_pads_odd_sizes_repeats_loops_and_keeps_fps(tmp_path):
     frames = clip(7, 21, 37)
-    out = media.write_clip(frames, tmp_path / "c.mp4", "mp4", fps=12, loops=2)
+    out = clipwriter.write_clip(frames, tmp_path / "c.mp4", "mp4", fps=12, loops=2)
     stream, got = read_mp4(out)
     assert "h264" in stream and "yuv420p(tv, bt709" in stream and " 12 fps" in stream
     assert got.shape == (14, 22, 38, 3)  # 7 frames twice, 37x21 padded to 38x22
@@ -518,7 +518,7 @@ def gif_blocks(data: bytes) -> dict:
 
 
 def test_gif_one_palette_loops_forever_with_exact_timing(tmp_path):
-    out = media.write_clip(clip(6), tmp_path / "c.gif", "gif", fps=30)
+    out = clipwriter.write_clip(clip(6), tmp_path / "c.gif", "gif", fps=30)
     gif = gif_blocks(out.read_bytes())
     assert gif["global"] and gif["local"] == [False] * 6 and gif["loop"] == 0
     assert gif["delays"] == [3, 4, 3, 3, 4, 3]  # 20 cs for 6 frames at 30 fps
@@ -543,24 +543,24 @@ def webp_frames(data: bytes) -> tuple[int, list[int]]:
 
 
 def test_webp_animated_loops_forever(tmp_path):
-    out = media.write_clip(clip(5), tmp_path / "c.webp", "webp", fps=12)
+    out = clipwriter.write_clip(clip(5), tmp_path / "c.webp", "webp", fps=12)
     assert webp_frames(out.read_bytes()) == (0, [83, 84, 83, 83, 84])
     with Image.open(out) as im:
         assert im.n_frames == 5 and im.size == (37, 21)
 
 
 def test_frames_folder_and_its_replacement(tmp_path):
-    out = media.write_clip(clip(3), f"{tmp_path}/shots/", "frames")
+    out = clipwriter.write_clip(clip(3), f"{tmp_path}/shots/", "frames")
     assert out == tmp_path / "shots"
     assert sorted(p.name for p in out.iterdir()) == ["frame_0001.png", "frame_0002.png", "frame_0003.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(out / "frame_0002.png")), clip(3)[1])
     with pytest.raises(MediaError, match="already exists"):
-        media.write_clip(clip(2), out, "frames")
-    media.write_clip(clip(2), out, "frames", overwrite=True)
+        clipwriter.write_clip(clip(2), out, "frames")
+    clipwriter.write_clip(clip(2), out, "frames", overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["frame_0001.png", "frame_0002.png"]
     (out / "keep.jpg").write_bytes(b"a photo")
     with pytest.raises(MediaError, match="keep.jpg"):  # never deletes anything but frames
-        media.write_clip(clip(2), out, "frames", overwrite=True)
+        clipwriter.write_clip(clip(2), out, "frames", overwrite=True)
     assert leftovers(tmp_path) == []
 
 
@@ -568,15 +568,15 @@ def test_refuses_to_overwrite(tmp_path):
     target = tmp_path / "c.gif"
     target.write_bytes(b"precious")
     with pytest.raises(MediaError, match=r"c\.gif: already exists"):
-        media.write_clip(clip(2), target, "gif")
+        clipwriter.write_clip(clip(2), target, "gif")
     assert target.read_bytes() == b"precious"
-    media.write_clip(clip(2), target, "gif", overwrite=True)
+    clipwriter.write_clip(clip(2), target, "gif", overwrite=True)
     assert target.read_bytes().startswith(b"GIF89a")
     photo = tmp_path / "photo.png"
     Image.fromarray(two_tone()).save(photo)
     media.read_photo(photo)
     with pytest.raises(MediaError, match="input photo"):  # even with overwrite
-        media.write_still(two_tone(), photo, overwrite=True)
+        clipwriter.write_still(two_tone(), photo, overwrite=True)
     assert leftovers(tmp_path) == []
 
 
@@ -584,9 +584,9 @@ def test_no_temp_left_after_failures(tmp_path):
     bad = [clip(1)[0], clip(1)[0], np.zeros((5, 5, 3), np.uint8)]  # the third frame has another size
     for fmt in ("mp4", "gif", "webp", "frames"):
         with pytest.raises(ValueError, match="frame 2"):
-            media.write_clip(bad, tmp_path / f"c.{fmt}", fmt)
+            clipwriter.write_clip(bad, tmp_path / f"c.{fmt}", fmt)
     with pytest.raises(MediaError, match=r"ffmpeg failed: .*40000x2"):  # a size H.264 refuses
-        media.write_clip(np.zeros((1, 2, 40000, 3), np.uint8), tmp_path / "wide.mp4", "mp4")
+        clipwriter.write_clip(np.zeros((1, 2, 40000, 3), np.uint8), tmp_path / "wide.mp4", "mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -605,7 +605,7 @@ class Interrupted:
 @pytest.mark.parametrize("fmt", ["mp4", "frames"])
 def test_keyboard_interrupt_leaves_nothing(tmp_path, fmt):
     with pytest.raises(KeyboardInterrupt):
-        media.write_clip(Interrupted(), tmp_path / f"c.{fmt}", fmt)
+        clipwriter.write_clip(Interrupted(), tmp_path / f"c.{fmt}", fmt)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -614,13 +614,13 @@ def test_write_still_keeps_exif(tmp_path, suffix):
     exif = Image.Exif()
     exif[0x010F], exif[0x0112] = "Camera Maker", 1
     image = two_tone()
-    out = media.write_still(image, tmp_path / f"still{suffix}", exif=exif.tobytes())
+    out = clipwriter.write_still(image, tmp_path / f"still{suffix}", exif=exif.tobytes())
     with Image.open(out) as im:
         assert im.size == (37, 51) and im.getexif()[0x010F] == "Camera Maker"
         tol = 3 if suffix == ".jpg" else 0
         assert np.abs(np.asarray(im.convert("RGB")).astype(int) - image).mean() <= tol
     with pytest.raises(MediaError, match="already exists"):
-        media.write_still(image, out)
+        clipwriter.write_still(image, out)
     with pytest.raises(MediaError, match=r"still\.bmp: unknown still format"):
-        media.write_still(image, tmp_path / "still.bmp")
+        clipwriter.write_still(image, tmp_path / "still.bmp")
     assert leftovers(tmp_path) == []

@@ -4,7 +4,6 @@ and the single-photo job (with a stand-in for media, and for real once media.py 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import sys
 import types
@@ -18,7 +17,6 @@ from conftest import SHARED, tiny_model
 from blur2clip import CLIP_FRAMES, pipeline
 from blur2clip.pipeline import ClipResult, Extractor, extract_frames, make_clip, ramp_weights, tile_spans
 
-HAVE_MEDIA = importlib.util.find_spec("blur2clip.media") is not None
 Ex = functools.partial(Extractor, device="cpu")  # pinned: "auto" would pick a GPU and reduced precision
 
 
@@ -333,6 +331,8 @@ def fake_media(monkeypatch, tmp_path):
     m.to_uint8 = lambda frames: (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
     monkeypatch.setitem(sys.modules, "blur2clip.media", m)
     monkeypatch.setattr(blur2clip, "media", m, raising=False)
+    monkeypatch.setitem(sys.modules, "blur2clip.clipwriter", m)
+    monkeypatch.setattr(blur2clip, "clipwriter", m, raising=False)
     photo = tmp_path / "shot.jpg"
     photo.write_bytes(b"not read by the stand-in")
     return m, photo
@@ -386,7 +386,6 @@ def test_make_clip_refuses_to_write_over_the_photo(fake_media, model):
 # make_clip end to end, with the real media module
 
 
-needs_media = pytest.mark.skipif(not HAVE_MEDIA, reason="blur2clip/media.py has not landed yet")
 
 
 @pytest.fixture
@@ -398,7 +397,6 @@ def real_photo(tmp_path) -> Path:
     return path
 
 
-@needs_media
 @pytest.mark.parametrize("fmt", ["mp4", "frames"])
 def test_make_clip_end_to_end(real_photo, tiny_weights, fmt):
     from blur2clip import media
@@ -417,7 +415,6 @@ def test_make_clip_end_to_end(real_photo, tiny_weights, fmt):
         make_clip(real_photo, out, fmt=fmt, weights=tiny_weights, device="cpu")  # exists, no overwrite
 
 
-@needs_media
 def test_make_clip_refuses_photo_for_real(real_photo, tiny_weights):
     from blur2clip import media
 
