@@ -319,6 +319,9 @@ def run_batch(
     max_size: int | None = None,
     max_pixels: int | None = None,
     overwrite: bool = False,
+    quality: str = "high",
+    crf: int | None = None,
+    metadata: bool = True,
     min_motion: float | None = None,
     fail_fast: bool = False,
     prefetch: int = 2,
@@ -329,7 +332,9 @@ def run_batch(
 
     extractor: a loaded pipeline.Extractor; else load() makes one (the command line's, which reports
     downloads), else Extractor(**extractor_options) (weights, device, precision, tile, threads) -- in
-    both cases only when the first photo needs it. The clip options are make_clip's. min_motion: a photo
+    both cases only when the first photo needs it. The clip options (frames .. overwrite, quality, crf,
+    metadata) are make_clip's; a GIF or WebP is made at most media.ANIMATED_MAX_SIZE px on its long
+    side when max_size is not given. min_motion: a photo
     whose frames move less than this many pixels (no motion blur to undo) gets no clip and is skipped
     with the reason and its motion score. An existing output
     is skipped (status skipped, error EXISTS) unless overwrite; one that may not be written (see
@@ -392,6 +397,8 @@ def run_batch(
                 state["extractor"] = Extractor(**extractor_options)
         return state["extractor"]
 
+    options = dict(count=frames, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse, overwrite=overwrite,
+                   quality=quality, crf=crf)
     guard = outputs.Interrupts()
     todo: list[Job] = []
     made_before: list[Job] = []
@@ -422,7 +429,8 @@ def run_batch(
             except (_Skip, media.MediaError) as e:
                 reads.append((job, _settled(e)))
             else:
-                reads.append((job, reader.submit(_read, job.input, max_size, max_pixels)))
+                size = media.clip_max_size(job.fmt, max_size)
+                reads.append((job, reader.submit(_read, job.input, size, max_pixels, metadata)))
 
     def finish(stopping: bool = False) -> None:  # the oldest photo in flight: its result
         job, seconds, work = writes.popleft()
@@ -465,22 +473,21 @@ def run_batch(
                 if not more:
                     break
                 group += more
-            for job, _, _ in group:
+            for job, *_ in group:
                 if on_event is not None:
                     on_event("start", job, None)
             t = time.perf_counter()
             try:
                 with guard.allowed():
-                    extracted = _extract(ex, [image for _, image, _ in group])
+                    extracted = _extract(ex, [image for _, image, _, _ in group])
             except expected as e:
                 extracted = [e] * len(group)
             share = (time.perf_counter() - t) / len(group)
-            for (job, _, decode), clip in zip(group, extracted):
+            for (job, _, decode, capture), clip in zip(group, extracted):
                 if isinstance(clip, BaseException):
                     writes.append((job, decode + share, clip))
                 else:
-                    work = writer.submit(_write, clip, job, frames, fps, pingpong, loops, reverse, overwrite,
-                                         min_motion)
+                    work = writer.submit(_write, clip, job, min_motion, capture=capture, **options)
                     writes.append((job, decode + share, work))
             del extracted, group
             while len(writes) > (0 if fail_fast else 1):  # one clip encodes while the next photo runs
@@ -545,22 +552,23 @@ def _settled(error: BaseException) -> Future:
     return future
 
 
-def _read(path: Path, max_size: int | None, max_pixels: int | None) -> tuple[np.ndarray, float]:
-    """Reader thread: the photo as HxWx3 float32 (shrunk to max_size), and the seconds it took."""
+def _read(path: Path, max_size: int | None, max_pixels: int | None, metadata: bool):
+    """Reader thread: (the photo as HxWx3 float32 shrunk to max_size, the seconds it took, its capture
+    metadata or None when not kept)."""
     from .pipeline import load_image
 
     t = time.perf_counter()
-    image, _ = load_image(path, max_size, max_pixels)
-    return image, time.perf_counter() - t
+    image, capture = load_image(path, max_size, max_pixels)
+    return image, time.perf_counter() - t, capture if metadata else None
 
 
 def _take(reads: deque, expected, writes: deque, like: np.ndarray | None = None) -> list:
-    """The decoded photo at the front of `reads` as [(job, image, seconds)] (waiting for it). A photo
+    """The decoded photo at the front of `reads` as [(job, image, seconds, capture)] (waiting for it). A photo
     that failed to decode goes to `writes` as failed, and the list is empty. With `like`: only a photo
     that decoded fine and has like's shape is taken; else nothing (it stays in front)."""
     job, future = reads[0]
     try:
-        image, seconds = future.result()
+        image, seconds, capture = future.result()
     except expected as e:
         if like is not None:
             return []  # left at the front: the next round fails it, in order
@@ -570,7 +578,7 @@ def _take(reads: deque, expected, writes: deque, like: np.ndarray | None = None)
     if like is not None and image.shape != like.shape:
         return []
     reads.popleft()
-    return [(job, image, seconds)]
+    return [(job, image, seconds, capture)]
 
 
 def _group_size(extractor) -> int:
@@ -612,16 +620,14 @@ def _free(extractor) -> None:
         torch.cuda.empty_cache()
 
 
-def _write(predicted: np.ndarray, job: Job, count, fps, pingpong, loops, reverse, overwrite, min_motion
-           ) -> tuple[float, float]:
-    """Writer thread: the network's frames as the job's clip (atomically); (seconds it took, motion score).
-    _Skip when they move less than min_motion pixels."""
+def _write(predicted: np.ndarray, job: Job, min_motion: float | None, **options) -> tuple[float, float]:
+    """Writer thread: the network's frames as the job's clip (atomically; options: pipeline.render's);
+    (seconds it took, motion score). _Skip when they move less than min_motion pixels."""
     from .pipeline import render
 
     t = time.perf_counter()
     moved = motion_px(predicted)
     if min_motion is not None and moved < min_motion:
         raise _Skip(f"no motion blur (the frames move {moved:.1f} px, under --min-motion {min_motion:g})", moved)
-    render(predicted, job.output, job.fmt, count=count, fps=fps, pingpong=pingpong, loops=loops,
-           reverse=reverse, overwrite=overwrite)
+    render(predicted, job.output, job.fmt, **options)
     return time.perf_counter() - t, moved

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
+from typing import NamedTuple
 from contextlib import suppress
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .capture import Capture
 from .media import _INPUTS, FORMATS, MediaError, _ffmpeg, _last_line
 
 QUALITIES = ("high", "medium", "low")
@@ -44,6 +46,8 @@ def write_clip(
     loops: int = 1,
     overwrite: bool = False,
     quality: str = "high",
+    crf: int | None = None,
+    capture: Capture | None = None,
 ) -> Path:
     """Write frames as a clip at `out` (atomically) and return its path.
 
@@ -51,15 +55,21 @@ def write_clip(
     fmt: one of FORMATS (see `clip_format`). fps: frames per second, 0.01 .. 1000.
     loops: how many times an mp4 repeats the sequence (GIF and WebP loop forever; frames are written once).
     quality: "high" (H.264 crf 18, WebP 90, 256 GIF colours), "medium" (23, 80, 128) or "low" (28, 65, 64).
+    crf: H.264's constant rate factor for an mp4 (0 lossless .. 51), instead of the quality's.
+    capture: the photo's capture metadata (see capture.Capture), kept where the format can hold it: an
+    mp4's creation time and QuickTime keys (camera, location), a WebP's EXIF and XMP chunks. None: none.
     mp4: H.264 yuv420p, BT.709, odd sizes padded by one edge pixel, +faststart. gif: one global palette
     for all frames, Floyd-Steinberg dither, delays in whole centiseconds (2 at least) whose running total
     keeps to the fps; identical neighbouring frames are merged into one longer frame. webp: lossy, every
-    frame kept (each a whole frame), loops forever. frames: a folder of frame_0001.png, frame_0002.png, ... (more digits past 9999 frames).
+    frame kept (each a whole frame), loops forever. frames: a folder of frame_0001.png, frame_0002.png, ...
+    (more digits past 9999 frames).
     """
     if fmt not in FORMATS or quality not in QUALITIES:
         raise ValueError(f"fmt must be one of {FORMATS}, quality one of {QUALITIES}; got {fmt!r}, {quality!r}")
     if not 0.01 <= fps <= 1000 or loops < 1:
         raise ValueError(f"fps must be 0.01 .. 1000 and loops >= 1, got {fps}, {loops}")
+    if crf is not None and not 0 <= crf <= 51:
+        raise ValueError(f"crf must be 0 .. 51, got {crf}")
     hw = _frame_size(frames)
     out = Path(out)
     _check_target(out, overwrite, folder=fmt == "frames")
@@ -68,14 +78,26 @@ def write_clip(
     if fmt == "webp" and max(hw) > 16383:
         raise MediaError(out, f"{hw[1]}x{hw[0]} is too large for WebP (16383 pixels a side); use mp4 or frames")
     write = {"mp4": _write_mp4, "gif": _write_gif, "webp": _write_webp}[fmt]
-    return _atomic_file(out, overwrite, lambda tmp: write(frames, hw, tmp, out, fps, loops, quality))
+    settings = _Settings(fps, loops, quality, _CRF[quality] if crf is None else crf, capture)
+    return _atomic_file(out, overwrite, lambda tmp: write(frames, hw, tmp, out, settings))
+
+
+class _Settings(NamedTuple):
+    fps: float
+    loops: int
+    quality: str
+    crf: int
+    capture: Capture | None
 
 
 def write_still(
-    image: np.ndarray, out: str | os.PathLike[str], exif: bytes | None = None, overwrite: bool = False
+    image: np.ndarray, out: str | os.PathLike[str], capture: Capture | None = None, overwrite: bool = False
 ) -> Path:
-    """Write one HxWx3 uint8 image (atomically) by the suffix of `out`: .jpg/.jpeg (JPEG quality 95, 4:4:4
-    chroma, `exif` kept), .png or .tif/.tiff (deflate); `exif` is written to all three. Returns the path."""
+    """Write one HxWx3 uint8 sRGB image (atomically) by the suffix of `out`: .jpg/.jpeg (JPEG quality 95,
+    4:4:4 chroma), .png or .tif/.tiff (deflate; uncompressed when it carries EXIF or XMP, which only
+    Pillow's own TIFF writer keeps whole), with an sRGB ICC profile. `capture` (capture.Capture): its EXIF
+    and XMP are kept in all three, the pixel size they record set to the still's (see
+    Capture.still_exif, still_xmp). Returns the path."""
     out = Path(out)
     fmt = _STILL_FORMATS.get(out.suffix.lower())
     if fmt is None:
@@ -84,14 +106,46 @@ def write_still(
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")
     _check_target(out, overwrite, folder=False)
-    if fmt == "JPEG" and max(image.shape[:2]) > 65500:  # libjpeg's limit (it would also print to stderr)
-        h, w = image.shape[:2]
+    h, w = image.shape[:2]
+    if fmt == "JPEG" and max(h, w) > 65500:  # libjpeg's limit (it would also print to stderr)
         raise MediaError(out, f"{w}x{h} is too large for JPEG (65500 pixels a side); use .png or .tif")
-    options = {"JPEG": {"quality": 95, "subsampling": 0}, "PNG": {}, "TIFF": {"compression": "tiff_deflate"}}
-    options = options[fmt]
-    if exif:
+    options = {"JPEG": {"quality": 95, "subsampling": 0}, "PNG": {}, "TIFF": {}}[fmt]
+    options["icc_profile"] = srgb_profile()
+    exif = xmp = None
+    if capture is not None:
+        exif, xmp = capture.still_exif(w, h), capture.still_xmp(w, h)
+    if fmt == "TIFF" and (exif or xmp):  # Pillow's own TIFF writer: libtiff's drops EXIF's sub-IFDs
+        tags = Image.Exif()
+        if exif:
+            tags.load(exif)
+        if xmp:
+            tags[700] = xmp
+        options["exif"] = tags
+    elif fmt == "TIFF":
+        options["compression"] = "tiff_deflate"
+    elif exif:
         options["exif"] = exif
+    if xmp and fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+        options["pnginfo"] = info
+    elif xmp and fmt == "JPEG":
+        options["xmp"] = xmp
     return _atomic_file(out, overwrite, lambda tmp: Image.fromarray(image).save(tmp, format=fmt, **options))
+
+
+_SRGB: list[bytes] = []
+
+
+def srgb_profile() -> bytes:
+    """An sRGB ICC profile (lcms's), made once."""
+    if not _SRGB:
+        from PIL import ImageCms
+
+        _SRGB.append(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    return _SRGB[0]
 
 
 def _frame_size(frames) -> tuple[int, int]:
@@ -115,23 +169,25 @@ def _each(frames, hw: tuple[int, int]):
         yield f
 
 
-def _write_mp4(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality: str) -> None:
-    (h, w), rate = hw, Fraction(fps).limit_denominator(1001)
+def _write_mp4(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
+    (h, w), rate = hw, Fraction(s.fps).limit_denominator(1001)
+    tags = s.capture.mp4_tags() if s.capture is not None else {}
     pad = ((0, h % 2), (0, w % 2), (0, 0))  # yuv420p needs even sizes: repeat the last row / column
     cmd = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{w + w % 2}x{h + h % 2}",
            "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-", "-an",
            "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=accurate_rnd+full_chroma_int,format=yuv420p,"
            "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
-           "-c:v", "libx264", "-preset", "medium", "-crf", str(_CRF[quality]), "-pix_fmt", "yuv420p",
-           "-movflags", "+faststart", "-f", "mp4", f"file:{tmp}"]
+           "-c:v", "libx264", "-preset", "medium", "-crf", str(s.crf), "-pix_fmt", "yuv420p",
+           *[arg for key, value in tags.items() for arg in ("-metadata", f"{key}={value}")],
+           "-movflags", "+faststart+use_metadata_tags" if tags else "+faststart", "-f", "mp4", f"file:{tmp}"]
     with tempfile.TemporaryFile() as log:
         # Its own session: Ctrl-C at a terminal reaches us, not ffmpeg, so we decide whether the clip
         # being encoded is finished (batch) or abandoned and removed (below).
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
                                 start_new_session=True)
         try:
-            for _ in range(loops):
+            for _ in range(s.loops):
                 for f in _each(frames, hw):
                     proc.stdin.write((np.pad(f, pad, mode="edge") if h % 2 or w % 2 else f).tobytes())
         except BrokenPipeError:  # ffmpeg gave up; its log says why
@@ -148,37 +204,45 @@ def _write_mp4(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality
             raise MediaError(out, f"ffmpeg failed: {_last_line(log.read()) or f'exit status {proc.returncode}'}")
 
 
-def _write_gif(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality: str) -> None:
+def _write_gif(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
     seq = list(_each(frames, hw))
     step = max(1, int(np.ceil(np.sqrt(len(seq) * hw[0] * hw[1] / 1e6))))  # palette from ~1 megapixel
     sample = Image.fromarray(np.concatenate([f[::step, ::step] for f in seq]))
-    palette = sample.quantize(_GIF_COLOURS[quality], method=Image.Quantize.MEDIANCUT)
+    palette = sample.quantize(_GIF_COLOURS[s.quality], method=Image.Quantize.MEDIANCUT)
     images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in seq]
-    ticks = [round(i * 100 / fps) for i in range(len(seq) + 1)]  # GIF delays are centiseconds
+    ticks = [round(i * 100 / s.fps) for i in range(len(seq) + 1)]  # GIF delays are centiseconds
     durations = [max(2, b - a) * 10 for a, b in zip(ticks, ticks[1:])]  # browsers slow delays under 2
     images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0,
                    palette=bytes(palette.getpalette()), optimize=False)
 
 
-def _write_webp(frames, hw, tmp: Path, out: Path, fps: float, loops: int, quality: str) -> None:
+def _write_webp(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
     """Every frame encoded whole, then the animation assembled here: libwebp's animation encoder drops a
     frame that differs from the one before by less than its lossy tolerance (it lengthens the previous
     one instead), so a clip of near-identical frames (a 5000x1 photo) came out with 4 frames of 12."""
     (h, w) = hw
-    ticks = [round(i * 1000 / fps) for i in range(len(frames) + 1)]  # milliseconds
+    ticks = [round(i * 1000 / s.fps) for i in range(len(frames) + 1)]  # milliseconds
     durations = [max(1, b - a) for a, b in zip(ticks, ticks[1:])]
     size = (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
+    exif = s.capture.exif if s.capture is not None else None
+    exif = exif[6:] if exif and exif.startswith(b"Exif\0\0") else exif  # the chunk holds the TIFF data
+    xmp = s.capture.xmp if s.capture is not None else None
+    flags = 0x02 | (0x08 if exif else 0) | (0x04 if xmp else 0)  # animation, EXIF, XMP
     with open(tmp, "wb") as f:
         f.write(b"RIFF\0\0\0\0WEBP")
-        f.write(_chunk(b"VP8X", b"\x02\0\0\0" + size))  # animated, no alpha, no metadata
+        f.write(_chunk(b"VP8X", bytes((flags, 0, 0, 0)) + size))
         f.write(_chunk(b"ANIM", bytes(4) + (0).to_bytes(2, "little")))  # background, loop forever
         for frame, ms in zip(_each(frames, hw), durations):
             still = io.BytesIO()
-            Image.fromarray(frame).save(still, format="WEBP", lossless=False, quality=_WEBP_QUALITY[quality],
+            Image.fromarray(frame).save(still, format="WEBP", lossless=False, quality=_WEBP_QUALITY[s.quality],
                                         method=4)
             bitstream = _webp_chunks(still.getvalue(), keep=(b"ALPH", b"VP8 ", b"VP8L"))
             # offset 0,0; the whole canvas; duration; no blending, no disposal
             f.write(_chunk(b"ANMF", bytes(6) + size + ms.to_bytes(3, "little") + b"\x02" + bitstream))
+        if exif:  # after the frames, as the container's specification orders them
+            f.write(_chunk(b"EXIF", exif))
+        if xmp:
+            f.write(_chunk(b"XMP ", xmp))
         riff = f.tell() - 8
         f.seek(4)
         f.write(riff.to_bytes(4, "little"))

@@ -66,12 +66,21 @@ class Photo:
     exif: the camera's EXIF as bytes ("Exif\\0\\0" + TIFF), orientation reset to 1, for the still photo;
         None when the file has none.
     bit_depth: bits per channel of the source: 8, or 16 for anything deeper (16-bit, 32-bit int, float).
+    xmp: the photo's XMP packet (rating, keywords, ...), or None.
     """
 
     pixels: np.ndarray
     path: Path
     exif: bytes | None
     bit_depth: int
+    xmp: bytes | None = None
+
+    @property
+    def capture(self):
+        """Its capture metadata (when, where, which camera) as a capture.Capture."""
+        from .capture import Capture
+
+        return Capture.from_tags(self.exif, self.xmp)
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -114,6 +123,7 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> P
             im.load()
             _check_size(path, im.size, limit)
             orientation, exif = _exif(im, path)
+            xmp = _xmp(im)
             pixels, depth = _decode(im, path, deep, orientation)
     except MediaError:
         raise
@@ -133,7 +143,7 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> P
             raise MediaError(path, f"truncated {kind}") from e
         raise MediaError(path, f"corrupt {kind} ({notes.tiff_error or f'{type(e).__name__}: {e}'})") from e
     _INPUTS.add((st.st_dev, st.st_ino))
-    return Photo(pixels=pixels, path=path, exif=exif, bit_depth=depth)
+    return Photo(pixels=pixels, path=path, exif=exif, bit_depth=depth, xmp=xmp)
 
 
 _RAISE_LIMIT = "raise it with --max-pixels (max_pixels= in Python) or the environment variable BLUR2CLIP_MAX_PIXELS"
@@ -703,6 +713,16 @@ def _exif(im: Image.Image, path: Path) -> tuple[int, bytes | None]:
     return (orientation if 1 <= orientation <= 8 else 1), data
 
 
+def _xmp(im: Image.Image) -> bytes | None:
+    """The XMP packet as the file holds it (JPEG and WebP: info; PNG: an iTXt chunk; TIFF: tag 700)."""
+    xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+    if xmp is None and im.format == "TIFF":
+        xmp = getattr(im, "tag_v2", {}).get(700)
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    return bytes(xmp) if isinstance(xmp, (bytes, bytearray)) and xmp.strip() else None
+
+
 # ----------------------------------------------------------------------------------------- naming, order
 
 
@@ -732,6 +752,17 @@ def default_output(photo_path: str | os.PathLike[str], fmt: str = "mp4") -> Path
         raise ValueError(f"unknown clip format {fmt!r}")
     out = photo.with_name(f"{photo.stem}.{fmt}")
     return photo.with_name(f"{photo.stem}_clip.{fmt}") if out.name.lower() == photo.name.lower() else out
+
+
+ANIMATED_MAX_SIZE = 1080  # the long side of a GIF or WebP clip when no max_size is given
+
+
+def clip_max_size(fmt: str, max_size: int | None) -> int | None:
+    """The long side a photo is shrunk to before its clip is made: max_size when given, else
+    ANIMATED_MAX_SIZE for GIF and WebP (a GIF of a 12 MP photo is about 100 MB), else None (full size)."""
+    if max_size:
+        return max_size
+    return ANIMATED_MAX_SIZE if fmt in ("gif", "webp") else None
 
 
 def play_order(n: int, pingpong: bool = False, reverse: bool = False) -> list[int]:

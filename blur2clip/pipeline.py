@@ -366,6 +366,7 @@ class ClipResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     motion: float = 0.0  # how far the frames move, in pixels of the clip (motion.motion_px)
+    capped: bool = False  # a GIF or WebP shrunk to media.ANIMATED_MAX_SIZE, no max_size being given
 
 
 def downscale(image: np.ndarray, max_size: int | None) -> np.ndarray:
@@ -383,24 +384,28 @@ def downscale(image: np.ndarray, max_size: int | None) -> np.ndarray:
 
 
 def load_image(photo, max_size: int | None = None, max_pixels: int | None = None):
-    """A photo file -> (HxWx3 float32 sRGB 0..1, shrunk so its long side is at most max_size; its EXIF)."""
+    """A photo file -> (HxWx3 float32 sRGB 0..1, shrunk so its long side is at most max_size; its capture
+    metadata as a capture.Capture: EXIF, XMP, when, where, which camera)."""
     from . import media
 
     picture = media.read_photo(photo, max_pixels=max_pixels)
-    return downscale(picture.pixels, max_size), picture.exif
+    return downscale(picture.pixels, max_size), picture.capture
 
 
 def render(frames: np.ndarray, out, fmt: str, *, count: int | None = None, fps: float = CLIP_FPS,
-           pingpong: bool = True, loops: int = 1, reverse: bool = False, overwrite: bool = False) -> Path:
+           pingpong: bool = True, loops: int = 1, reverse: bool = False, overwrite: bool = False,
+           quality: str = "high", crf: int | None = None, capture=None) -> Path:
     """KxHxWx3 uint8 frames from the network -> the clip at `out` (atomically) of `count` instants of the
-    exposure made from them (default: the K frames), played forward, then back when pingpong."""
+    exposure made from them (default: the K frames), played forward, then back when pingpong. quality,
+    crf, capture: clipwriter.write_clip's."""
     from . import clipwriter, media
     from .timeline import resample
 
     frames = resample(frames, count or len(frames))  # made one by one as the writer takes them
     order = media.play_order(len(frames), pingpong=pingpong, reverse=reverse)
     played = [frames[i] for i in order]  # views in play order: no copy of the (pingponged) frames
-    return Path(clipwriter.write_clip(played, out, fmt, fps=fps, loops=loops, overwrite=overwrite))
+    return Path(clipwriter.write_clip(played, out, fmt, fps=fps, loops=loops, overwrite=overwrite,
+                                      quality=quality, crf=crf, capture=capture))
 
 
 def make_clip(
@@ -416,6 +421,9 @@ def make_clip(
     still=None,
     max_size: int | None = None,
     overwrite: bool = False,
+    quality: str = "high",
+    crf: int | None = None,
+    metadata: bool = True,
     extractor: Extractor | None = None,
     weights=None,
     device: str = "auto",
@@ -429,8 +437,12 @@ def make_clip(
     out: the clip's path (default: beside the photo, media.default_output); fmt: from out's suffix
     unless given. frames: instants of the exposure the clip shows (3..96; None: the network's own
     frames). The clip plays them forward, then back when pingpong (reverse: the other way), `loops`
-    times, at `fps`. still: a path for the middle frame as a photo, with the photo's EXIF.
-    max_size: shrink the photo first so its long side is at most this (faster, smaller clip).
+    times, at `fps`. still: a path for the middle frame as a photo (JPEG, PNG or TIFF, sRGB profile).
+    max_size: shrink the photo first so its long side is at most this (faster, smaller clip); without it
+    a GIF or WebP is made at most media.ANIMATED_MAX_SIZE px on its long side (media.clip_max_size).
+    quality: "high", "medium" or "low" (clipwriter.write_clip); crf: H.264's rate factor for an mp4.
+    metadata: keep the photo's capture metadata (date, camera, GPS; EXIF and XMP in a WebP and the
+    still); False strips it all.
     extractor: a loaded Extractor to reuse; otherwise one is made from weights/device/precision/tile.
     on_output(path): called with the clip, then the still, as soon as each is complete (so a caller
     can report the clip even when the still then fails).
@@ -465,7 +477,11 @@ def make_clip(
             timings["load"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        image, exif = load_image(photo, max_size, max_pixels)
+        picture = media.read_photo(photo, max_pixels=max_pixels)
+        capped = not max_size and max(picture.pixels.shape[:2]) > (media.clip_max_size(fmt, None) or math.inf)
+        image = downscale(picture.pixels, media.clip_max_size(fmt, max_size))
+        capture = picture.capture if metadata else None
+        del picture
         timings["decode"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -476,11 +492,12 @@ def make_clip(
 
         t = time.perf_counter()
         output = render(predicted, out, fmt, count=frames, fps=fps, pingpong=pingpong, loops=loops,
-                        reverse=reverse, overwrite=overwrite)
+                        reverse=reverse, overwrite=overwrite, quality=quality, crf=crf, capture=capture)
         if on_output is not None:
             on_output(output)
         if still is not None:
-            still = clipwriter.write_still(predicted[len(predicted) // 2], still, exif=exif, overwrite=overwrite)
+            still = clipwriter.write_still(predicted[len(predicted) // 2], still, capture=capture,
+                                           overwrite=overwrite)
             if on_output is not None:
                 on_output(still)
         timings["encode"] = time.perf_counter() - t
@@ -499,6 +516,7 @@ def make_clip(
         seconds=time.perf_counter() - start,
         timings=timings,
         motion=moved,
+        capped=capped,
     )
 
 

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from blur2clip import clipwriter, media
+from blur2clip.capture import Capture
 from blur2clip.media import MediaError, MediaWarning
 from forge import SEEDS, corrupt_exif_jpeg, forge_size, picture, seed_photos, stray_marker_tiff
 
@@ -614,7 +615,7 @@ def test_write_still_keeps_exif(tmp_path, suffix):
     exif = Image.Exif()
     exif[0x010F], exif[0x0112] = "Camera Maker", 1
     image = two_tone()
-    out = clipwriter.write_still(image, tmp_path / f"still{suffix}", exif=exif.tobytes())
+    out = clipwriter.write_still(image, tmp_path / f"still{suffix}", capture=Capture.from_tags(exif.tobytes()))
     with Image.open(out) as im:
         assert im.size == (37, 51) and im.getexif()[0x010F] == "Camera Maker"
         tol = 3 if suffix == ".jpg" else 0

@@ -295,6 +295,9 @@ def fake_media(monkeypatch, tmp_path):
     """A minimal media module that records what make_clip asks of it."""
     import blur2clip
 
+    from blur2clip import media as real_media
+    from blur2clip.capture import Capture
+
     m = types.ModuleType("blur2clip.media")
     calls = m.calls = {}
 
@@ -305,18 +308,20 @@ def fake_media(monkeypatch, tmp_path):
     class Photo:
         def __init__(self, pixels, path, exif):
             self.pixels, self.path, self.exif, self.bit_depth = pixels, path, exif, 8
+            self.capture = Capture(exif)
 
     def read_photo(path, max_pixels=None):
         calls["read"] = (Path(path), max_pixels)
         return Photo(photo_like(60, 80), Path(path), b"Exif\0\0fake")
 
-    def write_clip(frames, out, fmt, fps=10.0, loops=1, overwrite=False):
-        calls["clip"] = dict(frames=np.stack(frames), out=Path(out), fmt=fmt, fps=fps, loops=loops)
+    def write_clip(frames, out, fmt, fps=10.0, loops=1, overwrite=False, quality="high", crf=None, capture=None):
+        calls["clip"] = dict(frames=np.stack(frames), out=Path(out), fmt=fmt, fps=fps, loops=loops, quality=quality,
+                             crf=crf, capture=capture)
         Path(out).write_bytes(b"clip")
         return Path(out)
 
-    def write_still(image, out, exif=None, overwrite=False):
-        calls["still"] = dict(image=image.copy(), exif=exif)
+    def write_still(image, out, capture=None, overwrite=False):
+        calls["still"] = dict(image=image.copy(), exif=capture.exif)
         Path(out).write_bytes(b"still")
         return Path(out)
 
@@ -328,6 +333,7 @@ def fake_media(monkeypatch, tmp_path):
     m.play_order = lambda n, pingpong=False, reverse=False: (
         (list(range(n)) + list(range(n - 2, 0, -1)) if pingpong else list(range(n)))[:: -1 if reverse else 1]
     )
+    m.clip_max_size = real_media.clip_max_size
     m.to_uint8 = lambda frames: (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
     monkeypatch.setitem(sys.modules, "blur2clip.media", m)
     monkeypatch.setattr(blur2clip, "media", m, raising=False)
