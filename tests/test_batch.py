@@ -155,7 +155,7 @@ def test_a_failed_write_is_that_photos_failure(tmp_path, extractor):
     good = folder_of_photos(tmp_path, 2)
     wide = photo(tmp_path / "wide.png", 2, 17000)  # too wide for WebP: the writer thread fails
     jobs = batch.plan([good[0], wide, good[1]], tmp_path, fmt="webp")
-    report = batch.run_batch(jobs, extractor=extractor, overwrite=True)
+    report = batch.run_batch(jobs, extractor=extractor, overwrite=True, max_size=17000)  # not capped to 1080
     assert [r.status for r in report.results] == [DONE, FAILED, DONE]
     assert "too large for WebP" in report.results[1].error
     assert temporaries(tmp_path) == []
