@@ -11,6 +11,7 @@ No torch here.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -618,11 +619,29 @@ def _profile(icc: bytes | None, path: Path):
 
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        described = profile.profile.profile_description or ""
+        space = profile.profile.xcolor_space.strip()
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
         warnings.warn(f"{path}: broken colour profile ignored, read as sRGB ({e})", MediaWarning)
         return None
-    return None if "sRGB" in described else profile
+    return None if space == "RGB" and _acts_as_srgb(bytes(icc)) else profile
+
+
+@functools.lru_cache(maxsize=16)
+def _acts_as_srgb(icc: bytes) -> bool:
+    """Whether an RGB profile maps colours as sRGB does (primaries, white and tone curve), to within one
+    level of 255 everywhere on a 9x9x9 lattice: then the pixels are used as they are. Its name says
+    nothing ("Linear sRGB" is not sRGB)."""
+    from PIL import ImageCms
+
+    try:
+        xf = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
+                                     "RGB", "RGB", ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    except ImageCms.PyCMSError:
+        return False  # _transform says what is wrong with it
+    levels = np.round(np.linspace(0, 255, 9)).astype(np.uint8)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(81, 9, 3)
+    out = np.asarray(xf.apply(Image.fromarray(grid)), np.int16)
+    return int(np.abs(out - grid).max()) <= 1
 
 
 def _transform(profile, mode: str, path: Path):

@@ -5,6 +5,7 @@ Fixtures are made here in tmp_path; ffmpeg is the real binary imageio-ffmpeg shi
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 import subprocess
@@ -58,11 +59,12 @@ def png16(path: Path, a: np.ndarray, icc: bytes | None = None) -> Path:
     return path
 
 
-def linear_rgb_profile() -> bytes:
-    """An ICC v2 RGB profile: sRGB primaries with a linear (gamma 1) curve, so 50% grey becomes sRGB 0.735."""
+def linear_rgb_profile(name: bytes = b"linear RGB") -> bytes:
+    """An ICC v2 RGB profile: sRGB primaries with a linear (gamma 1) curve, so 50% grey becomes sRGB 0.735;
+    `name` is its description."""
     s15 = lambda *v: b"".join(struct.pack(">i", round(x * 65536)) for x in v)  # noqa: E731
     xyz = lambda *v: b"XYZ \0\0\0\0" + s15(*v)  # noqa: E731
-    name = b"linear RGB\0"
+    name += b"\0"
     tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(name)) + name + bytes(4 + 4 + 2 + 1 + 67)),
             (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
             (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)), (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)),
@@ -189,6 +191,21 @@ def test_icc_profiles(tmp_path):
     Image.fromarray(grey).save(tmp_path / "broken.png", icc_profile=b"not a colour profile")
     with pytest.warns(MediaWarning, match="broken.png"):
         np.testing.assert_allclose(media.read_photo(tmp_path / "broken.png").pixels, 128 / 255, atol=1e-6)
+
+
+def test_a_profile_is_judged_by_its_content_not_its_name(tmp_path):
+    grey = np.full((2, 3, 3), 128, np.uint8)
+    linear = linear_rgb_profile(b"Linear sRGB (GIMP built-in)")
+    assert "sRGB" in ImageCms.ImageCmsProfile(io.BytesIO(linear)).profile.profile_description
+    Image.fromarray(grey).save(tmp_path / "linear.png", icc_profile=linear)
+    np.testing.assert_allclose(media.read_photo(tmp_path / "linear.png").pixels, 0.7357, atol=0.006)
+    # an sRGB profile under another name is sRGB: the pixels as they are, every level kept
+    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    renamed = srgb.replace("sRGB built-in".encode("utf-16-be"), "Display P3 v4".encode("utf-16-be"))
+    assert "P3" in ImageCms.ImageCmsProfile(io.BytesIO(renamed)).profile.profile_description
+    Image.fromarray(ramp).save(tmp_path / "renamed.png", icc_profile=renamed)
+    np.testing.assert_array_equal(media.read_photo(tmp_path / "renamed.png").pixels, ramp / np.float32(255))
 
 
 def test_16bit_colour_profile_keeps_gradients_smooth(tmp_path):
