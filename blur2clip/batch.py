@@ -225,6 +225,29 @@ def plan(photos: Iterable, root, out_dir=None, fmt: str = "mp4") -> list[Job]:
         except ValueError:
             raise ValueError(f"{p}: not inside {root}") from None
         targets.append(out_dir / rel / p.name)
+    return _name_jobs(photos, targets, fmt)
+
+
+def plan_photos(photos: Iterable, out_dir=None, fmt: str = "mp4") -> list[Job]:
+    """Photos named one by one (`blur2clip a.jpg b.png`) -> their outputs: beside each photo (out_dir None)
+    or all in out_dir, named as `plan` names them (`a.mp4`; `a.jpg.mp4` and `a.png.mp4` when two would
+    clash, as do two photos of one name from different folders into one out_dir). A photo named twice
+    (by any name or link) is done once."""
+    if fmt not in media.FORMATS:
+        raise ValueError(f"unknown clip format {fmt!r} (choose {', '.join(media.FORMATS)})")
+    unique, seen = [], set()
+    for p in map(Path, photos):
+        key = outputs.identity(p) or os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    targets = [p if out_dir is None else Path(out_dir) / p.name for p in unique]
+    return _name_jobs(unique, targets, fmt)
+
+
+def _name_jobs(photos: list[Path], targets: list[Path], fmt: str) -> list[Job]:
+    """Each photo's output named after its target (a path whose folder and name the output takes), the
+    clashes resolved as `plan` says."""
     inputs = {i for i in map(outputs.identity, photos) if i is not None}
     level = [0] * len(photos)  # 0: default name, 1: whole name, n: whole name numbered n - 1
 

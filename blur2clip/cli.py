@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -78,8 +79,15 @@ Weights = Annotated[Optional[str], typer.Option(
     metavar="NAME|PATH|URL", envvar="BLUR2CLIP_WEIGHTS", show_default=False, rich_help_panel=MODEL,
     help="Weights: a name (default, stage1, stage2, stage3), a .safetensors file, or a URL to "
          "fetch it from once. Default: default, shipped with blur2clip.")]
-Device = Annotated[Literal["auto", "cpu", "cuda", "mps"], typer.Option(
-    envvar="BLUR2CLIP_DEVICE", rich_help_panel=MODEL, help="auto: cuda if available, then mps, then cpu.")]
+def _device(value: str) -> str:
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise typer.BadParameter(f"{value!r}: use auto, cpu, cuda, cuda:N (the GPU numbered N) or mps")
+    return value
+
+
+Device = Annotated[str, typer.Option(
+    metavar="auto|cpu|cuda|cuda:N|mps", envvar="BLUR2CLIP_DEVICE", callback=_device, rich_help_panel=MODEL,
+    help="auto: cuda if available, then mps, then cpu; cuda:N: the GPU numbered N.")]
 Precision = Annotated[Literal["auto", "fp32", "bf16", "fp16"], typer.Option(
     envvar="BLUR2CLIP_PRECISION", rich_help_panel=MODEL, help="auto: fp32 on the CPU, bf16 or fp16 on a GPU.")]
 DEFAULT_TILE = 512
@@ -90,19 +98,32 @@ Threads = Annotated[int, typer.Option(
     min=0, metavar="N", envvar="BLUR2CLIP_THREADS", rich_help_panel=MODEL,
     help="CPU threads for the network (0: torch's default).")]
 MaxPixels = Annotated[Optional[int], typer.Option(
-    min=1, metavar="N", show_default=False, rich_help_panel=MODEL,
-    help="Refuse photos with more than N pixels (default: the reader's limit).")]
+    min=1, metavar="N", show_default=False, envvar="BLUR2CLIP_MAX_PIXELS", rich_help_panel=MODEL,
+    help="Refuse photos with more than N pixels (default: 200 million).")]
+Quality = Annotated[Literal["high", "medium", "low"], typer.Option(
+    rich_help_panel=OUTPUT, help="Encoding quality: MP4 rate factor 18/23/28, WebP 90/80/65, GIF 256/128/64 "
+                                 "colours. Lower is smaller.")]
+Crf = Annotated[Optional[int], typer.Option(
+    min=0, max=51, metavar="N", show_default=False, rich_help_panel=OUTPUT,
+    help="H.264 rate factor of an MP4 (0 lossless .. 51; lower is better and larger), instead of --quality's.")]
+StripMetadata = Annotated[bool, typer.Option(
+    "--strip-metadata", rich_help_panel=OUTPUT,
+    help="Keep none of the photo's metadata (time taken, camera, GPS location, EXIF, XMP) in the clip or the "
+         "still. By default it is kept where the format can hold it.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")]
 
 
-@photo_app.command(no_args_is_help=True)
+@photo_app.command()
 def clip(
-    photo: Annotated[Path, typer.Argument(metavar="PHOTO", show_default=False,
-                                          help="The motion-blurred photo (JPEG, PNG, TIFF, WebP, ...).")],
-    output: Annotated[Optional[Path], typer.Option(
+    ctx: typer.Context,
+    photos: Annotated[list[Path], typer.Argument(
+        metavar="PHOTO", show_default=False,
+        help="The motion-blurred photo (JPEG, PNG, TIFF, WebP, HEIC, RAW, ...); several make a clip each.")],
+    output: Annotated[Optional[str], typer.Option(  # a str: a Path would drop the "/" that says folder
         "--output", "-o", metavar="OUT", show_default=False, rich_help_panel=OUTPUT,
         help="Where to write the clip; its suffix picks the format (a name ending in / or without a "
-             "suffix: a folder of frames). Default: beside the photo, as NAME.mp4.")] = None,
+             "suffix: a folder of frames). Default: beside the photo, as NAME.mp4. With several photos: "
+             "a folder for their clips (DIR/).")] = None,
     fmt: Annotated[Optional[Literal["mp4", "gif", "webp", "frames"]], typer.Option(
         "--format", show_default=False, rich_help_panel=OUTPUT,
         help="Clip format when OUT's suffix does not say; frames writes a folder of PNGs.")] = None,
@@ -113,8 +134,12 @@ def clip(
     reverse: Reverse = False,
     still: Annotated[Optional[Path], typer.Option(
         metavar="FILE", show_default=False, rich_help_panel=OUTPUT,
-        help="Also save the sharp middle frame as a photo (with the photo's EXIF).")] = None,
+        help="Also save the sharp middle frame as a photo (.jpg, .png or .tif; sRGB, with the photo's "
+             "EXIF and XMP).")] = None,
     max_size: MaxSize = None,
+    quality: Quality = "high",
+    crf: Crf = None,
+    strip_metadata: StripMetadata = False,
     overwrite: Overwrite = False,
     weights: Weights = None,
     device: Device = "auto",
@@ -128,13 +153,24 @@ def clip(
 ) -> None:
     """Turn one motion-blurred PHOTO into a short clip of the sharp frames behind the blur.
 
-    Prints the clip's path on stdout; progress and a summary go to stderr.
+    Prints the clip's path on stdout; progress and a summary go to stderr. Several photos are done as
+    `blur2clip batch` does a folder.
     """
     from . import media, outputs
 
+    kind = _clip_kind(ctx, output, fmt, several=len(photos) > 1)
+    output = Path(output) if output is not None else None
+    options = dict(frames=frames, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse, max_size=max_size,
+                   quality=quality, crf=crf, metadata=not strip_metadata, overwrite=overwrite,
+                   max_pixels=max_pixels)
+    model = dict(weights=weights, device=device, precision=precision, tile=tile, threads=threads)
+    if len(photos) > 1:
+        if still is not None:
+            _usage(ctx, "--still takes one photo; give one PHOTO", "--still")
+        _several(photos, output, kind, options, model, quiet)
+    photo = photos[0]
     report = Report(quiet)
-    with report.running("Checking…", ExitCode.USAGE):  # MediaError here: OUT's suffix names no format
-        kind = media.clip_format(output, fmt) if output is not None else (fmt or "mp4")
+    with report.running("Checking…", ExitCode.USAGE):
         out = output if output is not None else media.default_output(photo, kind)
         report.step("Checking…", ExitCode.OUTPUT)  # before loading anything; make_clip checks again
         problem = outputs.check_job(photo, out, still, folder=kind == "frames", overwrite=True)
@@ -149,12 +185,10 @@ def clip(
         report.step("Reading photo…", ExitCode.INPUT)
         from .pipeline import make_clip
 
-        lazy = _Extractor(report, weights=weights, device=device, precision=precision, tile=tile,
-                          threads=threads)
+        lazy = _Extractor(report, **model)
         try:
-            result = make_clip(photo, out, fmt=kind, frames=frames, fps=fps, pingpong=pingpong, loops=loops,
-                               reverse=reverse, still=still, max_size=max_size, overwrite=overwrite,
-                               max_pixels=max_pixels, extractor=lazy, on_output=report.result)
+            result = make_clip(photo, out, fmt=kind, still=still, extractor=lazy, on_output=report.result,
+                               **options)
         except media.MediaError as e:  # about an output (taken by another run, a failed still): code 4
             if e.path is not None and Path(e.path) in (Path(out), still):
                 report.step("Writing…", ExitCode.OUTPUT)
@@ -164,7 +198,62 @@ def clip(
         report.info(f"{result.output}: {result.width}x{result.height}, {result.frames} frames{repeats} at "
                     f"{fps:g} fps, motion {result.motion:.1f} px, made in {result.seconds:.1f} s on "
                     f"{used.device} ({used.precision})")
+        if result.capped:
+            report.info(_capped_note(kind))
     report.exit()
+
+
+def _usage(ctx: typer.Context, message: str, option: str = "'-o' / '--output'") -> None:
+    """Stop with a usage error about an option: the usage line, then the message; exit code 2."""
+    raise typer.BadParameter(message, ctx=ctx, param_hint=option)
+
+
+def _clip_kind(ctx: typer.Context, output: Optional[str], fmt: Optional[str], several: bool) -> str:
+    """The clip format that OUT and --format ask for; a usage error when they disagree, when OUT's suffix
+    names no format, for `-o -`, and (with several photos) for an OUT that is not a folder."""
+    from . import media
+
+    if output is None:
+        return fmt or "mp4"
+    text = output
+    if text == "-":  # one line, as every other error: what to do instead
+        print(f"{PROG}: error: -o -: clips are not written to stdout; give a file name, e.g. -o clip.mp4",
+              file=sys.stderr)
+        raise typer.Exit(int(ExitCode.USAGE))
+    if several:
+        if not (text.endswith(("/", os.sep)) or Path(text).is_dir()):
+            _usage(ctx, f"{text}: with several photos, give a folder for their clips (ending in /)")
+        return fmt or "mp4"
+    try:
+        named = media.clip_format(text)
+    except media.MediaError as e:
+        _usage(ctx, e.reason if e.path is None else f"{text}: {e.reason}")
+    if fmt is not None and fmt != named and (Path(text).suffix or text.endswith(("/", os.sep))):
+        said = "a folder of frames" if named == "frames" else named
+        _usage(ctx, f"{text}: its name says {said}, --format says {fmt}; make them agree or leave one out")
+    return fmt or named
+
+
+def _capped_note(kind: str) -> str:
+    from .media import ANIMATED_MAX_SIZE
+
+    return (f"{kind} clips are made at most {ANIMATED_MAX_SIZE} px on the long side; --max-size PX for "
+            "another size")
+
+
+def _several(photos: list[Path], output: Optional[Path], kind: str, options: dict, model: dict,
+             quiet: bool) -> None:
+    """Several photos of one command: each to its clip beside it or in OUT/, as `batch` does them (an
+    existing clip is skipped unless --overwrite); ends the command."""
+    from . import batch
+
+    report = Report(quiet)
+    jobs = None
+    with report.running("Checking…", ExitCode.INPUT):
+        jobs = batch.plan_photos(photos, output, kind)
+    if jobs is None:
+        report.exit()
+    _run_jobs(report, jobs, [], kind, options, model, json_lines=False, fail_fast=False, min_motion=None)
 
 
 class _Extractor:
@@ -186,6 +275,9 @@ class _Extractor:
                 path = resolve(key, progress=progress)  # a name or URL may download; a bar shows it
             self.report.step("Loading weights…", ExitCode.DEVICE, ValueError)  # ValueError: no such device
             self.extractor = Extractor(**{**self.options, "weights": path})
+            slow = emulated_precision(self.extractor.device.type, self.extractor.precision)
+            if slow is not None:
+                logging.getLogger(PROG).warning(slow)  # one line: blur2clip: warning: ...
         return self.extractor
 
     def __call__(self, image, **kw):
@@ -194,6 +286,26 @@ class _Extractor:
         frames = self.extractor(image, **kw)
         self.report.step("Writing clip…", ExitCode.OUTPUT)
         return frames
+
+
+_CPUINFO = "/proc/cpuinfo"
+_NATIVE = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+
+
+def emulated_precision(device: str, precision: str) -> str | None:
+    """A one-line warning when bf16 or fp16 runs on a CPU without the instructions for it (then it is
+    emulated, several times slower than fp32); None otherwise, or when the CPU's flags are unknown."""
+    if device != "cpu" or precision not in _NATIVE:
+        return None
+    try:
+        with open(_CPUINFO, encoding="ascii", errors="replace") as f:
+            flags = {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return None
+    if not flags or flags & set(_NATIVE[precision]):
+        return None
+    return (f"--precision {precision}: this CPU has no {' or '.join(_NATIVE[precision])}, so {precision} is "
+            "emulated and runs several times slower than --precision fp32")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -544,6 +656,9 @@ def batch_command(
     loops: Loops = 3,
     reverse: Reverse = False,
     max_size: MaxSize = None,
+    quality: Quality = "high",
+    crf: Crf = None,
+    strip_metadata: StripMetadata = False,
     overwrite: Overwrite = False,
     min_motion: Annotated[Optional[float], typer.Option(
         min=0, metavar="PX", show_default=False, rich_help_panel=FOLDER,
@@ -583,17 +698,30 @@ def batch_command(
         jobs = batch.plan(found.photos, folder, out, fmt)
     if found is None or jobs is None:
         report.exit()
-    lazy = _Extractor(report, weights=weights, device=device, precision=precision, tile=tile, threads=threads)
-    show = BatchProgress(report, len(jobs), json_lines)
+    options = dict(frames=frames, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse, max_size=max_size,
+                   quality=quality, crf=crf, metadata=not strip_metadata, overwrite=overwrite,
+                   max_pixels=max_pixels)
+    model = dict(weights=weights, device=device, precision=precision, tile=tile, threads=threads)
     others = [batch.PhotoResult(path, None, batch.SKIPPED, 0.0, reason) for path, reason in found.others]
+    _run_jobs(report, jobs, others, fmt, options, model, json_lines, fail_fast, min_motion)
+
+
+def _run_jobs(report: Report, jobs, others, fmt: str, options: dict, model: dict, json_lines: bool,
+              fail_fast: bool, min_motion: Optional[float]) -> None:
+    """Run planned batch jobs with a progress display and the summary; ends the command with batch's
+    exit code. others: results to list first (files that are not photos)."""
+    from . import batch
+
+    lazy = _Extractor(report, **model)
+    show = BatchProgress(report, len(jobs), json_lines)
     for result in others:
         show.result(result)
+    if fmt in ("gif", "webp") and not options["max_size"] and jobs:
+        report.info(_capped_note(fmt))
     try:
         with show:
-            run = batch.run_batch(jobs, load=lazy.load, on_event=show.event, frames=frames, fps=fps,
-                                  pingpong=pingpong, loops=loops, reverse=reverse, max_size=max_size,
-                                  max_pixels=max_pixels, overwrite=overwrite, min_motion=min_motion,
-                                  fail_fast=fail_fast)
+            run = batch.run_batch(jobs, load=lazy.load, on_event=show.event, min_motion=min_motion,
+                                  fail_fast=fail_fast, **options)
     except Exception as e:  # noqa: BLE001 -- not about one photo (weights, device): sorted, bugs re-raised
         code = report.classify(e)
         if code is None:
@@ -728,6 +856,11 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on `argv` (default: sys.argv[1:]); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print(f"Usage: {PROG} [OPTIONS] PHOTO...\n{PROG}: error: missing PHOTO\n"
+              f"Try '{PROG} --help' for the options, and '{PROG} COMMAND --help' for batch, weights, train, eval.",
+              file=sys.stderr)
+        return int(ExitCode.USAGE)
     from .outputs import sigterm_as_interrupt, terminated
 
     previous = sigterm_as_interrupt()  # SIGTERM stops a command as Ctrl-C does: temporaries removed, one line

@@ -376,3 +376,14 @@ def test_batch_in_one_call_as_a_notebook_would(tmp_path, extractor):
     assert report.ok and len(list((tmp_path / "clips" / "sub" / "b_frames").glob("frame_*.png"))) == CLIP_FRAMES
     again = batch.batch(tmp_path, recursive=True, fmt="frames", extractor=extractor)
     assert [r.status for r in again.results] == [SKIPPED] * 3
+
+
+def test_plan_photos_beside_each_or_in_one_folder(tmp_path):
+    a, b = photo(tmp_path / "x" / "a.jpg"), photo(tmp_path / "y" / "a.png")
+    c = photo(tmp_path / "x" / "c.png")
+    beside = batch.plan_photos([a, c, b, tmp_path / "x" / ".." / "x" / "a.jpg"])  # a named twice: once
+    assert [(j.input, j.output) for j in beside] == [
+        (a, tmp_path / "x" / "a.mp4"), (c, tmp_path / "x" / "c.mp4"), (b, tmp_path / "y" / "a.mp4")]
+    into = batch.plan_photos([a, b, c], tmp_path / "clips", fmt="gif")
+    assert [j.output.name for j in into] == ["a.jpg.gif", "a.png.gif", "c.gif"]
+    assert {j.output.parent for j in into} == {tmp_path / "clips"} and {j.fmt for j in into} == {"gif"}

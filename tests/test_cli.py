@@ -28,9 +28,10 @@ def env() -> dict[str, str]:
     return e
 
 
-def run(*args, cwd=None, python_flags=(), timeout=300) -> subprocess.CompletedProcess:
+def run(*args, cwd=None, python_flags=(), timeout=300, extra_env=None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, *python_flags, "-m", "blur2clip", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env(), timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**env(), **(extra_env or {})},
+                          timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------- help, version
@@ -136,6 +137,13 @@ def test_train_option_defaults_match_the_training_config():
     ["x.jpg", "--fps", "0"],
     ["x.jpg", "--format", "avi"],
     ["x.jpg", "--device", "tpu"],
+    ["x.jpg", "--device", "cuda:x"],
+    ["x.jpg", "--quality", "best"],
+    ["x.jpg", "--crf", "52"],
+    ["x.jpg", "-o", "y.mp4", "--format", "gif"],  # the suffix and --format disagree
+    ["x.jpg", "-o", "frames/", "--format", "webp"],
+    ["x.jpg", "y.jpg", "-o", "clip.mp4"],  # several photos: OUT is a folder
+    ["x.jpg", "y.jpg", "--still", "s.jpg"],
     ["x.jpg", "--tile", "8"],
     ["train", "--data", "photos"],  # no --out
     ["train", "--data", "photos", "--out", "run", "--steps", "1,2"],
@@ -147,10 +155,60 @@ def test_usage_errors_exit_2(args, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_unknown_output_suffix_is_a_usage_error(tmp_path):
-    proc = run(photo(tmp_path / "a.png"), "-o", tmp_path / "clip.avi")
+def test_an_unknown_output_suffix_is_a_usage_error_with_the_usage(tmp_path):
+    proc = run(photo(tmp_path / "a.png"), "-o", tmp_path / "clip.mov")
     assert proc.returncode == ExitCode.USAGE
-    assert "clip.avi" in error_line(proc)
+    assert proc.stderr.startswith("Usage: blur2clip") and "clip.mov" in proc.stderr and ".mp4" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "clip.mov").exists()
+
+
+def test_no_argument_prints_the_usage_what_is_missing_and_a_hint():
+    proc = run()
+    assert proc.returncode == ExitCode.USAGE and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("Usage: blur2clip") and "PHOTO" in lines[0]
+    assert lines[1] == "blur2clip: error: missing PHOTO" and "--help" in lines[2]
+
+
+def test_output_to_stdout_is_refused_in_one_line(tmp_path):
+    proc = run(photo(tmp_path / "a.png"), "-o", "-", cwd=tmp_path)
+    assert proc.returncode == ExitCode.USAGE and proc.stdout == ""
+    assert "stdout" in error_line(proc)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_a_numbered_gpu_is_accepted(tmp_path, tiny_weights):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    proc = run(photo(tmp_path / "a.png"), "--weights", tiny_weights, "--device", "cuda:1")
+    assert proc.returncode == ExitCode.DEVICE  # taken by the command line, refused by the machine
+    assert "cuda:1" in error_line(proc)
+
+
+def test_the_pixel_limit_from_the_environment_names_the_option_and_the_variable(tmp_path, tiny_weights):
+    proc = run(photo(tmp_path / "a.png"), "--weights", tiny_weights, extra_env={"BLUR2CLIP_MAX_PIXELS": "100"})
+    assert proc.returncode == ExitCode.INPUT
+    line = error_line(proc)
+    assert "a.png" in line and "--max-pixels" in line and "BLUR2CLIP_MAX_PIXELS" in line
+    assert not (tmp_path / "a.mp4").exists()
+
+
+@pytest.mark.parametrize("flags, precision, warned", [
+    ("fpu sse2 avx2", "bf16", True), ("fpu avx512f avx512_bf16", "bf16", False), ("amx_bf16", "bf16", False),
+    ("fpu avx2", "fp16", True), ("avx512_fp16", "fp16", False), ("fpu avx2", "fp32", False),
+])
+def test_reduced_precision_on_a_cpu_without_it_is_warned(tmp_path, monkeypatch, flags, precision, warned):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(cli, "_CPUINFO", str(cpuinfo))
+    note = cli.emulated_precision("cpu", precision)
+    assert (note is not None) is warned
+    if warned:
+        assert precision in note and "\n" not in note and "fp32" in note
+    assert cli.emulated_precision("cuda", precision) is None
 
 
 def test_a_missing_photo(tmp_path, tiny_weights):
@@ -241,6 +299,56 @@ def test_an_unavailable_device(tmp_path, tiny_weights):
     proc = run(photo(tmp_path / "a.png"), "--weights", tiny_weights, "--device", "cuda")
     assert proc.returncode == ExitCode.DEVICE
     assert "cuda" in error_line(proc).lower()
+
+
+def test_several_photos_each_beside_itself_or_in_a_folder(tmp_path, tiny_weights):
+    a, b = photo(tmp_path / "x" / "a.png"), photo(tmp_path / "y" / "b.jpg", seed=1)
+    proc = run(a, b, a, "--weights", tiny_weights, "--frames", "3", "-q")  # a named twice: done once
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [str(tmp_path / "x" / "a.mp4"), str(tmp_path / "y" / "b.mp4")]
+    same = photo(tmp_path / "y" / "a.png", seed=2)  # another a.png: both keep their folder's name apart
+    proc = run(a, same, "-o", f"{tmp_path}/clips/", "--format", "gif", "--weights", tiny_weights,
+               "--frames", "3", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "clips").iterdir()) == ["a.png-1.gif", "a.png.gif"]
+    missing = run(a, tmp_path / "gone.jpg", "-o", f"{tmp_path}/more/", "--weights", tiny_weights, "--frames", "3")
+    assert missing.returncode == ExitCode.FAILED  # one done, one failed
+    assert missing.stdout.splitlines() == [str(tmp_path / "more" / "a.mp4")]
+    assert "gone.jpg" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_quality_crf_and_strip_metadata(tmp_path, tiny_weights):
+    from test_capture import camera_photo, mp4_tags
+
+    src = camera_photo(tmp_path / "cam.jpg", h=96, w=128)
+    sizes = {}
+    for crf in (12, 40):
+        out = tmp_path / f"crf{crf}.mp4"
+        proc = run(src, "-o", out, "--crf", crf, "--weights", tiny_weights, "--frames", "3", "-q")
+        assert proc.returncode == 0, proc.stderr
+        sizes[crf] = out.stat().st_size
+    assert sizes[12] > sizes[40]
+    assert mp4_tags(tmp_path / "crf12.mp4")["com.apple.quicktime.make"] == "Canon"
+    proc = run(src, "-o", tmp_path / "bare.webp", "--quality", "low", "--strip-metadata", "--still",
+               tmp_path / "bare.jpg", "--weights", tiny_weights, "--frames", "3", "-q")
+    assert proc.returncode == 0, proc.stderr
+    for path in (tmp_path / "bare.webp", tmp_path / "bare.jpg"):
+        with Image.open(path) as im:
+            assert not im.getexif() and "xmp" not in im.info
+
+
+def test_a_gif_is_capped_at_1080_px_unless_max_size_is_given(tmp_path, tiny_weights):
+    src = photo(tmp_path / "wide.png", h=20, w=1300)
+    proc = run(src, "-o", tmp_path / "c.gif", "--weights", tiny_weights, "--frames", "3", "--tile", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert sum("1080 px" in line and "--max-size" in line for line in proc.stderr.splitlines()) == 1
+    with Image.open(tmp_path / "c.gif") as im:
+        assert im.size == (1080, 17)
+    proc = run(src, "-o", tmp_path / "d.gif", "--weights", tiny_weights, "--frames", "3", "--tile", "0",
+               "--max-size", "1300")
+    assert proc.returncode == 0 and "1080 px" not in proc.stderr
+    with Image.open(tmp_path / "d.gif") as im:
+        assert im.size == (1300, 20)
 
 
 # ------------------------------------------------------------------------------------------- training

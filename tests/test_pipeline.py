@@ -361,9 +361,13 @@ def test_make_clip_flow(fake_media, model):
     assert res.seconds >= sum(res.timings.values()) * 0.99
     np.testing.assert_array_equal(clip["frames"][7:], clip["frames"][1:6][::-1])  # ... 6, 5, 4, 3, 2
 
+    assert (clip["quality"], clip["crf"], clip["capture"].exif) == ("high", None, b"Exif\0\0fake")
+
     back = make_clip(photo, photo.with_name("r.gif"), extractor=ex, frames=7, pingpong=False, reverse=True,
-                     max_size=40)
+                     max_size=40, quality="low", crf=30, metadata=False)
     assert back.frames == 7 and media.calls["clip"]["fmt"] == "gif"
+    assert (media.calls["clip"]["quality"], media.calls["clip"]["crf"]) == ("low", 30)
+    assert media.calls["clip"]["capture"] is None  # metadata=False: nothing of the photo's kept
     np.testing.assert_array_equal(media.calls["clip"]["frames"], clip["frames"][:7][::-1])
 
 
