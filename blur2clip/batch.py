@@ -48,6 +48,9 @@ import numpy as np
 
 from . import clipwriter, media, outputs
 from .motion import motion_px
+from .raw import NEEDS_EXTRA as RAW_NEEDS_EXTRA
+from .raw import available as raw_available
+from .raw import is_raw
 from . import CLIP_FPS, CLIP_FRAMES
 
 # What read_photo can open (HEIC/AVIF need the extra; read_photo says so)
@@ -145,13 +148,14 @@ def find_photos(root, recursive: bool = False, out_dir=None) -> Found:
     """The photos in folder `root` (sub-folders too when recursive), sorted by path.
 
     Hidden and system files are left out silently, other files that are not photos (by suffix) are in
-    `others` with the reason. `out_dir` (and anything in it) is never read when it lies inside root.
+    `others` with the reason; so are camera RAW files when the `raw` extra (rawpy) is not installed. `out_dir` (and anything in it) is never read when it lies inside root.
     Symbolic links are followed, but a folder is visited once, so link loops end.
     """
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a folder")
     skip = _key(out_dir) if out_dir is not None and _key(out_dir) != _key(root) else None
+    raw_ok = raw_available()
     photos: list[Path] = []
     others: list[tuple[Path, str]] = []
     seen: set[tuple[int, int]] = set()
@@ -182,8 +186,10 @@ def find_photos(root, recursive: bool = False, out_dir=None) -> Found:
             if is_dir:
                 if recursive and (skip is None or _key(path) != skip):
                     walk(path)
-            elif path.suffix.lower() in PHOTO_SUFFIXES:
+            elif path.suffix.lower() in PHOTO_SUFFIXES or (is_raw(path) and raw_ok):
                 photos.append(path)
+            elif is_raw(path):
+                others.append((path, RAW_NEEDS_EXTRA))
             else:
                 others.append((path, f"not a photo ({path.suffix or 'no suffix'})"))
 

@@ -1,7 +1,8 @@
-"""Reading a photo: `read_photo` turns any JPEG, PNG, TIFF, WebP, BMP, GIF (first frame) or, with the
-optional `pillow-heif` extra, HEIC/HEIF file into a `Photo` whose pixels are HxWx3 float32 sRGB 0..1: EXIF
-orientation applied, an embedded ICC profile converted to sRGB, alpha composited over white, 16-bit sources
-kept at full precision (Pillow truncates 16-bit colour PNG/TIFF to 8 bits, so those are decoded by ffmpeg).
+"""Reading a photo: `read_photo` turns any JPEG, PNG, TIFF, WebP, BMP, GIF (first frame), with the optional
+`pillow-heif` extra HEIC/HEIF, or with `rawpy` a camera RAW file (see `raw`) into a `Photo` whose pixels are
+HxWx3 float32 sRGB 0..1: EXIF orientation applied, an embedded ICC profile converted to sRGB, alpha
+composited over white, 16-bit sources kept at full precision (Pillow truncates 16-bit colour PNG/TIFF to 8
+bits, so those are decoded by ffmpeg).
 
 Also the names and order of a clip (`clip_format`, `default_output`, `play_order`); writing clips and
 stills is `clipwriter`'s. Every photo read is remembered (`_INPUTS`), and no writer ever writes onto it.
@@ -108,6 +109,12 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> P
         raise MediaError(path, "is a folder, not a photo")
     if st.st_size == 0:
         raise MediaError(path, "empty file")
+    from . import raw
+
+    if raw.is_raw(path):
+        pixels, exif = raw.read_raw(path, lambda size: _check_size(path, size, limit))
+        _INPUTS.add((st.st_dev, st.st_ino))
+        return Photo(pixels=pixels, path=path, exif=exif, bit_depth=16)
     heif = _register_heif()
     notes = _Notes()
     try:
