@@ -64,8 +64,11 @@ class Capture:
         """ffmpeg `-metadata` pairs for an MP4 (empty when there is nothing to say). creation_time is UTC:
         a photo without an offset is taken to be in this computer's time zone."""
         tags: dict[str, str] = {}
-        if self.taken is not None:
-            aware = self.taken if self.taken.tzinfo else self.taken.astimezone()
+        if self.taken is not None and self.taken.year >= 1904:  # the movie header counts from 1904
+            try:
+                aware = self.taken if self.taken.tzinfo else self.taken.astimezone()
+            except (OverflowError, OSError, ValueError):  # a date this computer's clock cannot place
+                aware = self.taken.replace(tzinfo=timezone.utc)
             tags["creation_time"] = aware.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             if self.taken.tzinfo:
                 tags["com.apple.quicktime.creationdate"] = self.taken.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -117,6 +117,9 @@ def test_blank_and_malformed_tags_are_left_out():
     c = Capture.from_tags(exif.tobytes())
     assert (c.taken, c.make, c.model, c.location) == (None, None, None, None) and c.mp4_tags() == {}
     assert Capture.from_tags(b"Exif\0\0garbage").mp4_tags() == {}
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "1850:01:01 12:00:00"  # before the movie header's epoch (1904)
+    assert Capture.from_tags(exif.tobytes()).mp4_tags() == {}
     assert Capture.from_tags(None).exif is None
 
 
