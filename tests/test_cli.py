@@ -19,6 +19,13 @@ from blur2clip import CLIP_FRAMES, cli
 from blur2clip.cli import ExitCode
 from conftest import error_line, write_photo as photo
 
+try:  # the writers and the pipeline: test_wheel and test_weights_cli skip their clips without them
+    from blur2clip import clipwriter, pipeline
+
+    HAVE_WRITER = hasattr(clipwriter, "write_clip") and hasattr(pipeline, "make_clip")
+except ImportError:
+    HAVE_WRITER = False
+
 
 
 def env() -> dict[str, str]:
