@@ -1,8 +1,12 @@
 """Quality figures for predicted frames, shared by training, `blur2clip eval` and the tests.
 
-All inputs are float tensors in sRGB 0..1: frames BxFx3xHxW, blurred inputs Bx3xHxW. Every figure is in dB
-and averaged over the batch. The direction of time cannot be known from one photo, so frame-wise figures
-take the better of forward and reversed order per sample.
+All inputs are float tensors in sRGB 0..1: frames BxFx3xHxW, blurred inputs Bx3xHxW. PSNR figures are in
+dB, SSIM figures 0..1, all averaged over the batch. The direction of time cannot be known from one photo,
+so frame-wise figures take the better of forward and reversed order per sample (chosen by PSNR; SSIM is
+measured on the frames in that same order).
+
+SSIM is torchmetrics' `structural_similarity_index_measure` (Gaussian window of 11 px, sigma 1.5, data
+range 1) on the RGB frames, averaged over the channels and the image.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import torch
 
 GAMMA = 2.2
+NO_BASELINE = ("reblur",)  # the input copied to every frame averages back to itself: no baseline to beat
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
@@ -21,6 +26,18 @@ def psnr(a: torch.Tensor, b: torch.Tensor, dims: tuple[int, ...]) -> torch.Tenso
 def frame_psnr(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """BxF PSNR of each frame."""
     return psnr(pred, gt, dims=(2, 3, 4))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """SSIM of each image of ...x3xHxW `a` against `b` (values clamped to 0..1): a tensor of the leading
+    shape. Images go through `chunk` at a time, which bounds the memory the SSIM maps take."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    lead = a.shape[:-3]
+    a, b = a.reshape(-1, *a.shape[-3:]).clamp(0, 1), b.reshape(-1, *b.shape[-3:]).clamp(0, 1)
+    out = [structural_similarity_index_measure(a[i:i + chunk], b[i:i + chunk], data_range=1.0, reduction="none")
+           for i in range(0, len(a), chunk)]
+    return torch.cat(out).reshape(lead)
 
 
 def oriented(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -37,25 +54,33 @@ def reblur(frames: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(pred: torch.Tensor, gt: torch.Tensor, blurred: torch.Tensor) -> dict[str, float]:
-    """All figures for one batch: pPSNR, middle-frame PSNR, outer-frame pPSNR, reblur PSNR.
+    """All figures for one batch: pPSNR and its SSIM, middle-frame PSNR and SSIM, outer-frame pPSNR, reblur
+    PSNR (keys ppsnr, ssim, middle, middle_ssim, outer, reblur).
 
-    gt with a single frame is the middle frame alone (GoPro_Large): then only middle and reblur."""
+    gt with a single frame is the middle frame alone (GoPro_Large, pairs): then only middle, middle_ssim
+    and reblur."""
     if gt.shape[1] == 1 and pred.shape[1] > 1:
-        return {"middle": psnr(pred[:, pred.shape[1] // 2], gt[:, 0], dims=(1, 2, 3)).mean().item(),
+        mid = pred[:, pred.shape[1] // 2]
+        return {"middle": psnr(mid, gt[:, 0], dims=(1, 2, 3)).mean().item(),
+                "middle_ssim": ssim(mid, gt[:, 0]).mean().item(),
                 "reblur": psnr(reblur(pred), blurred, dims=(1, 2, 3)).mean().item()}
     pred = oriented(pred, gt)
     per_frame = frame_psnr(pred, gt)  # BxF
+    per_frame_ssim = ssim(pred, gt)  # BxF
     mid = gt.shape[1] // 2
     return {
         "ppsnr": per_frame.mean().item(),
+        "ssim": per_frame_ssim.mean().item(),
         "middle": per_frame[:, mid].mean().item(),
+        "middle_ssim": per_frame_ssim[:, mid].mean().item(),
         "outer": per_frame[:, [0, -1]].mean().item(),
         "reblur": psnr(reblur(pred), blurred, dims=(1, 2, 3)).mean().item(),
     }
 
 
 def baseline(gt: torch.Tensor, blurred: torch.Tensor) -> dict[str, float]:
-    """The same figures for the trivial answer: the blurred input copied to every frame."""
+    """The same figures for the trivial answer: the blurred input copied to every frame (its reblur is the
+    input itself, 100 dB: NO_BASELINE lists such figures, which have no baseline to show)."""
     frames = gt.shape[1] if gt.shape[1] > 1 else 7  # a middle frame alone is still scored against a clip
     copies = blurred.unsqueeze(1).expand(-1, frames, -1, -1, -1)
     return evaluate(copies, gt, blurred)

@@ -1,5 +1,6 @@
-"""Metrics: order invariance, perfect and baseline scores, reblur."""
+"""Metrics: order invariance, perfect and baseline scores, reblur, SSIM."""
 
+import pytest
 import torch
 
 from blur2clip import metrics
@@ -42,3 +43,30 @@ def test_meter_weights_by_batch_size():
     m.add({"x": 1.0}, 1)
     m.add({"x": 4.0}, 3)
     assert m.mean() == {"x": 13 / 4}
+
+
+def test_ssim_is_torchmetrics_on_the_frames_in_the_order_ppsnr_chose():
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+
+    gt = clip(h=24, w=24)
+    pred = (gt + 0.1 * torch.randn_like(gt)).clamp(0, 1)
+    mixed = torch.stack([pred[0], pred[1].flip(0)])  # the second sample played backwards
+    blurred = metrics.reblur(gt)
+    a, b = metrics.evaluate(pred, gt, blurred), metrics.evaluate(mixed, gt, blurred)
+    assert abs(a["ssim"] - b["ssim"]) < 1e-6 and abs(a["middle_ssim"] - b["middle_ssim"]) < 1e-6
+    expected = tm_ssim(pred.flatten(0, 1), gt.flatten(0, 1), data_range=1.0, reduction="none").view(2, 7)
+    assert a["ssim"] == pytest.approx(expected.mean().item(), abs=1e-6)
+    assert a["middle_ssim"] == pytest.approx(expected[:, 3].mean().item(), abs=1e-6)
+    assert 0.2 < a["ssim"] < 0.99
+    perfect = metrics.evaluate(gt, gt, blurred)
+    assert perfect["ssim"] == pytest.approx(1.0, abs=1e-6) and perfect["middle_ssim"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_ssim_of_the_middle_frame_alone_and_in_chunks():
+    gt = clip(h=24, w=24)
+    pred = (gt + 0.1 * torch.randn_like(gt)).clamp(0, 1)
+    figures = metrics.evaluate(pred, gt[:, 3:4], metrics.reblur(gt))
+    assert set(figures) == {"middle", "middle_ssim", "reblur"}
+    assert figures["middle_ssim"] == pytest.approx(metrics.ssim(pred[:, 3], gt[:, 3]).mean().item(), abs=1e-6)
+    assert torch.allclose(metrics.ssim(pred, gt, chunk=3), metrics.ssim(pred, gt, chunk=100), atol=1e-6)
+    assert metrics.ssim(pred, gt).shape == (2, 7)
