@@ -1,7 +1,8 @@
-"""Training, validation and evaluation data from a folder in any of four layouts.
+"""Training, validation and evaluation data from a folder in any of six layouts.
 
 - photos: sharp photos given synthetic motion (`synth`), the default weights' data;
 - sequences, gopro, videos: real high-frame-rate footage (`footage`);
+- pairs: a blurred photo beside its sharp middle frame, NAME_blur*.png beside NAME_sharp*.png;
 - clips: real blurred photos beside all their true frames, for evaluation only (`footage.scan_clips`).
 
 `open_data(root)` detects the layout (or takes it), checks the folder once (broken or short sequences are
@@ -29,6 +30,7 @@ LAYOUTS = {
     "photos": "sharp photos, given synthetic motion",
     "sequences": "folders of consecutive sharp frames (GoPro_Large_all)",
     "gopro": "blur/ or blur_gamma/ beside sharp/ per sequence (GoPro_Large); middle frame only",
+    "pairs": "NAME_blur*.png beside NAME_sharp*.png, the sharp middle frame of each blur; middle frame only",
     "videos": "high-frame-rate videos, decoded with ffmpeg",
     "clips": "blurry/NAME.png beside its true frames frames/NAME.mp4 (or frames/NAME/); evaluation only",
 }
@@ -50,9 +52,14 @@ def is_held_out(path: Path, every: int = 10) -> bool:
 
 
 def split_photos(photos: list[Path], every: int = 10) -> tuple[list[Path], list[Path]]:
-    """(training photos, validation photos)."""
-    val = [p for p in photos if is_held_out(p, every)]
-    return [p for p in photos if not is_held_out(p, every)], val
+    """(training photos, validation photos): one in `every` by a hash of its name; when the hash holds out
+    none (a small folder), the last photo. A lone photo is held out, leaving nothing to train on."""
+    return _hold_out(photos, lambda p: p, every)
+
+
+def _hold_out(items: list, path_of, every: int = 10) -> tuple[list, list]:
+    val = [x for x in items if is_held_out(path_of(x), every)] or items[-1:]
+    return [x for x in items if x not in val], val
 
 
 def read_photo(path: Path) -> np.ndarray:
@@ -120,6 +127,9 @@ def detect_layout(root: str | Path) -> str:
     images = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES]
     if not images:
         raise ValueError(f"{root}: no photos, frame sequences or videos found")
+    paired = footage.find_pairs(images)
+    if paired and 2 * len(paired) >= len(images) / 2:  # at least half of the images are in pairs
+        return "pairs"
     return "sequences" if _consecutive(images) else "photos"
 
 
@@ -160,8 +170,9 @@ class Data:
 
     @property
     def middle_only(self) -> bool:
-        """Only the middle frame is known (gopro): trains stage 1, scores the middle frame and the reblur."""
-        return self.layout == "gopro"
+        """Only the middle frame is known (gopro, pairs): trains stage 1, scores the middle frame and the
+        reblur."""
+        return self.layout in ("gopro", "pairs")
 
     def summary(self) -> list[str]:
         """A few lines for the terminal: layout, counts, resolution, frames per blur, what was skipped."""
@@ -169,6 +180,12 @@ class Data:
         if self.layout == "photos":
             lines = [f"{self.root}: photos (synthetic motion): {len(self.train)} for training, "
                      f"{len(self.val)} held out for validation"]
+        elif self.layout == "pairs":
+            sizes = sorted({s.size for s in self.sequences})
+            res = "x".join(map(str, sizes[0])) + (f" to {'x'.join(map(str, sizes[-1]))}" if len(sizes) > 1 else "")
+            lines = [f"{self.root}: pairs ({LAYOUTS['pairs']})",
+                     f"  {_count(len(self.sequences), 'pair')}: {len(self.train)} for training, {len(self.val)} "
+                     f"held out for validation; {res}; middle frame known only (trains stage 1)"]
         elif self.layout == "clips":
             counts = sorted({s.count for s in self.sequences})
             per = f"{counts[0]}" + (f" to {counts[-1]}" if len(counts) > 1 else "")
@@ -217,7 +234,7 @@ class Data:
     def validation(self, path: Path, count: int = 48, size: int = 256) -> dict:
         """The validation set cached at `path`: made once, then read back so every run scores the same."""
         from safetensors import safe_open
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file, save
 
         key = f"{self.layout}:{self.frames_per_blur}:{self.frames}:{count}:{size}:{len(self.val)}"
         if path.is_file():
@@ -228,17 +245,24 @@ class Data:
         val = self.make_validation(count, size)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.contiguous() for k, v in val.items()}, str(tmp), metadata={"data": key})
+        # written as bytes, so the file gets the mode the umask gives (safetensors' own files are 0600)
+        tmp.write_bytes(save({k: v.contiguous() for k, v in val.items()}, metadata={"data": key}))
         tmp.replace(path)
         return val
 
-    def items(self, per_sequence: int = 4, size: int | None = None):
-        """Evaluation samples over every sequence (or photo) of the folder, in a fixed order:
-        (name, blurred 3xHxW, frames Fx3xHxW or 1x3xHxW, clean 3xHxW). Footage is scored at full frame
-        unless `size` asks for centred crops; photos get `size` px synthetic samples (256 by default)."""
+    def scored(self, all_photos: bool = False) -> list:
+        """What evaluation scores: every sequence, pair or clip; of photos the held-out ones (the others may
+        have trained the weights), or all of them with `all_photos`."""
+        return self.val if self.layout == "photos" and not all_photos else self.sequences
+
+    def items(self, per_sequence: int = 4, size: int | None = None, all_photos: bool = False):
+        """Evaluation samples over what `scored` gives, in a fixed order: (name, blurred 3xHxW, frames
+        Fx3xHxW or 1x3xHxW, clean 3xHxW). Footage is scored at full frame unless `size` asks for centred
+        crops; photos get `size` px synthetic samples (256 by default)."""
         if self.layout == "photos":
             cfg = SynthConfig(size=size or 256, frames=self.frames)
-            for j, photo in enumerate(self.sequences):
+            for photo in self.scored(all_photos):
+                j = self.sequences.index(photo)  # the sample of a photo does not depend on what else is scored
                 image = read_photo(photo)
                 for k in range(per_sequence):
                     s = synthesize(image, np.random.default_rng([12345, j, k]), cfg)
@@ -253,10 +277,10 @@ class Data:
             for start in footage.evaluation_windows(seq, self.frames_per_blur, per_sequence):
                 yield (seq.name, *ds.sample(seq, start))
 
-    def count_items(self, per_sequence: int = 4) -> int:
+    def count_items(self, per_sequence: int = 4, all_photos: bool = False) -> int:
         """How many samples `items` yields."""
         if self.layout == "photos":
-            return len(self.sequences) * per_sequence
+            return len(self.scored(all_photos)) * per_sequence
         if self.layout == "clips":
             return len(self.sequences)
         return sum(len(footage.evaluation_windows(s, self.frames_per_blur, per_sequence)) for s in self.sequences)
@@ -279,10 +303,17 @@ def open_data(root: str | Path, layout: str = "auto", frames_per_blur: int = 7, 
         raise ValueError(f"{frames_per_blur} frames per blur cannot make {frames} frames; give at least {frames}")
     if layout == "photos":
         photos = list_photos(root)
+        if not photos:
+            raise ValueError(f"{root}: no photos found")
         train, val = split_photos(photos)
-        if not train or not val:
-            raise ValueError(f"{root}: need photos for both training and validation (found {len(photos)})")
         return Data(root, layout, photos, train, val, frames_per_blur=frames_per_blur, frames=frames)
+    if layout == "pairs":
+        seqs, skipped = footage.scan_pairs(root)
+        if not seqs:
+            why = f" ({'; '.join(skipped[:3])})" if skipped else ""
+            raise ValueError(f"{root}: no NAME_blur*.png beside a NAME_sharp*.png of the same size{why}")
+        train, val = _hold_out(seqs, lambda s: Path(s.name))
+        return Data(root, layout, seqs, train, val, skipped, frames_per_blur, frames)
     if layout == "sequences":
         seqs, skipped = footage.scan_sequences(root, frames_per_blur)
     elif layout == "gopro":

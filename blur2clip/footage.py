@@ -4,10 +4,12 @@ A blur is the average, in linear light, of N consecutive sharp frames (the expos
 frames split the same N frames into F equal parts of time (N >= F; when N is not a multiple of F a
 sub-frame is shared by two frames in proportion), so the frames average back to the blur exactly.
 
-Four layouts (see `data.detect_layout`):
+Five layouts (see `data.detect_layout`):
 - sequences: one folder per sequence of consecutive sharp frames (GoPro_Large_all);
 - gopro: `blur/` or `blur_gamma/` beside `sharp/` per sequence (GoPro_Large): the blur is given and only
   the middle frame is known, so samples carry a single ground-truth frame;
+- pairs: a flat folder of `NAME_blur*.png` beside `NAME_sharp*.png` (`Flower_blur1.png` beside
+  `Flower_sharp1.png`): each pair is one blur and its sharp middle frame, as gopro;
 - videos: a folder of videos (mp4, mov, mkv, ...), decoded by imageio-ffmpeg's ffmpeg, then like sequences;
 - clips: a blurred photo per sample beside all of its true frames, any number of them (`blurry/NAME.png`
   with `frames/NAME.mp4` or a folder `frames/NAME/`); F predicted frames are scored against the true frame
@@ -121,6 +123,36 @@ def scan_gopro(root: Path) -> tuple[list[Sequence], list[str]]:
             continue
         seqs.append(Sequence(name, len(pairs), sizes.pop(), frames=tuple(s for _, s in pairs),
                              blurs=tuple(b for b, _ in pairs)))
+    return seqs, skipped
+
+
+def find_pairs(images: list[Path]) -> list[tuple[Path, Path]]:
+    """(blurred, sharp) pairs among `images`: NAME_blurX.EXT beside NAME_sharpX.EXT in the same folder (any
+    image suffix, case of _blur/_sharp ignored), in name order."""
+    by_key = {(p.parent, p.stem.lower()): p for p in images}
+    pairs = []
+    for p in sorted(images, key=lambda q: (q.parent, natural_key(q))):
+        m = re.fullmatch(r"(.*)_blur(.*)", p.stem, flags=re.IGNORECASE)
+        sharp = m and by_key.get((p.parent, f"{m[1]}_sharp{m[2]}".lower()))
+        if sharp:
+            pairs.append((p, sharp))
+    return pairs
+
+
+def scan_pairs(root: Path) -> tuple[list[Sequence], list[str]]:
+    """Every blurred/sharp pair below `root` (`find_pairs`) as a sequence of one blur whose one known frame
+    is the sharp photo: (usable pairs, 'name: why skipped' lines). Named by the blurred photo's path, less
+    its suffix (Flower_blur1)."""
+    images = [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+              and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    seqs, skipped = [], []
+    for blur, sharp in find_pairs(images):
+        name = blur.relative_to(root).with_suffix("").as_posix()
+        sizes, bad = _sizes([blur, sharp])
+        if bad or len(sizes) != 1:
+            skipped.append(f"{name}: " + (bad or f"{sharp.name} is not of the same size"))
+            continue
+        seqs.append(Sequence(name, 1, sizes.pop(), frames=(sharp,), blurs=(blur,)))
     return seqs, skipped
 
 

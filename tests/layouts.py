@@ -103,3 +103,14 @@ def make_clips(root: Path, counts=(48, 12, 10), size: int = 48) -> Path:
         else:
             save_frames(root / "frames" / name, frames)
     return root
+
+
+def make_pairs(root: Path, names=("Flower", "Istanbul", "Street"), n: int = 7) -> Path:
+    """Blurred/sharp pairs in one flat folder, as GoPro's demo pairs: NAME_blur1.png (the linear-light mean of
+    n consecutive frames) beside NAME_sharp1.png (their middle frame)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for j, name in enumerate(names):
+        frames = consecutive_frames(n, seed=40 + j)
+        Image.fromarray(linear_mean(frames)).save(root / f"{name}_blur1.png")
+        Image.fromarray(frames[n // 2]).save(root / f"{name}_sharp1.png")
+    return root
