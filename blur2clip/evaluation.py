@@ -1,14 +1,17 @@
 """Weights scored on a data folder of any layout, per sequence and on average, beside the baseline.
 
 `evaluate(data, predict)` runs `predict` (a 3xHxW blurred photo, sRGB 0..1 -> Fx3xHxW frames) on every
-evaluation sample of a `data.Data` (`Data.items`: a few exposures spread over each sequence; photos get
-synthetic motion) and averages `metrics.evaluate` per sequence and over all samples. The baseline is the
-blurred input copied to every frame. `predictor(extractor)` makes `predict` from a pipeline.Extractor.
+evaluation sample of a `data.Data` (`Data.items`: a few exposures spread over each sequence; of a photos
+folder the held-out photos, given synthetic motion) and averages `metrics.evaluate` (PSNR and SSIM figures)
+per sequence and over all samples. The baseline is the blurred input copied to every frame; the reblur has
+none (`metrics.NO_BASELINE`). `on_sample(name)` follows the progress; `save` writes every scored sample as
+PNG files. `predictor(extractor)` makes `predict` from a pipeline.Extractor.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -53,17 +56,22 @@ def predictor(extractor, frames: int | None = None, interpolate: str = "guarded"
 
 
 def evaluate(data: Data, predict: Callable[[torch.Tensor], torch.Tensor], per_sequence: int = 4,
-             size: int | None = None, weights: str = "", on_sample: Callable[[str], None] | None = None
-             ) -> Evaluation:
-    """Score `predict` on `data`; on_sample(name) is called after each sample (for progress)."""
+             size: int | None = None, weights: str = "", on_sample: Callable[[str], None] | None = None,
+             save: str | Path | None = None, all_photos: bool = False) -> Evaluation:
+    """Score `predict` on `data`; on_sample(name) is called after each sample (for progress).
+
+    save: a folder to write what was scored into (`save_sample`). all_photos: score every photo of a
+    photos folder, not only the held-out ones."""
     meters: dict[str, tuple[metrics.Meter, metrics.Meter]] = {}
-    for name, blurred, frames, _ in data.items(per_sequence, size):
+    for name, blurred, frames, _ in data.items(per_sequence, size, all_photos):
         b, f = blurred[None], frames[None]
         with torch.no_grad():
             pred = predict(blurred).float()[None]
         mine, base = meters.setdefault(name, (metrics.Meter(), metrics.Meter()))
+        if save is not None:
+            save_sample(Path(save) / name / f"{mine.count:03d}", blurred, pred[0], frames)
         mine.add(metrics.evaluate(pred, f, b))
-        base.add(metrics.baseline(f, b))
+        base.add({k: v for k, v in metrics.baseline(f, b).items() if k not in metrics.NO_BASELINE})
         if on_sample:
             on_sample(name)
     if not meters:
@@ -75,3 +83,25 @@ def evaluate(data: Data, predict: Callable[[torch.Tensor], torch.Tensor], per_se
             t.add(meter.mean(), meter.count)
     mean = Scores("mean", sum(r.samples for r in rows), total[0].mean(), total[1].mean())
     return Evaluation(str(data.root), data.layout, weights, rows, mean, list(data.skipped))
+
+
+def save_sample(folder: Path, blurred: torch.Tensor, pred: torch.Tensor, frames: torch.Tensor) -> None:
+    """One scored sample as 8-bit PNG files: folder/input.png, folder/predicted/NN.png (in the direction of
+    time it was scored in) and folder/true/NN.png; when only the middle frame is known, true/ holds it
+    under the middle frame's number."""
+    from PIL import Image
+
+    def png(t: torch.Tensor, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = (t.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+        Image.fromarray(pixels).save(path)
+
+    if len(frames) > 1:
+        pred = metrics.oriented(pred[None], frames[None])[0]
+    nf = len(pred)
+    png(blurred, folder / "input.png")
+    for i, frame in enumerate(pred):
+        png(frame, folder / "predicted" / f"{i:02d}.png")
+    known = {nf // 2: frames[0]} if len(frames) == 1 else dict(enumerate(frames))
+    for i, frame in known.items():
+        png(frame, folder / "true" / f"{i:02d}.png")

@@ -338,12 +338,19 @@ def _reason(r) -> str:
 
 
 def score_table(result) -> str:
-    """The evaluation as an aligned text table: model (blurred input) per figure."""
-    names = {"ppsnr": "pPSNR", "middle": "middle", "outer": "outer", "reblur": "reblur"}
+    """The evaluation as an aligned text table: model (blurred input) per figure; "-" where a figure has no
+    baseline (the reblur: the input copied to every frame averages back to itself)."""
+    names = {"ppsnr": "pPSNR dB", "ssim": "SSIM", "middle": "middle dB", "middle_ssim": "middle SSIM",
+             "outer": "outer dB", "reblur": "reblur dB"}
     figures = [k for k in names if k in result.mean.model]
-    rows = [[s.name, str(s.samples)] + [f"{s.model[k]:.2f} ({s.baseline[k]:.2f})" for k in figures]
-            for s in [*result.sequences, result.mean]]
-    head = ["sequence", "samples"] + [f"{names[k]} dB" for k in figures]
+
+    def cell(scores, k):
+        f = ".4f" if "ssim" in k else ".2f"
+        base = format(scores.baseline[k], f) if k in scores.baseline else "-"
+        return f"{scores.model[k]:{f}} ({base})"
+
+    rows = [[s.name, str(s.samples)] + [cell(s, k) for k in figures] for s in [*result.sequences, result.mean]]
+    head = ["sequence", "samples"] + [names[k] for k in figures]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
     def line(r):

@@ -13,7 +13,7 @@ from blur2clip.cli import main
 from blur2clip.data import detect_layout, open_data
 from blur2clip.evaluation import evaluate
 from blur2clip.synth import to_linear
-from layouts import consecutive_frames, make_clips, make_gopro, make_photos, make_sequences, make_videos
+from layouts import consecutive_frames, make_clips, make_gopro, make_pairs, make_photos, make_sequences, make_videos
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +21,10 @@ def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("layouts")
     return {"sequences": make_sequences(root / "sequences"), "gopro": make_gopro(root / "gopro"),
             "videos": make_videos(root / "videos"), "photos": make_photos(root / "photos"),
-            "clips": make_clips(root / "clips")}
+            "clips": make_clips(root / "clips"), "pairs": make_pairs(root / "pairs")}
 
 
-@pytest.mark.parametrize("layout", ["sequences", "gopro", "videos", "photos"])
+@pytest.mark.parametrize("layout", ["sequences", "gopro", "videos", "photos", "pairs"])
 def test_each_layout_is_detected_and_summed_up(folders, layout):
     assert detect_layout(folders[layout]) == layout
     data = open_data(folders[layout])
@@ -33,8 +33,10 @@ def test_each_layout_is_detected_and_summed_up(folders, layout):
     assert layout in text or "photos" in text
     if layout in ("sequences", "videos"):
         assert "48x48" in text and "7 frames per blur" in text
-    if layout == "gopro":
+    if layout in ("gopro", "pairs"):
         assert "middle frame" in text and "stage 1" in text
+    if layout == "pairs":
+        assert "3 pairs: 2 for training, 1 held out for validation; 48x48" in text
 
 
 def test_a_folder_of_unrelated_photos_in_subfolders_is_photos_not_sequences(tmp_path):
@@ -159,23 +161,30 @@ def test_ground_truth_scores_the_maximum_and_copies_score_the_baseline(folders, 
     assert best.mean.model["ppsnr"] == best.mean.model["middle"] == best.mean.model["outer"] == 100.0
     # the truth re-averaged: against a real blur only 8-bit rounding differs; photos' inputs have noise
     assert best.mean.model["reblur"] > (25 if layout == "photos" else 40)
-    assert len(best.sequences) == len(data.sequences)
+    assert len(best.sequences) == len(data.val if layout == "photos" else data.sequences)
+    assert best.mean.model["ssim"] == best.mean.model["middle_ssim"] == pytest.approx(1.0, abs=1e-6)
     copies = evaluate(data, lambda b: b[None].expand(7, -1, -1, -1), per_sequence=2, size=size)
     for k in ("ppsnr", "middle", "outer"):
         assert copies.mean.model[k] == pytest.approx(copies.mean.baseline[k], abs=1e-6)
         assert copies.mean.baseline[k] == pytest.approx(best.mean.baseline[k], abs=1e-6)
         assert copies.mean.baseline[k] < 60
     assert copies.mean.model["reblur"] == 100.0
+    for k in ("ssim", "middle_ssim"):
+        assert copies.mean.model[k] == pytest.approx(copies.mean.baseline[k], abs=1e-6) and copies.mean.model[k] < 1
+    assert "reblur" not in copies.mean.baseline  # copies average back to the input: no baseline to beat
 
 
-def test_gopro_evaluation_scores_the_middle_frame_and_the_reblur(folders):
-    data = open_data(folders["gopro"])
+@pytest.mark.parametrize("layout", ["gopro", "pairs"])
+def test_middle_frame_layouts_score_the_middle_frame_and_the_reblur(folders, layout):
+    data = open_data(folders[layout])
     best = evaluate(data, lambda b: _oracle(data)(b).expand(7, -1, -1, -1), per_sequence=2)
-    assert set(best.mean.model) == {"middle", "reblur"} and best.mean.model["middle"] == 100.0
+    assert set(best.mean.model) == {"middle", "middle_ssim", "reblur"} and best.mean.model["middle"] == 100.0
+    assert best.mean.model["middle_ssim"] == pytest.approx(1.0, abs=1e-6)
     copies = evaluate(data, lambda b: b[None].expand(7, -1, -1, -1), per_sequence=2)
     assert copies.mean.model["middle"] == pytest.approx(copies.mean.baseline["middle"])
     expected = np.mean([metrics.psnr(b, f[0], dims=(0, 1, 2)).item() for _, b, f, _ in data.items(2)])
     assert copies.mean.baseline["middle"] == pytest.approx(expected, abs=1e-4)
+    assert set(copies.mean.baseline) == {"middle", "middle_ssim"}
 
 
 def test_eval_command_prints_a_table_or_json(folders, tiny_weights, capsys):
@@ -186,13 +195,16 @@ def test_eval_command_prints_a_table_or_json(folders, tiny_weights, capsys):
     assert "pPSNR dB" in lines[1] and "reblur dB" in lines[1]
     assert [line.split()[0] for line in lines[2:5]] == ["test/seq_c", "train/seq_a", "train/seq_b"]
     assert set(lines[5]) == {"-"} and lines[6].split()[:2] == ["mean", "6"]
+    assert "SSIM" in lines[1] and "middle SSIM" in lines[1]
+    assert all(line.endswith(" (-)") for line in [*lines[2:5], lines[6]])  # the reblur has no baseline
     assert "2 sequences for training" in err  # the summary goes to stderr
     code = main(["eval", "--data", str(folders["gopro"]), "--weights", str(tiny_weights), "--json", "-q"])
     out, err = capsys.readouterr()
     assert code == 0 and err == ""
     result = json.loads(out)
-    assert result["layout"] == "gopro" and set(result["mean"]["model"]) == {"middle", "reblur"}
+    assert result["layout"] == "gopro" and set(result["mean"]["model"]) == {"middle", "middle_ssim", "reblur"}
     assert result["mean"]["samples"] == 6 and len(result["sequences"]) == 2
+    assert "reblur" not in result["mean"]["baseline"]
 
 
 def test_eval_of_a_folder_with_nothing_usable_says_so_in_one_line(tmp_path, tiny_weights, capsys):
@@ -312,7 +324,124 @@ def test_eval_command_on_clips_and_train_refuses_them(folders, tmp_path, tiny_we
     assert code == 0 and err == ""
     result = json.loads(out)
     assert result["layout"] == "clips" and result["mean"]["samples"] == 3
-    assert set(result["mean"]["model"]) == {"ppsnr", "middle", "outer", "reblur"}
+    assert set(result["mean"]["model"]) == {"ppsnr", "ssim", "middle", "middle_ssim", "outer", "reblur"}
     code = main(["train", "--data", str(folders["clips"]), "--out", str(tmp_path / "run"), *TINY])
     err = capsys.readouterr().err
     assert code == 3 and "evaluation only" in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- pairs, photos held out, saved frames, progress
+
+def test_a_flat_folder_of_blurred_and_sharp_pairs_is_pairs_not_sequences(folders, tmp_path):
+    assert detect_layout(folders["pairs"]) == "pairs"
+    data = open_data(folders["pairs"])
+    assert [s.name for s in data.sequences] == ["Flower_blur1", "Istanbul_blur1", "Street_blur1"]
+    name, blurred, frames, _ = next(data.items())
+    root = folders["pairs"]
+    assert np.array_equal((blurred.permute(1, 2, 0).numpy() * 255).round(),
+                          np.asarray(Image.open(root / "Flower_blur1.png")))
+    assert frames.shape == (1, 3, 48, 48)
+    assert np.array_equal((frames[0].permute(1, 2, 0).numpy() * 255).round(),
+                          np.asarray(Image.open(root / "Flower_sharp1.png")))
+    # a pair whose photos differ in size is skipped with the reason; a blur without its sharp photo is no pair
+    bad = shutil.copytree(root, tmp_path / "pairs")
+    Image.open(bad / "Street_sharp1.png").resize((40, 48)).save(bad / "Street_sharp1.png")
+    (bad / "Istanbul_sharp1.png").unlink()
+    data = open_data(bad, layout="pairs")
+    assert [s.name for s in data.sequences] == ["Flower_blur1"]
+    assert data.skipped == ["Street_blur1: Street_sharp1.png is not of the same size"]
+
+
+def test_a_single_pair_is_evaluated_and_trains_nothing(folders, tmp_path, tiny_weights, capsys):
+    for name in ("Flower_blur1.png", "Flower_sharp1.png"):
+        shutil.copy(folders["pairs"] / name, tmp_path / name)
+    data = open_data(tmp_path)
+    assert data.layout == "pairs" and not data.train and [s.name for s in data.val] == ["Flower_blur1"]
+    code = main(["eval", "--data", str(tmp_path), "--weights", str(tiny_weights), "--json", "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["mean"]["samples"] == 1
+    code = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 3 and "nothing left to train on" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_eval_of_photos_scores_the_held_out_ones_unless_asked_for_all(folders, tiny_weights, capsys):
+    data = open_data(folders["photos"])
+    assert 0 < len(data.val) < len(data.sequences)
+    code = main(["eval", "--data", str(folders["photos"]), "--weights", str(tiny_weights), "--samples", "1",
+                 "--size", "32", "--json", "-q"])
+    held = json.loads(capsys.readouterr().out)
+    assert code == 0 and [s["name"] for s in held["sequences"]] == [p.name for p in data.val]
+    code = main(["eval", "--data", str(folders["photos"]), "--weights", str(tiny_weights), "--samples", "1",
+                 "--size", "32", "--json", "-q", "--all-photos"])
+    every = json.loads(capsys.readouterr().out)
+    assert code == 0 and [s["name"] for s in every["sequences"]] == [p.name for p in data.sequences]
+    # a photo's samples are the same whatever else is scored
+    for row in held["sequences"]:
+        assert row == next(r for r in every["sequences"] if r["name"] == row["name"])
+
+
+def test_three_photos_are_enough_for_eval(tmp_path, tiny_weights, capsys):
+    make_photos(tmp_path / "three", 3)
+    data = open_data(tmp_path / "three")
+    assert data.layout == "photos" and len(data.val) == 1 and len(data.train) == 2
+    code = main(["eval", "--data", str(tmp_path / "three"), "--weights", str(tiny_weights), "--samples", "1",
+                 "--size", "32", "--json", "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert [s["name"] for s in json.loads(out)["sequences"]] == [data.val[0].name]
+
+
+@pytest.mark.parametrize("layout", ["sequences", "gopro"])
+def test_save_frames_writes_the_input_and_the_frames_as_they_were_scored(folders, tmp_path, layout):
+    data = open_data(folders[layout])
+    truth = {}
+    for name, blurred, frames, _ in data.items(1):
+        truth[name] = (blurred, frames)
+
+    def backwards(b):  # the truth played backwards where every frame is known: scored forwards
+        frames = truth[next(n for n, (x, _) in truth.items() if torch.equal(x, b))][1]
+        return frames.flip(0) if len(frames) > 1 else frames.expand(7, -1, -1, -1)
+
+    evaluate(data, backwards, per_sequence=1, save=tmp_path / "saved")
+
+    def png(path):
+        return torch.from_numpy(np.asarray(Image.open(path), dtype=np.float32) / 255).permute(2, 0, 1)
+
+    for name, (blurred, frames) in truth.items():
+        folder = tmp_path / "saved" / name / "000"
+        assert torch.allclose(png(folder / "input.png"), blurred, atol=1 / 255)
+        assert len(list((folder / "predicted").iterdir())) == 7
+        if len(frames) > 1:
+            for i in range(7):
+                assert torch.allclose(png(folder / "predicted" / f"{i:02d}.png"), frames[i], atol=1 / 255)
+                assert torch.allclose(png(folder / "true" / f"{i:02d}.png"), frames[i], atol=1 / 255)
+        else:  # only the middle frame is known: it is numbered as the middle frame
+            assert [p.name for p in (folder / "true").iterdir()] == ["03.png"]
+            assert torch.allclose(png(folder / "true" / "03.png"), frames[0], atol=1 / 255)
+
+
+def test_eval_command_saves_frames_into_a_new_folder_only_and_shows_progress(folders, tmp_path, tiny_weights,
+                                                                             capsys, monkeypatch):
+    import blur2clip.cli as cli
+
+    monkeypatch.setattr(cli, "EVAL_PROGRESS_EVERY", 0.0)  # a line per sample (stderr is no terminal here)
+    code = main(["eval", "--data", str(folders["pairs"]), "--weights", str(tiny_weights),
+                 "--save-frames", str(tmp_path / "saved")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["Flower_blur1", "Istanbul_blur1",
+                                                                        "Street_blur1"]
+    assert "Scoring 1/3: Flower_blur1" in err and "Scoring 2/3: Istanbul_blur1" in err
+    assert "middle SSIM" in out and out.splitlines()[-1].endswith(" (-)")
+    code = main(["eval", "--data", str(folders["pairs"]), "--weights", str(tiny_weights),
+                 "--save-frames", str(tmp_path / "saved")])
+    err = capsys.readouterr().err
+    assert code == 4 and len(err.strip().splitlines()) == 1 and "not an empty folder" in err, err
+
+
+def test_the_real_gopro_pairs_are_pairs(shared_blurred):
+    data = open_data(shared_blurred / "gopro_pairs")
+    assert data.layout == "pairs" and [s.name for s in data.sequences] == ["Flower_blur1", "Istanbul_blur1"]
+    assert {s.size for s in data.sequences} == {(1280, 720)} and not data.skipped
