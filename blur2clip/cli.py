@@ -338,13 +338,43 @@ def _steps(value: str) -> list[int]:
     return steps * 3 if len(steps) == 1 else steps
 
 
+def _ema(value: float) -> float:
+    if value >= 1:
+        raise typer.BadParameter(f"{value}: give a decay below 1 (0: no average)")
+    return value
+
+
+_MODEL_FLAGS = ("width", "enc_blocks", "middle_blocks", "dec_blocks", "frames")
+
+
+def _train_flags(ctx: typer.Context) -> dict:
+    """The train options given on the command line (not their defaults), as TrainConfig's settings (the
+    network's under "model"): what they override of a --config file and of TrainConfig's defaults."""
+    flags, model = {}, {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)
+        if name in ("config", "quiet") or source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            continue
+        if name == "steps":
+            value = _steps(value)
+        elif name in ("enc_blocks", "dec_blocks"):
+            value = _ints(value, "--" + name.replace("_", "-"))
+        elif name in ("data", "out"):
+            value = str(value)
+        (model if name in _MODEL_FLAGS else flags)[name] = value
+    if len(model.get("enc_blocks", [])) != len(model.get("dec_blocks", model.get("enc_blocks", []))):
+        raise typer.BadParameter("give as many decoder levels as encoder levels", param_hint="--dec-blocks")
+    if model:
+        flags["model"] = model
+    return flags
+
+
 # Options of train and eval: one definition each.
-DataDir = Annotated[Path, typer.Option(
-    metavar="DIR", show_default=False, rich_help_panel=RUN,
-    help="Data folder: sharp photos (synthetic motion), folders of consecutive frames (GoPro_Large_all), "
-         "GoPro_Large (blur/ beside sharp/), high-frame-rate videos, or clips (blurry/ beside frames/, "
-         "evaluation only); the layout is detected.")]
-Layout = Annotated[Literal["auto", "photos", "sequences", "gopro", "videos", "clips"], typer.Option(
+DATA_HELP = ("Data folder: sharp photos (synthetic motion), folders of consecutive frames (GoPro_Large_all), "
+             "GoPro_Large (blur/ beside sharp/), NAME_blur*.png beside NAME_sharp*.png pairs, high-frame-rate "
+             "videos, or clips (blurry/ beside frames/, evaluation only); the layout is detected.")
+DataDir = Annotated[Path, typer.Option(metavar="DIR", show_default=False, rich_help_panel=RUN, help=DATA_HELP)]
+Layout = Annotated[Literal["auto", "photos", "sequences", "gopro", "pairs", "videos", "clips"], typer.Option(
     rich_help_panel=RUN, help="Force the data layout instead of detecting it.")]
 FramesPerBlur = Annotated[int, typer.Option(
     min=1, metavar="N", rich_help_panel=RUN,
@@ -353,9 +383,17 @@ FramesPerBlur = Annotated[int, typer.Option(
 
 @commands.command("train", no_args_is_help=True)
 def train_command(
-    data: DataDir,
-    out: Annotated[Path, typer.Option(metavar="DIR", show_default=False, rich_help_panel=RUN,
-                                      help="Run folder: stageN.safetensors, checkpoint, log.jsonl, curves.png.")],
+    ctx: typer.Context,
+    data: Annotated[Optional[Path], typer.Option(metavar="DIR", show_default=False, rich_help_panel=RUN,
+                                                 help=DATA_HELP)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        metavar="DIR", show_default=False, rich_help_panel=RUN,
+        help="Run folder: stageN.safetensors, checkpoint, config.json, log.jsonl, curves.png.")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", metavar="FILE", show_default=False, rich_help_panel=RUN,
+        help="Settings from a TOML or JSON file (keys as these options, with underscores; the network's under "
+             "[model], synthetic motion under [synth]), e.g. a run's own config.json; options given here "
+             "override it.")] = None,
     stage: Annotated[Literal["1", "2", "3", "all"], typer.Option(
         rich_help_panel=RUN, help="1: the middle frame; 2: adds its neighbours; 3: all frames.")] = "all",
     steps: Annotated[str, typer.Option(metavar="N|N1,N2,N3", rich_help_panel=RUN,
@@ -387,6 +425,10 @@ def train_command(
     val_size: Annotated[int, typer.Option(min=16, metavar="PX", rich_help_panel=RUN,
                                           help="Side of the validation samples.")] = 256,
     log_every: Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=RUN)] = 20,
+    tensorboard: Annotated[bool, typer.Option(
+        "--tensorboard/--no-tensorboard", rich_help_panel=RUN,
+        help="Also log to TensorBoard in OUT/tensorboard: the scalars of log.jsonl and a few validation "
+             "samples (pip install \"blur2clip[tensorboard]\").")] = False,
     batch: Annotated[int, typer.Option(min=1, rich_help_panel=TRAINING,
                                        help="Samples per step (split over torchrun's processes).")] = 8,
     crop: Annotated[int, typer.Option(min=16, metavar="PX", rich_help_panel=TRAINING,
@@ -394,6 +436,10 @@ def train_command(
     lr: Annotated[float, typer.Option(min=0.0, rich_help_panel=TRAINING, help="Peak learning rate.")] = 1e-3,
     warmup: Annotated[int, typer.Option(min=0, metavar="N", rich_help_panel=TRAINING)] = 100,
     weight_decay: Annotated[float, typer.Option(min=0.0, rich_help_panel=TRAINING)] = 1e-4,
+    ema: Annotated[float, typer.Option(
+        min=0.0, metavar="DECAY", callback=_ema, rich_help_panel=TRAINING,
+        help="Validate and ship an exponential moving average of the weights with this decay per step "
+             "(e.g. 0.999; 0: the weights as trained).")] = 0.0,
     w_middle: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS,
                                             help="Extra weight of the middle frame.")] = 2.0,
     w_pairs: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS,
@@ -417,31 +463,37 @@ def train_command(
     checked first and summed up; broken or short sequences are skipped with a note. GoPro_Large knows
     only the middle frame, so it trains stage 1.
 
-    Every stage ends in OUT/stageN.safetensors (its sha256 beside it), printed on stdout, usable as
-    --weights or with `blur2clip weights import`. OUT/curves.png follows the loss and validation. Stop at
-    any time (Ctrl-C, or SIGTERM from a scheduler): the checkpoint is written and --resume continues.
+    Settings can come from --config FILE (TOML or JSON: these options' names with underscores, the
+    network's under [model]; e.g. a run's own OUT/config.json); options typed here override it. Every stage
+    ends in OUT/stageN.safetensors (its sha256 beside it), printed on stdout, usable as --weights or with
+    `blur2clip weights import`. OUT/curves.png follows the loss and validation (--tensorboard: also
+    TensorBoard). Stop at any time (Ctrl-C, or SIGTERM from a scheduler): the checkpoint is written and
+    --resume continues.
     Several GPUs or machines: torchrun --nproc_per_node N -m blur2clip.train --data DIR --out DIR ...
     """
-    steps_per_stage = _steps(steps)
-    enc, dec = _ints(enc_blocks, "--enc-blocks"), _ints(dec_blocks, "--dec-blocks")
-    if len(enc) != len(dec):
-        raise typer.BadParameter("give as many decoder levels as encoder levels", param_hint="--dec-blocks")
+    flags = _train_flags(ctx)
+    if config is None:
+        for name in ("data", "out"):
+            if name not in flags:
+                raise typer.BadParameter(f"missing (give --{name} DIR, or {name} = ... in a --config file)",
+                                         param_hint=f"--{name}")
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only the first process reports
     report = Report(quiet or not rank0)
-    with report.running("Checking the device…", ExitCode.DEVICE, ValueError):
-        from .model import ModelConfig
-        from .train import Stopped, TrainConfig, pick_device, train
+    with report.running("Reading the settings…", ExitCode.USAGE, ValueError, ImportError):
+        from . import runconfig
+        from .logbook import require_tensorboard
 
-        pick_device(device)
+        cfg = runconfig.from_dict(runconfig.merge(runconfig.read(config) if config else {}, flags),
+                                  str(config) if config else "the command line")
+        report.step("Reading the settings…", ExitCode.USAGE, ValueError, ImportError)
+        if cfg.tensorboard:
+            require_tensorboard()
+        report.step("Checking the device…", ExitCode.DEVICE, ValueError)
+        from .train import Stopped, pick_device, train
+
+        pick_device(cfg.device)
         report.step("Reading the data…", ExitCode.INPUT, ValueError)
-        cfg = TrainConfig(
-            data=str(data), out=str(out), stage=stage, layout=layout, frames_per_blur=frames_per_blur,
-            device=device, precision=precision, steps=steps_per_stage, batch=batch, crop=crop, lr=lr,
-            weight_decay=weight_decay, warmup=warmup, w_middle=w_middle, w_pairs=w_pairs, w_reblur=w_reblur,
-            ckpt_every=ckpt_every, val_every=val_every, val_count=val_count, val_size=val_size,
-            log_every=log_every, seed=seed, workers=workers, threads=threads, init=init, resume=resume,
-            model=ModelConfig(width=width, enc_blocks=enc, middle_blocks=middle_blocks, dec_blocks=dec,
-                              frames=frames))
+        out = Path(cfg.out)
 
         def log(message: str) -> None:  # once training runs, a ValueError is a bug, not bad input
             report.step("Training…", ExitCode.INPUT)
@@ -736,6 +788,9 @@ def _run_jobs(report: Report, jobs, others, fmt: str, options: dict, model: dict
     raise typer.Exit(int(stop if run.interrupted else ExitCode.FAILED if run.failed else ExitCode.OK))
 
 
+EVAL_PROGRESS_EVERY = 10.0  # seconds between eval's progress lines when stderr is not a terminal
+
+
 @commands.command("eval", no_args_is_help=True)
 def eval_command(
     data: DataDir,
@@ -759,6 +814,14 @@ def eval_command(
         help="How instants between the network's frames are made (with --frames): blended where the two "
              "frames agree, else the nearer one (guarded); blended everywhere (linear); the nearer frame "
              "(nearest).")] = "guarded",
+    save_frames: Annotated[Optional[Path], typer.Option(
+        "--save-frames", metavar="DIR", show_default=False, rich_help_panel=RUN,
+        help="Write what was scored, as PNG: DIR/SEQUENCE/NNN/input.png, predicted/NN.png (in the direction "
+             "of time scored) and true/NN.png. DIR must be new or empty.")] = None,
+    all_photos: Annotated[bool, typer.Option(
+        "--all-photos", rich_help_panel=RUN,
+        help="A folder of photos: score every photo, not only those held out from training (for photos the "
+             "weights never trained on).")] = False,
     device: Device = "auto",
     precision: Precision = "auto",
     tile: Tile = DEFAULT_TILE,
@@ -767,16 +830,21 @@ def eval_command(
 ) -> None:
     """Score weights on a data folder of any layout, beside the blurred input.
 
-    For each sequence and on average: pPSNR (the better direction of time), middle-frame PSNR,
-    outer-frame pPSNR and reblur PSNR (the frames averaged back against the input), each beside the
-    blurred photo copied to every frame. GoPro_Large gives the middle frame and reblur only. The table
-    (or JSON with --json) goes to stdout.
+    For each sequence and on average: pPSNR (the better direction of time) and SSIM on the same frames,
+    middle-frame PSNR and SSIM, outer-frame pPSNR and reblur PSNR (the frames averaged back against the
+    input, which has no baseline: "-"), each beside the blurred photo copied to every frame. GoPro_Large
+    and blur/sharp pairs give the middle frame and reblur only; of a folder of photos, the photos held out
+    from training are scored. Progress goes to stderr; the table (or JSON with --json) to stdout.
     """
     import json
 
     report = Report(quiet)
     result = None
     with report.running("Reading the data…", ExitCode.INPUT, ValueError):
+        if save_frames is not None and save_frames.exists() and (
+                not save_frames.is_dir() or any(save_frames.iterdir())):
+            raise FileExistsError(f"{save_frames}: exists and is not an empty folder; give --save-frames a "
+                                  f"new or empty folder")
         from .data import open_data
         from .evaluation import evaluate, predictor
 
@@ -786,20 +854,63 @@ def eval_command(
         d = open_data(data, layout, frames_per_blur, frames=frames or extractor.model.config.frames)
         for line in d.summary():
             report.info(line)
-        total, done = d.count_items(samples), []
+        total, done = d.count_items(samples, all_photos), []
+        start = shown = time.perf_counter()
 
         def tick(name: str) -> None:
+            nonlocal shown
             done.append(name)
-            report.step(f"Scoring {len(done)}/{total}: {name}…", ExitCode.INPUT, ValueError)
+            now = time.perf_counter()
+            left = (now - start) / len(done) * (total - len(done))
+            text = f"Scoring {len(done)}/{total}: {name}, {duration(left)} left"
+            report.step(text + "…", ExitCode.INPUT, ValueError)
+            if not report.err.is_terminal and now - shown >= EVAL_PROGRESS_EVERY and len(done) < total:
+                report.info(text)  # plain lines into a log file, where no spinner is shown
+                shown = now
 
         report.step(f"Scoring {total} samples…", ExitCode.INPUT, ValueError)
-        start = time.perf_counter()
         result = evaluate(d, predictor(extractor, frames, interpolate), samples, size, weights=weights or "default",
-                          on_sample=tick)
+                          on_sample=tick, save=save_frames, all_photos=all_photos)
         report.info(f"scored {result.mean.samples} samples of {len(result.sequences)} sequences in "
                     f"{duration(time.perf_counter() - start)} on {extractor.device} ({extractor.precision})")
     if result is not None:
         print(json.dumps(result.to_dict(), indent=2) if json_out else score_table(result), flush=True)
+    report.exit()
+
+
+@commands.command("plot", no_args_is_help=True)
+def plot_command(
+    runs: Annotated[list[Path], typer.Argument(
+        metavar="RUN...", show_default=False, help="Training run folders (or their log.jsonl files).")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", metavar="FILE", show_default=False, help="The picture to write (.png).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE if it exists.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Draw the training curves of one or more runs in one picture (PNG).
+
+    The losses above; below, each run's main validation figure (pPSNR, or the middle frame's PSNR where
+    only it is known) with its blurred-input baseline dashed; one colour per run, named by its folder.
+    Reads RUN/log.jsonl, as a run's own curves.png does.
+    """
+    if output.suffix.lower() != ".png":
+        raise typer.BadParameter(f"{output}: the picture is a PNG: give a name ending in .png",
+                                 param_hint="--output")
+    report = Report(quiet)
+    with report.running("Drawing…", ExitCode.INPUT, ValueError):
+        from .plot import runs as draw
+
+        logs = [run / "log.jsonl" if run.is_dir() else run for run in runs]
+        for run, log in zip(runs, logs):
+            if not log.is_file():
+                raise FileNotFoundError(f"{run}: no log.jsonl here: not a training run folder")
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output}: exists; pass --overwrite to replace it")
+        names = [(log.parent if log.name == "log.jsonl" else log).name for log in logs]
+        if len(set(names)) < len(names):  # runs of one name in different places: their paths tell them apart
+            names = [str(log.parent if log.name == "log.jsonl" else log) for log in logs]
+        report.step("Drawing…", ExitCode.OUTPUT)
+        report.result(draw(logs, output, names))
     report.exit()
 
 

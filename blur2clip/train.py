@@ -5,11 +5,13 @@ keeps training the frames learned before, so errors of an early stage can still 
 ends in its own weights file (`stageN.safetensors` in the output folder).
 
 The data is any layout of `data.open_data` (photos with synthetic motion, frame sequences, GoPro_Large,
-videos); GoPro_Large knows only the middle frame, so it trains stage 1 alone. A checkpoint (model,
+blurred/sharp pairs, videos); GoPro_Large and pairs know only the middle frame, so they train stage 1 alone. A checkpoint (model,
 optimizer, stage, step, RNG state, data position; the learning rate is a function of the step) is written
 atomically every `ckpt_every` steps and when the process is stopped (SIGTERM, Ctrl-C); `resume=True`
 continues from it. The data stream is a pure function of (seed, sample index), so a resumed run reads
-what it would have read. `log.jsonl` and `curves.png` beside the checkpoint follow the run.
+what it would have read. The settings (`runconfig.TrainConfig`) are written to config.json in the run
+folder at the start; `log.jsonl`, `curves.png` and, when asked, TensorBoard events follow the run
+(`logbook`).
 
 On CUDA the forward pass runs under bf16 autocast (precision "auto"); the weights stay float32.
 
@@ -19,55 +21,22 @@ Run from Python (`train(TrainConfig(...))`), as `blur2clip train ...`, or under 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from . import metrics, plot, weights
+from . import metrics, runconfig, weights
 from .data import StreamSampler, open_data
+from .logbook import Logbook
 from .model import Blur2Clip, ModelConfig, count_parameters, stage_frames, with_frames
+from .runconfig import TrainConfig  # noqa: F401 -- the training API: train(TrainConfig(...))
 from .synth import to_linear
-
-
-@dataclass
-class TrainConfig:
-    data: str  # data folder in any layout of data.LAYOUTS
-    out: str  # run folder: checkpoint, stage weights, log, curves, validation set
-    stage: str = "all"  # "1", "2", "3" or "all"
-    layout: str = "auto"  # or one of data.LAYOUTS
-    frames_per_blur: int = 7  # consecutive sharp frames averaged into one blur (sequences, videos)
-    steps: list[int] = field(default_factory=lambda: [2000, 2000, 4000])  # per stage 1, 2, 3
-    batch: int = 8
-    crop: int = 192
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup: int = 100
-    w_middle: float = 2.0  # extra weight of the middle frame (plain deblurring lags most)
-    w_pairs: float = 0.5  # order-invariant pairwise term, faded out over the first half of each stage
-    w_reblur: float = 0.5  # frames must average back to the blur, in linear light (stage 3)
-    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved (0: none)
-    ckpt_every: int = 200
-    val_every: int = 500
-    val_count: int = 48
-    val_size: int = 256
-    log_every: int = 20
-    seed: int = 0
-    workers: int = 1
-    threads: int = 0  # torch threads in the main process (0: torch's default)
-    device: str = "auto"  # "auto": the process's CUDA device (LOCAL_RANK under torchrun) if any, else cpu
-    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; or "fp32", "bf16"
-    init: str | None = None  # weights to start from instead of the previous stage's file
-    resume: bool = False
-    synth: dict = field(default_factory=dict)  # SynthConfig fields that differ from its defaults (training stream)
-    model: ModelConfig = field(default_factory=ModelConfig)
 
 
 # ---------------------------------------------------------------- losses
@@ -126,7 +95,9 @@ def validate(model, val: dict, batch: int = 8) -> dict[str, float]:
 
 
 def baseline(val: dict) -> dict[str, float]:
-    return metrics.baseline(val["frames"], val["blurred"])
+    """The figures of the blurred input copied to every frame, where they have a meaning (not reblur)."""
+    base = metrics.baseline(val["frames"], val["blurred"])
+    return {k: v for k, v in base.items() if k not in metrics.NO_BASELINE}
 
 
 # ---------------------------------------------------------------- the loop
@@ -164,14 +135,18 @@ class Average:
         return {"model": self.model.state_dict(), "updates": self.updates}
 
 
-_FIXED_ON_RESUME = ("layout", "frames_per_blur", "model")  # a resumed run keeps these
-_OPERATIONAL = ("resume", "threads", "workers", "device", "log_every", "val_every", "ckpt_every")  # free to change
-
-
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def _umask_mode(path: Path) -> Path:
+    """Give a file the mode a newly created file gets (0666 less the umask): safetensors creates 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+    return path
 
 
 class Trainer:
@@ -193,6 +168,9 @@ class Trainer:
         if self.data.layout == "clips":
             raise ValueError(f"{cfg.data}: the clips layout is for evaluation only; train on photos, sequences "
                              "or videos")
+        if not self.data.train:
+            raise ValueError(f"{cfg.data}: nothing left to train on: its one {self.data.layout.rstrip('s')} is held "
+                             f"out for validation; add more")
         self.data.check_crop(cfg.crop)
         if self.data.middle_only and cfg.stage not in ("1", "all"):
             raise ValueError(f"{cfg.data}: this layout ({self.data.layout}) knows only the middle frame, so it "
@@ -205,7 +183,8 @@ class Trainer:
                 raise ValueError(f"{self.out / 'checkpoint.pt'}: written while training on {layout} data, "
                                  f"but {cfg.data} is {self.data.layout}")
         if self.main:
-            self.settings()
+            runconfig.record(cfg, self.out, self.log)
+        self.book = Logbook(self.out, cfg.tensorboard and self.main, self.log)
         if self.world > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.started = time.time()
@@ -217,26 +196,6 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             self.val = self.data.validation(self.out / "validation.safetensors", cfg.val_count, cfg.val_size)
             self.base = baseline(self.val)
-
-    def settings(self) -> None:
-        """Write the run's resolved settings to config.json; on resume, compare them with the ones the run was
-        started with: a change of data or network is refused (ValueError), other changes are logged."""
-        path = self.out / "config.json"
-        now = json.loads(json.dumps(asdict(self.cfg)))  # lists where the config holds tuples
-        if self.cfg.resume and path.is_file():
-            before = json.loads(path.read_text())
-            changed = [k for k in now if k not in _OPERATIONAL and k in before and before[k] != now[k]]
-            refused = [k for k in changed if k in _FIXED_ON_RESUME]
-            if refused:
-                k = refused[0]
-                raise ValueError(f"{path}: the run was started with {k} = {before[k]}, not {now[k]}; a resumed "
-                                 f"run keeps its data and network (start a new run with --init instead)")
-            for k in changed:
-                self.log(f"  resuming with {k} = {now[k]} (the run started with {before[k]})")
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(now, indent=2) + "\n")
-        os.replace(tmp, path)
 
     @property
     def main(self) -> bool:
@@ -270,6 +229,7 @@ class Trainer:
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
+            self.book.close()
         return done
 
     def initial_model(self, stage: int) -> Blur2Clip:
@@ -363,7 +323,8 @@ class Trainer:
         finally:
             del it  # shuts the data workers down now; at interpreter exit they would be waited for forever
         if self.main:
-            path = weights.save(self.shipped(model), self.stage_path(stage), training=self.facts(stage, total))
+            path = _umask_mode(weights.save(self.shipped(model), self.stage_path(stage),
+                                            training=self.facts(stage, total)))
             digest = weights.sha256(path)
             Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
             self.checkpoint(model, opt, stage + 1, 0, 0, with_optimizer=False)
@@ -373,16 +334,20 @@ class Trainer:
         return self.stage_path(stage)
 
     def facts(self, stage: int, steps: int) -> dict:
-        """Training metadata stored in each stage file."""
-        c = asdict(self.cfg)
-        c.pop("model")
-        return dict(stage=stage, steps=steps, config=c, data=self.data.summary(), validation=self.last_val,
-                    baseline=self.base, device=str(self.device), processes=self.world, bf16=self.bf16,
-                    torch=torch.__version__, hours=round((time.time() - self.started) / 3600, 3))
+        """Training metadata stored in each stage file: the run's settings as config.json holds them, the data,
+        the last validation and its baseline, where and how long it trained."""
+        return dict(stage=stage, steps=steps, config=runconfig.to_dict(self.cfg), data=self.data.summary(),
+                    validation=self.last_val, baseline=self.base, device=str(self.device), processes=self.world,
+                    bf16=self.bf16, torch=torch.__version__, hours=round((time.time() - self.started) / 3600, 3))
+
+    def x(self, stage: int, step: int) -> int:
+        """The step counted over the run's stages one after another (TensorBoard's step)."""
+        return sum(self.stage_steps(s) for s in self.stages() if s < stage) + step
 
     def progress(self, stage: int, step: int, total: int, loss: float, rate: float, lr: float, parts: dict):
         later = sum(self.stage_steps(s) for s in self.stages() if s > stage)
-        self.write_log(dict(stage=stage, step=step, loss=loss, lr=lr, sec_per_step=rate, **parts))
+        self.book.write(dict(stage=stage, step=step, loss=loss, lr=lr, sec_per_step=rate, **parts),
+                        self.x(stage, step))
         key = "ppsnr" if "ppsnr" in self.last_val else "middle"
         val = (f", val {key} {self.last_val[key]:.2f} ({self.last_val[key] - self.base[key]:+.2f})"
                if self.last_val else "")
@@ -390,35 +355,33 @@ class Trainer:
         self.log(f"stage {stage} step {step}/{total} loss {loss:.4f}{val}, {rate:.2f} s/step, eta {eta:.0f} min"
                  + (f" (all stages {eta + later * rate / 60:.0f} min)" if later else ""))
         if step // self.cfg.log_every % 5 == 1:  # the first line, then every fifth
-            self.draw()
+            self.book.draw()
 
     def shipped(self, model):
         """What validates and what a stage file holds: the averaged weights when there are any."""
         return self.ema.model if self.ema else model
 
     def report(self, model, stage: int, step: int) -> None:
-        v = validate(self.shipped(model), self.val)
+        shipped = self.shipped(model)
+        v = validate(shipped, self.val)
         self.last_val = v
-        self.write_log(dict(stage=stage, step=step, val=v, baseline=self.base))
+        self.book.write(dict(stage=stage, step=step, val=v, baseline=self.base), self.x(stage, step))
+        if self.book.writer is not None:
+            b = self.val["blurred"][:3].to(self.device)
+            with torch.no_grad():
+                pred = shipped.eval()(b)
+            model.train()
+            self.book.samples(b, pred, self.val["frames"][:3], self.x(stage, step))
         key = "ppsnr" if "ppsnr" in v else "middle"
         if stage == self.stages()[-1] and (self.best is None or v[key] > self.best[key]):
             self.best = {key: v[key], "step": step}
-            weights.save(self.shipped(model), self.out / "best.safetensors",
-                         training={**self.facts(stage, step), "best": self.best})
-        self.log("  val " + "  ".join(f"{k} {v[k]:.2f}" + ("" if k == "reblur" else f" ({v[k] - self.base[k]:+.2f})")
-                                      for k in v) + "  (in brackets: gain over the blurred input)")
-        self.draw()
-
-    def draw(self) -> None:
-        try:
-            plot.curves(self.out / "log.jsonl", self.out / "curves.png")
-        except OSError as e:  # a plot is never worth stopping a run for
-            self.log(f"  could not draw curves.png: {e}")
-
-    def write_log(self, rec: dict) -> None:
-        rec["time"] = time.time()
-        with open(self.out / "log.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
+            _umask_mode(weights.save(shipped, self.out / "best.safetensors",
+                                     training={**self.facts(stage, step), "best": self.best}))
+        self.log("  val " + "  ".join(f"{k} {v[k]:{'.3f' if 'ssim' in k else '.2f'}}"
+                                      + (f" ({v[k] - self.base[k]:+{'.3f' if 'ssim' in k else '.2f'}})"
+                                         if k in self.base else "") for k in v)
+                 + "  (in brackets: gain over the blurred input)")
+        self.book.draw()
 
     def checkpoint(self, model, opt, stage: int, step: int, position: int, with_optimizer: bool = True) -> None:
         """position: samples of the stage's data stream consumed (by all processes together)."""

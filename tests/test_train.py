@@ -73,7 +73,7 @@ def test_stages_chain_and_each_writes_its_file(photos, tmp_path):
     s1, s3 = weights.load_model(paths[0]), weights.load_model(paths[2])
     assert s1.config.stage == 1 and s3.config.stage == 3
     meta = weights.read_metadata(paths[2])
-    assert meta["training"]["stage"] == 3 and "ppsnr" in meta["training"]["validation"]
+    assert meta["training"]["stage"] == 3 and {"ppsnr", "ssim"} <= set(meta["training"]["validation"])
     # Stage 1 trains the middle frame only: the head of every other frame is still zero (frames = input).
     head = load_file(str(paths[0]))["ending.weight"].view(7, 3, -1)
     assert head[3].abs().sum() > 0 and all(head[i].abs().sum() == 0 for i in (0, 1, 2, 4, 5, 6))
@@ -227,7 +227,7 @@ def test_gopro_layout_trains_stage_one_only_and_says_so(footage_dirs, tmp_path):
     paths = train(tiny_cfg(footage_dirs["gopro"], tmp_path, stage="all"), log=lines.append)
     assert [p.name for p in paths] == ["stage1.safetensors"]
     assert any("training stage 1 only" in line for line in lines)
-    assert set(weights.read_metadata(paths[0])["training"]["validation"]) == {"middle", "reblur"}
+    assert set(weights.read_metadata(paths[0])["training"]["validation"]) == {"middle", "middle_ssim", "reblur"}
     with pytest.raises(ValueError, match="only the middle frame"):
         train(tiny_cfg(footage_dirs["gopro"], tmp_path / "s3", stage="3"), log=lambda *_: None)
 

@@ -1,0 +1,218 @@
+"""A training run's settings: `TrainConfig`, config files, and the run folder's config.json.
+
+A config file is TOML or JSON (by its suffix; `.json` or a file that starts with `{` is JSON) whose keys
+are TrainConfig's fields, with the network's under `model` and the synthetic motion's under `synth`:
+
+    data = "../shared/data/photos"
+    out = "runs/x"
+    steps = [2000, 2000, 4000]
+    lr = 5e-4
+    ema = 0.999
+    [model]
+    frames = 21
+    [synth]
+    p_static_camera = 0.4
+
+`read(path)` parses and checks it (ValueError naming the file, the key and what is wrong);
+`merge(file, flags)` lays the command line's flags over it; `from_dict` makes the TrainConfig, taking
+TrainConfig's defaults for what neither gives. Every run writes its resolved settings to config.json in its
+folder (`record`), in the same form, so `--config runs/x/config.json` starts a run with the same settings;
+on a resume the settings are compared with that file: a change of data layout or network is refused,
+other changes are logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .data import LAYOUTS
+from .model import ModelConfig
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
+
+
+@dataclass
+class TrainConfig:
+    data: str  # data folder in any layout of data.LAYOUTS
+    out: str  # run folder: checkpoint, stage weights, log, curves, validation set
+    stage: str = "all"  # "1", "2", "3" or "all"
+    layout: str = "auto"  # or one of data.LAYOUTS
+    frames_per_blur: int = 7  # consecutive sharp frames averaged into one blur (sequences, videos)
+    steps: list[int] = field(default_factory=lambda: [2000, 2000, 4000])  # per stage 1, 2, 3
+    batch: int = 8
+    crop: int = 192
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 100
+    w_middle: float = 2.0  # extra weight of the middle frame (plain deblurring lags most)
+    w_pairs: float = 0.5  # order-invariant pairwise term, faded out over the first half of each stage
+    w_reblur: float = 0.5  # frames must average back to the blur, in linear light (stage 3)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved (0: none)
+    ckpt_every: int = 200
+    val_every: int = 500
+    val_count: int = 48
+    val_size: int = 256
+    log_every: int = 20
+    seed: int = 0
+    workers: int = 1
+    threads: int = 0  # torch threads in the main process (0: torch's default)
+    device: str = "auto"  # "auto": the process's CUDA device (LOCAL_RANK under torchrun) if any, else cpu
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; or "fp32", "bf16"
+    init: str | None = None  # weights to start from instead of the previous stage's file
+    resume: bool = False
+    tensorboard: bool = False  # also log to TensorBoard (OUT/tensorboard; needs the tensorboard package)
+    synth: dict = field(default_factory=dict)  # SynthConfig fields that differ from its defaults (training stream)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+FIXED_ON_RESUME = ("layout", "frames_per_blur", "model")  # a resumed run keeps these
+OPERATIONAL = ("resume", "threads", "workers", "device", "log_every", "val_every", "ckpt_every",
+               "tensorboard")  # free to change on a resume, not logged
+NOT_RECORDED = ("resume",)  # how this start was asked for, not a setting of the run
+
+CHOICES = {"stage": ("1", "2", "3", "all"), "precision": ("auto", "fp32", "bf16"), "layout": ("auto", *LAYOUTS)}
+LEAST = {"frames_per_blur": 1, "batch": 1, "crop": 16, "lr": 0, "weight_decay": 0, "warmup": 0, "w_middle": 0,
+         "w_pairs": 0, "w_reblur": 0, "ema": 0, "ckpt_every": 1, "val_every": 1, "val_count": 1, "val_size": 16,
+         "log_every": 1, "workers": 0, "threads": 0}
+
+
+def read(path: str | os.PathLike) -> dict:
+    """The settings a config file gives, checked (see `check`); ValueError or OSError naming the file."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+            d = json.loads(text)
+        else:
+            d = tomllib.loads(text)
+    except ValueError as e:  # json.JSONDecodeError and tomllib.TOMLDecodeError both are
+        raise ValueError(f"{path}: not valid {'JSON' if text.lstrip().startswith('{') else 'TOML'}: "
+                         f"{str(e).splitlines()[0]}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: a config file holds settings (key = value), not a {type(d).__name__}")
+    check(d, str(path))
+    return d
+
+
+def merge(base: dict, over: dict) -> dict:
+    """`over` laid over `base`; the `model` and `synth` tables are merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = {**out[k], **v} if k in ("model", "synth") and isinstance(out.get(k), dict) else v
+    return out
+
+
+def from_dict(d: dict, where: str = "config") -> TrainConfig:
+    """The TrainConfig that `d` describes (TrainConfig's defaults where it says nothing), checked."""
+    d = check(d, where)
+    missing = [k for k in ("data", "out") if k not in d]
+    if missing:
+        raise ValueError(f"{where}: no {missing[0]} (the {'data folder' if missing[0] == 'data' else 'run folder'})")
+    values = {k: v for k, v in d.items() if k != "model"}
+    return TrainConfig(**values, model=ModelConfig.from_dict(d.get("model", {})))
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    """The settings of `cfg` as config.json holds them (JSON types: lists where the config has tuples)."""
+    d = json.loads(json.dumps(asdict(cfg)))
+    for k in NOT_RECORDED:
+        d.pop(k, None)
+    d["model"].pop("stage", None)  # set by each stage, not by the run
+    return d
+
+
+def check(d: dict, where: str) -> dict:
+    """`d` with each value checked against its TrainConfig field and made its type (an int where a float is
+    expected, a stage given as a number, one number of steps for every stage); ValueError otherwise."""
+    hints = typing.get_type_hints(TrainConfig)
+    out = {}
+    for key, value in d.items():
+        if key not in hints:
+            raise ValueError(f"{where}: unknown setting {key!r}")
+        out[key] = _value(key, value, hints[key], where)
+    return out
+
+
+def _value(key: str, value, hint, where: str):
+    def bad(what: str):
+        return ValueError(f"{where}: {key} = {value!r}: {what}")
+
+    if key == "model":
+        if not isinstance(value, dict):
+            raise bad("expected a table of network settings")
+        known = {f.name for f in fields(ModelConfig)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown network setting model.{unknown[0]}")
+        try:
+            ModelConfig.from_dict(value)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        return dict(value)
+    if key == "synth":
+        from .synth import SynthConfig
+
+        if not isinstance(value, dict):
+            raise bad("expected a table of synthetic-motion settings")
+        unknown = sorted(set(value) - {f.name for f in fields(SynthConfig)})
+        if unknown:
+            raise ValueError(f"{where}: unknown synthetic-motion setting synth.{unknown[0]}")
+        return dict(value)
+    if key == "stage" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if key == "steps":
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value] * 3
+        if (not isinstance(value, list) or len(value) not in (1, 2, 3)
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value)):
+            raise bad("expected a number of steps (every stage) or a list of one per stage, each at least 1")
+        return list(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise bad("expected true or false")
+    elif hint is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad("expected a whole number")
+    elif hint is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise bad("expected a number")
+        value = float(value)
+    elif value is not None or key != "init":
+        if not isinstance(value, str):
+            raise bad("expected a string")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise bad(f"expected one of {', '.join(CHOICES[key])}")
+    if key in LEAST and value < LEAST[key]:
+        raise bad(f"expected at least {LEAST[key]}")
+    if key == "ema" and value >= 1:
+        raise bad("expected a decay below 1 (0: no average)")
+    return value
+
+
+def record(cfg: TrainConfig, out: Path, log=print) -> None:
+    """Write the run's resolved settings to out/config.json; on resume, compare them with the ones the run
+    was started with first: a change of data layout or network is refused (ValueError), others are logged."""
+    path = out / "config.json"
+    now = to_dict(cfg)
+    if cfg.resume and path.is_file():
+        before = json.loads(path.read_text())
+        before.get("model", {}).pop("stage", None)
+        changed = [k for k in now if k not in OPERATIONAL and k in before and before[k] != now[k]]
+        refused = [k for k in changed if k in FIXED_ON_RESUME]
+        if refused:
+            k = refused[0]
+            raise ValueError(f"{path}: the run was started with {k} = {before[k]}, not {now[k]}; a resumed "
+                             f"run keeps its data and network (start a new run with --init instead)")
+        for k in changed:
+            log(f"  resuming with {k} = {now[k]} (the run started with {before[k]})")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(now, indent=2) + "\n")
+    os.replace(tmp, path)
