@@ -210,7 +210,8 @@ def _usage(ctx: typer.Context, message: str, option: str = "'-o' / '--output'") 
 
 def _clip_kind(ctx: typer.Context, output: Optional[str], fmt: Optional[str], several: bool) -> str:
     """The clip format that OUT and --format ask for; a usage error when they disagree, when OUT's suffix
-    names no format, for `-o -`, and (with several photos) for an OUT that is not a folder."""
+    names no format and --format is not given, for `-o -`, and (with several photos) for an OUT that is
+    not a folder."""
     from . import media
 
     if output is None:
@@ -227,6 +228,8 @@ def _clip_kind(ctx: typer.Context, output: Optional[str], fmt: Optional[str], se
     try:
         named = media.clip_format(text)
     except media.MediaError as e:
+        if fmt is not None:  # a name of the user's choosing (clip.mov), --format says what goes in it
+            return fmt
         _usage(ctx, e.reason if e.path is None else f"{text}: {e.reason}")
     if fmt is not None and fmt != named and (Path(text).suffix or text.endswith(("/", os.sep))):
         said = "a folder of frames" if named == "frames" else named
