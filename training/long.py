@@ -14,8 +14,9 @@ import sys
 from blur2clip.model import ModelConfig
 from blur2clip.train import TrainConfig, train
 
-# The motion statistics chosen on realmotion (training/trial_motion.py, the model card): a steadier
-# camera, more and longer object motion, samples where nothing moves; 2 sub-frames per frame at least.
+# The motion statistics of the trial "objects-k21" (training/trial_motion.py; the model card has the
+# realmotion figures): a steadier camera, more and longer object motion, samples where nothing moves;
+# 2 sub-frames per frame at least.
 SYNTH = dict(p_static_camera=0.4, layer_probs=(0.1, 0.4, 0.3, 0.2), layer_px=24.0, layer_tail=0.7,
              camera_tail=1.0, p_still=0.05, min_sub=2)
 FRAMES = 21  # per pass: 3 per window of 7, so 7 frames are exact instants and 24-48 move smoothly
@@ -24,8 +25,8 @@ args = sys.argv[1:]
 fresh = "--init" in args  # a new machine: stage 3 goes on from the committed weights
 init = args[args.index("--init") + 1] if fresh else "stage3"  # else the shipped 7-frame weights, adapted
 train(TrainConfig(
-    data="../shared/data/photos", out="runs/long", stage="3" if fresh else "all", steps=[1000, 1000, 60000],
-    init=init, model=ModelConfig(frames=FRAMES), synth=SYNTH,
+    data="../shared/data/photos", out="runs/long", stage="3" if fresh else "all", steps=[300, 300, 60000],
+    init=init, model=ModelConfig(frames=FRAMES), synth=SYNTH,  # stages 1-2 are short: init knows all frames
     batch=8, crop=192, lr=5e-4, warmup=100, w_reblur=1.0, ema=0.999,
     workers=1, threads=2, val_every=1000, ckpt_every=100, resume="--resume" in args,
 ))
