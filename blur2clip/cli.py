@@ -395,7 +395,7 @@ def train_command(
     config: Annotated[Optional[Path], typer.Option(
         "--config", metavar="FILE", show_default=False, rich_help_panel=RUN,
         help="Settings from a TOML or JSON file (keys as these options, with underscores; the network's under "
-             "[model], synthetic motion under [synth]), e.g. a run's own config.json; options given here "
+             "\\[model], synthetic motion under \\[synth]), e.g. a run's own config.json; options given here "
              "override it.")] = None,
     stage: Annotated[Literal["1", "2", "3", "all"], typer.Option(
         rich_help_panel=RUN, help="1: the middle frame; 2: adds its neighbours; 3: all frames.")] = "all",
@@ -467,7 +467,7 @@ def train_command(
     only the middle frame, so it trains stage 1.
 
     Settings can come from --config FILE (TOML or JSON: these options' names with underscores, the
-    network's under [model]; e.g. a run's own OUT/config.json); options typed here override it. Every stage
+    network's under \\[model]; e.g. a run's own OUT/config.json); options typed here override it. Every stage
     ends in OUT/stageN.safetensors (its sha256 beside it), printed on stdout, usable as --weights or with
     `blur2clip weights import`. OUT/curves.png follows the loss and validation (--tensorboard: also
     TensorBoard). Stop at any time (Ctrl-C, or SIGTERM from a scheduler): the checkpoint is written and
@@ -884,7 +884,7 @@ def eval_command(
 @commands.command("plot", no_args_is_help=True)
 def plot_command(
     runs: Annotated[list[Path], typer.Argument(
-        metavar="RUN...", show_default=False, help="Training run folders (or their log.jsonl files).")],
+        metavar="RUN", show_default=False, help="Training run folders (or their log.jsonl files).")],
     output: Annotated[Path, typer.Option(
         "--output", "-o", metavar="FILE", show_default=False, help="The picture to write (.png).")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE if it exists.")] = False,
