@@ -273,11 +273,15 @@ class Claim:
             if identity(self.path) != _fd_identity(fd):  # released and removed meanwhile: try afresh
                 os.close(fd)
                 continue
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
             self._fd = fd
-            if tidy:
-                self.remove_leftovers()
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                if tidy:
+                    self.remove_leftovers()
+            except BaseException:  # a full disk, Ctrl-C: give the claim back rather than keep it unknown
+                self.release()
+                raise
             return self
         raise OSError(f"{printable(self.path)}: cannot take the claim (it keeps changing)")
 
