@@ -87,13 +87,11 @@ def read(path: str | os.PathLike) -> dict:
     """The settings a config file gives, checked (see `check`); ValueError or OSError naming the file."""
     path = Path(path)
     text = path.read_text()
+    is_json = path.suffix.lower() == ".json" or text.lstrip().startswith("{")
     try:
-        if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
-            d = json.loads(text)
-        else:
-            d = tomllib.loads(text)
+        d = json.loads(text) if is_json else tomllib.loads(text)
     except ValueError as e:  # json.JSONDecodeError and tomllib.TOMLDecodeError both are
-        raise ValueError(f"{path}: not valid {'JSON' if text.lstrip().startswith('{') else 'TOML'}: "
+        raise ValueError(f"{path}: not valid {'JSON' if is_json else 'TOML'}: "
                          f"{str(e).splitlines()[0]}") from None
     if not isinstance(d, dict):
         raise ValueError(f"{path}: a config file holds settings (key = value), not a {type(d).__name__}")

@@ -87,6 +87,13 @@ def test_a_bad_setting_is_named_with_its_file(tmp_path, text, message):
     assert message in str(e.value)
 
 
+def test_a_broken_json_file_is_called_json_even_when_it_does_not_start_with_a_brace(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text("lr = 0.002\n")
+    with pytest.raises(ValueError, match="run.json: not valid JSON"):
+        runconfig.read(path)
+
+
 def test_the_readmes_config_file_is_read_as_it_stands(tmp_path):
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
