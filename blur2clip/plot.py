@@ -165,8 +165,12 @@ def _legend(img: Image.Image, top: int, entries: list[tuple[str, tuple]]) -> Non
 def _save(img: Image.Image, png: str | os.PathLike) -> Path:
     png = Path(png)
     tmp = png.with_name(png.name + ".tmp.png")
-    img.save(tmp)
-    os.replace(tmp, png)
+    try:
+        img.save(tmp)
+        os.replace(tmp, png)
+    except BaseException:  # a full disk, a missing folder, Ctrl-C: no half-written picture left beside it
+        tmp.unlink(missing_ok=True)
+        raise
     return png
 
 

@@ -90,3 +90,13 @@ def test_plot_command_draws_runs_and_refuses_what_it_cannot_do(tmp_path, capsys)
     assert code == 3 and "no log.jsonl here" in err and len(err.strip().splitlines()) == 1
     code = main(["plot", str(tmp_path / "runs" / "a"), "-o", str(tmp_path / "x.jpg")])
     assert code == 2 and ".png" in capsys.readouterr().err
+
+
+def test_a_picture_that_cannot_be_put_in_place_leaves_no_temporary(tmp_path):
+    log = write_log(tmp_path / "run" / "log.jsonl")
+    taken = tmp_path / "curves.png"
+    taken.mkdir()  # a folder where the picture should go: the rename fails
+    (taken / "x").write_text("x")
+    with pytest.raises(OSError):
+        plot.curves(log, taken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "run"]
