@@ -458,7 +458,7 @@ def make_clip(
     out = Path(out) if out is not None else media.default_output(photo, fmt or "mp4")
     fmt = media.clip_format(out, fmt)
     still = Path(still) if still is not None else None
-    _check_outputs(photo, out, still, fmt, overwrite, media.MediaError)
+    _check_outputs(photo, out, still, fmt, overwrite)
     claims = [outputs.Claim(path) for path in (out, still) if path is not None]
     try:
         for claim in claims:
@@ -468,7 +468,7 @@ def make_clip(
                 raise media.MediaError(claim.out, f"being made by another blur2clip run ({e.owner})") from None
             except OSError as e:
                 raise media.MediaError(claim.out, e.strerror or e) from e
-        _check_outputs(photo, out, still, fmt, overwrite, media.MediaError)  # made meanwhile by another run?
+        _check_outputs(photo, out, still, fmt, overwrite)  # made meanwhile by another run?
 
         timings = {"load": 0.0}
         if extractor is None:
@@ -520,12 +520,13 @@ def make_clip(
     )
 
 
-def _check_outputs(photo: Path, out: Path, still: Path | None, fmt: str, overwrite: bool, error) -> None:
+def _check_outputs(photo: Path, out: Path, still: Path | None, fmt: str, overwrite: bool) -> None:
     """Refuse before any work what outputs.check_job refuses: the photo itself (under any name or link),
     a still on the clip, anything but a regular file or a folder of frames, an existing output without
     overwrite."""
+    from .media import MediaError
     from .outputs import check_job
 
     problem = check_job(photo, out, still, folder=fmt == "frames", overwrite=overwrite)
     if problem is not None:
-        raise error(*problem)
+        raise MediaError(*problem)
