@@ -17,6 +17,7 @@ No torch and no numpy here; Pillow only when EXIF is parsed.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -145,8 +146,8 @@ def _iso6709(gps) -> str | None:
         lat = -lat if _text(gps.get(1)) == "S" else lat
         lon = -lon if _text(gps.get(3)) == "W" else lon
         text = f"{lat:+09.5f}{lon:+010.5f}"
-        if gps.get(6) is not None:
-            alt = float(gps.get(6))
+        alt = float(gps.get(6)) if gps.get(6) is not None else math.nan
+        if math.isfinite(alt):  # cameras write 0/0 for an altitude they do not know
             ref = gps.get(5)
             below = (ref[0] if isinstance(ref, bytes) and ref else ref) == 1
             text += f"{-alt if below else alt:+08.3f}"

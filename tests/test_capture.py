@@ -96,6 +96,14 @@ def test_capture_reads_time_offset_camera_and_gps():
     assert other.mp4_tags()["creation_time"] == "2023-07-15T00:00:05.000000Z"
 
 
+def test_an_unknown_altitude_0_over_0_is_left_out_of_the_location():
+    from PIL.TiffImagePlugin import IFDRational
+
+    exif = camera_exif()
+    exif.get_ifd(0x8825)[6] = IFDRational(0, 0)  # what cameras write when they do not know it
+    assert Capture.from_tags(exif.tobytes()).location == "+48.85840+002.29450/"
+
+
 def test_a_time_without_offset_is_this_computers_local_time(monkeypatch):
     monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9, no summer time
     time.tzset()
