@@ -509,8 +509,11 @@ _heif: bool | None = None
 
 
 def _is_heif(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(12)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:  # unreadable now: the caller reports the photo as not an image
+        return False
     return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
 
 
