@@ -249,16 +249,22 @@ def test_single_photo_killed_then_run_again(tmp_path, tiny_weights):
 # ----------------------------------------------------------------------------------- stopping and failing
 
 
-def test_sigterm_stops_a_single_photo_like_ctrl_c(tmp_path, tiny_weights):
-    src = photo(tmp_path / "a.png", 480, 640)
-    proc = subprocess.Popen(command(src, "--weights", tiny_weights, "--loops", "400"), env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def stopped_by_sigterm(args, ready) -> tuple[subprocess.Popen, str, str]:
+    """blur2clip ARGS, sent SIGTERM as soon as ready() holds: (the process, its stdout, its stderr)."""
+    proc = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     try:
-        wait_for(lambda: any(tmp_path.glob(".a.mp4.part*")) or proc.poll() is not None)
+        wait_for(lambda: ready() or proc.poll() is not None)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
+    return proc, stdout, stderr
+
+
+def test_sigterm_stops_a_single_photo_like_ctrl_c(tmp_path, tiny_weights):
+    src = photo(tmp_path / "a.png", 480, 640)
+    proc, stdout, stderr = stopped_by_sigterm((src, "--weights", tiny_weights, "--loops", "400"),
+                                              lambda: any(tmp_path.glob(".a.mp4.part*")))
     assert proc.returncode == ExitCode.TERMINATED == 143
     assert stderr.strip() == "blur2clip: terminated" and stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no temporary, claim or clip
@@ -269,14 +275,8 @@ def test_sigterm_stops_a_batch_like_ctrl_c(tmp_path, tiny_weights):
     for i in range(8):
         photo(shots / f"p{i}.png", 360, 480, seed=i)
     out = shots / "clips"
-    proc = subprocess.Popen(command("batch", shots, "--weights", tiny_weights, "--tile", "0", "--loops", "1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
-    try:
-        wait_for(lambda: any(out.glob("*.mp4")) or proc.poll() is not None)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    proc, stdout, stderr = stopped_by_sigterm(("batch", shots, "--weights", tiny_weights, "--tile", "0", "--loops",
+                                               "1"), lambda: any(out.glob("*.mp4")))
     assert proc.returncode == ExitCode.TERMINATED, stderr
     assert "Traceback" not in stderr and "run again to resume" in stderr
     clips = sorted(out.glob("*.mp4"))
