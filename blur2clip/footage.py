@@ -192,7 +192,8 @@ def scan_clips(root: Path) -> tuple[list[Sequence], list[str]]:
         elif videos:
             try:
                 _, fps, vsize = probe_video(videos[0])
-                count = len(decode_video(videos[0], (0, 0, 16, 16)))  # exact, unlike the header's estimate
+                corner = (0, 0, min(16, vsize[0]), min(16, vsize[1]))
+                count = len(decode_video(videos[0], corner))  # exact, unlike the header's estimate
             except Exception as e:  # ffmpeg's failures arrive as several exception types
                 skipped.append(f"{name}: {videos[0].name} is not a readable video "
                                f"({(str(e).strip() or type(e).__name__).splitlines()[0]})")
