@@ -953,7 +953,19 @@ def _is_subcommand(args: list[str], photo_command) -> bool:
 
 def _unwrap(command) -> None:
     """Join the lines of each help paragraph (Typer's rich help would keep the docstring's line breaks;
-    a paragraph that starts with \\b keeps them), in a command and its subcommands."""
+    a paragraph that starts with \\b keeps them), in a command and its subcommands; flags take no value,
+    so their help shows none (Typer would show <bool>)."""
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    made = command.get_help_option  # --help is made when help is shown: no value to show there either
+
+    def help_option(ctx, made=made):
+        option = made(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+    command.get_help_option = help_option
     if command.help:
         paragraphs = inspect.cleandoc(command.help).split("\n\n")
         command.help = "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)

@@ -84,6 +84,14 @@ def test_train_help():
     assert "Usage: blur2clip train" in proc.stdout and "--resume" in proc.stdout
 
 
+@pytest.mark.parametrize("command", [(), ("batch",), ("train",), ("weights", "list")])
+def test_flags_show_no_value_placeholder_in_help(command):
+    proc = run(*command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "--overwrite" in proc.stdout or "--resume" in proc.stdout or "--help" in proc.stdout
+    assert "<bool>" not in proc.stdout  # a flag takes no value: Typer's default would show one
+
+
 def test_importing_the_package_loads_no_torch():
     code = ("import sys, blur2clip; assert 'torch' not in sys.modules; "
             "assert callable(blur2clip.extract_frames) and 'torch' in sys.modules; "
