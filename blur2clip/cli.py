@@ -954,10 +954,12 @@ def _is_subcommand(args: list[str], photo_command) -> bool:
 def _unwrap(command) -> None:
     """Join the lines of each help paragraph (Typer's rich help would keep the docstring's line breaks;
     a paragraph that starts with \\b keeps them), in a command and its subcommands; flags take no value,
-    so their help shows none (Typer would show <bool>)."""
+    so their help shows none (Typer would show <bool>), and a required argument reads as its name."""
     for param in command.params:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+        if param.param_type_name == "argument" and param.required:  # usage: PHOTO..., not Typer's {PHOTO}...
+            param._usage_display_name = lambda p=param: p.display_name_raw + ("..." if p.nargs != 1 else "")
     made = command.get_help_option  # --help is made when help is shown: no value to show there either
 
     def help_option(ctx, made=made):

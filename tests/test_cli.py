@@ -90,6 +90,8 @@ def test_flags_show_no_value_placeholder_in_help(command):
     assert proc.returncode == 0, proc.stderr
     assert "--overwrite" in proc.stdout or "--resume" in proc.stdout or "--help" in proc.stdout
     assert "<bool>" not in proc.stdout  # a flag takes no value: Typer's default would show one
+    usage = proc.stdout.strip().splitlines()[0]
+    assert "{" not in usage  # a required argument reads as its name (Typer would write {PHOTO})
 
 
 def test_importing_the_package_loads_no_torch():
