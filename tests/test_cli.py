@@ -57,6 +57,7 @@ def test_help_shows_the_photo_usage_and_lists_the_subcommands_without_torch():
     assert "--output" in proc.stdout and "--no-pingpong" in proc.stdout
     for name in cli.subcommand_names():
         assert f"  {name} " in proc.stdout
+    assert "..." not in proc.stdout.split("Commands")[1].split("Exit codes")[0]  # summaries are whole
     assert "Exit codes" in proc.stdout and "130" in proc.stdout
     modules = imported_modules(proc.stderr)
     assert "typer" in modules  # importtime did list the imports
