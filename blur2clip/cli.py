@@ -929,7 +929,8 @@ def _photo_epilog() -> str:
     group = typer.main.get_group(commands)
     width = max(map(len, group.commands)) + 2
     lines = ["[b]Commands[/b] (blur2clip COMMAND --help for their options):"]
-    lines += [f"  {name:<{width}}{cmd.get_short_help_str(limit=400)}" for name, cmd in group.commands.items()]  # not cut short
+    lines += [f"  {name:<{width}}{cmd.get_short_help_str(limit=400)}"  # the whole summary, not cut short
+              for name, cmd in group.commands.items()]
     lines += ["", "[b]Exit codes[/b]:", exit_codes_help()]
     return "\n".join(lines)
 
