@@ -286,7 +286,18 @@ class _Extractor:
     def __call__(self, image, **kw):
         self.load()
         self.report.step("Extracting frames…", ExitCode.DEVICE)
-        frames = self.extractor(image, **kw)
+        start = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:  # shown on a terminal only (the spinner's text)
+            left = (time.perf_counter() - start) / done * (total - done)
+            bar = "━" * round(20 * done / total) + "╌" * (20 - round(20 * done / total))
+            self.report.step(f"Extracting frames… {bar} {done}/{total} tiles, {duration(left)} left",
+                             ExitCode.DEVICE)
+        self.extractor.on_tile = progress
+        try:
+            frames = self.extractor(image, **kw)
+        finally:
+            self.extractor.on_tile = None
         self.report.step("Writing clip…", ExitCode.OUTPUT)
         return frames
 

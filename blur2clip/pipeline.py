@@ -132,7 +132,8 @@ class Extractor:
 
     Attributes: device (torch.device), precision (the one in use), tile/overlap (as in use: an
     out-of-memory retry halves the tile), align (True: align each tile's direction of time with its
-    placed neighbours; switch off only to see why it is needed), batch (tiles per forward pass).
+    placed neighbours; switch off only to see why it is needed), batch (tiles per forward pass),
+    on_tile (None, or a function called as on_tile(done, total) after each pass over tiles: progress).
     """
 
     def __init__(
@@ -163,6 +164,7 @@ class Extractor:
         self.tile, self.overlap = tile, min(overlap, tile // 2) if tile else overlap
         self.align = True
         self.batch = 1 if self.device.type == "cpu" else 4  # several tiles per pass pay off on a GPU only
+        self.on_tile = None
 
     def _place(self, model: torch.nn.Module) -> torch.nn.Module:
         model = model.to(self.device)
@@ -254,10 +256,14 @@ class Extractor:
         wsum = np.zeros((band, w), np.float32)  # their summed blend weights
         wy_rows = [ramp_weights(ys, r) for r in range(len(ys))]
         wx_cols = [ramp_weights(xs, c) for c in range(len(xs))]
+        passed, total = 0, len(ys) * len(xs)
         for r, (y0, y1) in enumerate(ys):
             top = ys[r - 1][1] - y0 if r else 0  # rows of this tile row already blended from above
             for cols in _batches(xs, self.batch):
                 frames = self._forward([image[y0:y1, xs[c][0] : xs[c][1]] for c in cols])  # BxFxhxwx3
+                passed += len(cols)
+                if self.on_tile is not None:
+                    self.on_tile(passed, total)
                 if acc is None:
                     out = np.empty((frames.shape[1], h, w, 3), dtype)
                     acc = np.zeros((frames.shape[1], band, w, 3), np.float32)

@@ -452,3 +452,30 @@ def test_a_real_blurred_photo_with_the_shipped_weights(shared_blurred, tmp_path)
     # The frames follow a path: the further apart in time, the more they differ.
     apart = [np.abs(frames[0].astype(float) - frames[k]).mean() for k in (3, 10, CLIP_FRAMES - 1)]
     assert 0.5 < apart[0] < apart[1] < apart[2]
+
+
+@pytest.mark.skipif(not HAVE_WRITER, reason="no clip writer")
+def test_a_big_photo_shows_tiles_and_time_left_on_a_terminal_only(tmp_path, tiny_weights):
+    import pty
+
+    src = photo(tmp_path / "a.png", 300, 400)
+    master, slave = pty.openpty()
+    cmd = [sys.executable, "-m", "blur2clip", str(src), "--weights", str(tiny_weights), "--tile", "64", "-o",
+           str(tmp_path / "a.gif")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave, env=env())
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=300)
+    os.close(master)
+    assert proc.returncode == 0
+    assert b"tiles, " in seen and b" left" in seen  # the spinner's text: tiles done and time left
+    plain = run(src, "--weights", tiny_weights, "--tile", "64", "-o", tmp_path / "b.gif")  # not a terminal
+    assert plain.returncode == 0 and "tiles, " not in plain.stderr

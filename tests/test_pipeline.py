@@ -434,3 +434,12 @@ def test_make_clip_refuses_photo_for_real(real_photo, tiny_weights):
     with pytest.raises(media.MediaError, match="blurred.jpg"):
         make_clip(real_photo, still=real_photo, weights=tiny_weights, device="cpu", overwrite=True)
     assert real_photo.read_bytes() == before
+
+
+def test_on_tile_reports_each_pass_over_tiles(tiny_weights):
+    ex = Extractor(tiny_weights, device="cpu", tile=64, overlap=16)
+    seen = []
+    ex.on_tile = lambda done, total: seen.append((done, total))
+    ex(np.random.default_rng(0).random((100, 150, 3), dtype=np.float32))
+    total = seen[0][1]
+    assert total > 1 and seen == [(i, total) for i in range(1, total + 1)]
