@@ -402,16 +402,40 @@ def render(frames: np.ndarray, out, fmt: str, *, count: int | None = None, fps: 
            pingpong: bool = True, loops: int = 1, reverse: bool = False, overwrite: bool = False,
            quality: str = "high", crf: int | None = None, capture=None) -> Path:
     """KxHxWx3 uint8 frames from the network -> the clip at `out` (atomically) of `count` instants of the
-    exposure made from them (default: the K frames), played forward, then back when pingpong. quality,
-    crf, capture: clipwriter.write_clip's."""
+    exposure made from them (default: the K frames), played forward, then back when pingpong (a folder of
+    frames holds each instant once: ping-pong is playback). quality, crf, capture: clipwriter.write_clip's."""
     from . import clipwriter, media
     from .timeline import resample
 
-    frames = resample(frames, count or len(frames))  # made one by one as the writer takes them
-    order = media.play_order(len(frames), pingpong=pingpong, reverse=reverse)
-    played = [frames[i] for i in order]  # views in play order: no copy of the (pingponged) frames
-    return Path(clipwriter.write_clip(played, out, fmt, fps=fps, loops=loops, overwrite=overwrite,
-                                      quality=quality, crf=crf, capture=capture))
+    frames = resample(frames, count or len(frames))  # made as the writer takes them
+    order = media.play_order(len(frames), pingpong=pingpong and fmt != "frames", reverse=reverse)
+    return Path(clipwriter.write_clip(_Played(frames, order), out, fmt, fps=fps, loops=loops,
+                                      overwrite=overwrite, quality=quality, crf=crf, capture=capture))
+
+
+class _Played:
+    """The frames in play order, each made once when first asked for and kept while all of them fit in
+    PLAYED_BYTES (then made again when asked again: a 24 MP photo's 24 frames would take 1.7 GB)."""
+
+    def __init__(self, frames, order: list[int]):
+        self.frames, self.order, self.kept = frames, order, {}
+        first = np.asarray(frames[order[0]])
+        self.keep = first.nbytes * len(set(order)) <= PLAYED_BYTES
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        j = self.order[i]
+        if j in self.kept:
+            return self.kept[j]
+        frame = np.asarray(self.frames[j])
+        if self.keep:
+            self.kept[j] = frame
+        return frame
+
+
+PLAYED_BYTES = 512 * 2**20
 
 
 def make_clip(
@@ -516,7 +540,8 @@ def make_clip(
         photo=photo,
         output=Path(output),
         still=None if still is None else Path(still),
-        frames=len(media.play_order(frames or len(predicted), pingpong=pingpong, reverse=reverse)),
+        frames=len(media.play_order(frames or len(predicted), pingpong=pingpong and fmt != "frames",
+                                    reverse=reverse)),
         width=predicted.shape[2],
         height=predicted.shape[1],
         seconds=time.perf_counter() - start,

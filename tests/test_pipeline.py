@@ -415,10 +415,13 @@ def test_make_clip_end_to_end(real_photo, tiny_weights, fmt):
     still = real_photo.with_name("middle.jpg")
     res = make_clip(real_photo, out, fmt=fmt, still=still, weights=tiny_weights, device="cpu", tile=64)
     assert res.output.exists() and res.still == still and still.is_file()
-    played = len(media.play_order(CLIP_FRAMES, pingpong=True))  # the default instants, forward and back
+    # the default instants, forward and back; a folder of frames holds each instant once
+    played = CLIP_FRAMES if fmt == "frames" else len(media.play_order(CLIP_FRAMES, pingpong=True))
     assert (res.width, res.height) == (96, 72) and res.frames == played and res.motion >= 0
     if fmt == "frames":
         assert res.output.is_dir() and len([p for p in res.output.iterdir() if p.is_file()]) == played
+        distinct = {p.read_bytes() for p in res.output.iterdir() if p.is_file()}
+        assert len(distinct) > played // 2  # instants, not copies
     else:
         assert res.output.stat().st_size > 0
     with pytest.raises(media.MediaError):
