@@ -335,8 +335,12 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
         os.write(fd, f"{os.getpid()}\n".encode())  # for a person who finds the file
         yield
     finally:
-        os.unlink(lock)  # before the unlock, so a waiter on this file sees it is gone and starts over
-        os.close(fd)
+        try:
+            os.unlink(lock)  # before the unlock, so a waiter on this file sees it is gone and starts over
+        except FileNotFoundError:  # removed by hand meanwhile: nothing to remove
+            pass
+        finally:
+            os.close(fd)
 
 
 try:
