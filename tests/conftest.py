@@ -76,3 +76,17 @@ def error_line(proc) -> str:
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("blur2clip: "), lines[0]
     return lines[0]
+
+
+def isolate_weights(monkeypatch, manifest: Path, home: Path) -> None:
+    """Weights from this manifest and a cache under home only (no BLUR2CLIP_* settings of the caller's),
+    and downloads with short timeouts and backoff."""
+    from blur2clip import download
+
+    for var in ("BLUR2CLIP_OFFLINE", "BLUR2CLIP_WEIGHTS_URL", "BLUR2CLIP_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BLUR2CLIP_MANIFEST", str(manifest))
+    monkeypatch.setenv("BLUR2CLIP_HOME", str(home))
+    monkeypatch.setattr(download, "TIMEOUT", 2.0)
+    monkeypatch.setattr(download, "BACKOFF", 0.01)
+    monkeypatch.setattr(download, "RETRIES", 3)

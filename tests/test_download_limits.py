@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, tiny_model
+from conftest import ROOT, isolate_weights, tiny_model
 from httpserver import FileServer
 
 from blur2clip import cli, download, weights
@@ -37,13 +37,7 @@ def env(tmp_path, monkeypatch):
     with FileServer({PATH: data, URL_PATH: data}) as server:
         manifest = {"tiny": weights.manifest_entry(src, "tiny", urls=[server.url(PATH)])}
         (shipped / "manifest.json").write_text(json.dumps(manifest))
-        for var in ("BLUR2CLIP_OFFLINE", "BLUR2CLIP_WEIGHTS_URL", "BLUR2CLIP_WEIGHTS"):
-            monkeypatch.delenv(var, raising=False)
-        monkeypatch.setenv("BLUR2CLIP_MANIFEST", str(shipped / "manifest.json"))
-        monkeypatch.setenv("BLUR2CLIP_HOME", str(tmp_path / "home"))
-        monkeypatch.setattr(download, "TIMEOUT", 2.0)
-        monkeypatch.setattr(download, "BACKOFF", 0.01)
-        monkeypatch.setattr(download, "RETRIES", 3)
+        isolate_weights(monkeypatch, shipped / "manifest.json", tmp_path / "home")
         monkeypatch.setattr(download, "STALL", 1.0)
         cache = tmp_path / "home" / "weights"
         yield type("Env", (), dict(server=server, data=data, shipped=shipped, cache=cache, target=cache / FILE,

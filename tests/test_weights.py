@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, tiny_model
+from conftest import ROOT, isolate_weights, tiny_model
 from httpserver import FileServer
 
 from blur2clip import download, weights
@@ -43,13 +43,7 @@ def env(tmp_path, monkeypatch, server, tiny_file):
         "local": weights.manifest_entry(local, "local", stage=3),
     }
     (shipped / "manifest.json").write_text(json.dumps(manifest))
-    for var in ("BLUR2CLIP_OFFLINE", "BLUR2CLIP_WEIGHTS_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("BLUR2CLIP_MANIFEST", str(shipped / "manifest.json"))
-    monkeypatch.setenv("BLUR2CLIP_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(download, "TIMEOUT", 2.0)
-    monkeypatch.setattr(download, "BACKOFF", 0.01)
-    monkeypatch.setattr(download, "RETRIES", 3)
+    isolate_weights(monkeypatch, shipped / "manifest.json", tmp_path / "home")
     return type("Env", (), dict(data=data, server=server, shipped=shipped, local=local,
                                 cache=tmp_path / "home" / "weights", target=tmp_path / "home" / "weights" / FILE))
 
