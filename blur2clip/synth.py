@@ -178,7 +178,7 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
                             indexing="ij")
     p = torch.stack([xs, ys], -1) - (n - 1) / 2  # nxnx2, centred output pixel positions
     cam = torch.from_numpy(cam.astype(np.float32))
-    grids = torch.stack([_camera_map(p, cam[j], n) for j in range(ns)]) + c  # S x n x n x 2
+    grids = _camera_map(p, cam[:, None, None], n) + c  # S x n x n x 2
     subs = _sample_grid(bg, grids).permute(1, 0, 2, 3)  # S x C x n x n (C = 3, or 6 with highlights)
 
     # --- foreground layers, each with its own motion, composited in order ---
@@ -194,7 +194,7 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
                        np.array([L["length"] * 0.2] * 2 + [abs(L["rot"]) * 0.3, abs(L["zoom"]) * 0.3]) + 1e-9, t)
         path = torch.from_numpy((path - _bezier_mid(path, t)).astype(np.float32))
         q = p + (n - 1) / 2 - torch.from_numpy(L["centre"].astype(np.float32))  # relative to the layer centre
-        lgrid = torch.stack([_layer_map(q, path[j]) for j in range(ns)]) + (L["size"] - 1) / 2
+        lgrid = _layer_map(q, path[:, None, None]) + (L["size"] - 1) / 2  # S x n x n x 2
         inside = ((lgrid >= -0.5) & (lgrid <= L["size"] - 0.5)).all(-1).float()  # S x n x n
         ls = F.grid_sample(tex, _norm(lgrid, L["size"]).reshape(1, -1, n, 2), mode="bilinear",
                            padding_mode="zeros", align_corners=False)[0]
@@ -223,19 +223,21 @@ def _bezier_mid(path: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _camera_map(p: torch.Tensor, v: torch.Tensor, n: int) -> torch.Tensor:
-    """Output pixel offsets p (nxnx2) -> source offsets under camera state v = (dx, dy, rot, zoom, px, py)."""
-    cos, sin, s = torch.cos(v[2]), torch.sin(v[2]), 1 + v[3]
+    """Output pixel offsets p (nxnx2) -> source offsets under camera states v (...x6: dx, dy, rot, zoom, px,
+    py; Sx1x1x6 maps all sub-frames at once)."""
+    cos, sin, s = torch.cos(v[..., 2]), torch.sin(v[..., 2]), 1 + v[..., 3]
     x, y = p[..., 0], p[..., 1]
-    u = s * (cos * x - sin * y) + v[0]
-    w = s * (sin * x + cos * y) + v[1]
-    d = 1 + (v[4] * x + v[5] * y) / (n / 2)  # mild perspective
+    u = s * (cos * x - sin * y) + v[..., 0]
+    w = s * (sin * x + cos * y) + v[..., 1]
+    d = 1 + (v[..., 4] * x + v[..., 5] * y) / (n / 2)  # mild perspective
     return torch.stack([u / d, w / d], -1)
 
 
 def _layer_map(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Offsets from the layer centre in the output (nxnx2) -> offsets in the layer's own texture."""
-    cos, sin, s = torch.cos(v[2]), torch.sin(v[2]), 1 + v[3]
-    x, y = q[..., 0] - v[0], q[..., 1] - v[1]
+    """Offsets from the layer centre in the output (nxnx2) -> offsets in the layer's own texture, under
+    layer states v (...x4: dx, dy, rot, zoom; Sx1x1x4 for all sub-frames)."""
+    cos, sin, s = torch.cos(v[..., 2]), torch.sin(v[..., 2]), 1 + v[..., 3]
+    x, y = q[..., 0] - v[..., 0], q[..., 1] - v[..., 1]
     return torch.stack([(cos * x + sin * y) / s, (-sin * x + cos * y) / s], -1)
 
 

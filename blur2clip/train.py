@@ -54,7 +54,7 @@ def staged_loss(pred, gt, clean, stage: int, cfg: TrainConfig, progress: float):
         rec = charbonnier(pred[:, nf // 2], gt[:, 0], dims=(1, 2, 3)).mean()
         return rec, {"rec": rec.item()}
     active = stage_frames(stage, nf)
-    w = torch.ones(nf)
+    w = torch.ones(nf, device=pred.device)
     w[nf // 2] += cfg.w_middle
     w = w[active] / w[active].sum()  # weights over the active frames
     # Order-invariant reconstruction: per sample, the better of forward and reversed time.

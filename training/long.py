@@ -21,12 +21,17 @@ SYNTH = dict(p_static_camera=0.4, layer_probs=(0.1, 0.4, 0.3, 0.2), layer_px=24.
              camera_tail=1.0, p_still=0.05, min_sub=2)
 FRAMES = 21  # per pass: 3 per window of 7, so 7 frames are exact instants and 24-48 move smoothly
 
-args = sys.argv[1:]
-fresh = "--init" in args  # a new machine: stage 3 goes on from the committed weights
-init = args[args.index("--init") + 1] if fresh else "stage3"  # else the shipped 7-frame weights, adapted
-train(TrainConfig(
-    data="../shared/data/photos", out="runs/long", stage="3" if fresh else "all", steps=[300, 300, 60000],
-    init=init, model=ModelConfig(frames=FRAMES), synth=SYNTH,  # stages 1-2 are short: init knows all frames
-    batch=8, crop=192, lr=5e-4, warmup=100, w_reblur=1.0, ema=0.999,
-    workers=1, threads=2, val_every=1000, ckpt_every=100, resume="--resume" in args,
-))
+
+def main(args: list[str]) -> None:
+    fresh = "--init" in args  # a new machine: stage 3 goes on from the committed weights
+    init = args[args.index("--init") + 1] if fresh else "stage3"  # else the shipped 7-frame weights, adapted
+    train(TrainConfig(
+        data="../shared/data/photos", out="runs/long", stage="3" if fresh else "all", steps=[300, 300, 60000],
+        init=init, model=ModelConfig(frames=FRAMES), synth=SYNTH,  # stages 1-2 are short: init knows all frames
+        batch=8, crop=192, lr=5e-4, warmup=100, w_reblur=1.0, ema=0.999,
+        workers=1, threads=2, val_every=1000, ckpt_every=100, resume="--resume" in args,
+    ))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

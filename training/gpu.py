@@ -1,0 +1,121 @@
+"""A burst of the long run on a borrowed GPU: stage 3 of the long run's recipe for a fixed wall time.
+
+    python training/gpu.py --seconds 420 --init training/long-run.safetensors --data PHOTOS --out RUN --export DIR
+
+The GPU runs the network; the synthesis runs in CPU worker processes, which set the pace. So the script
+first measures how many samples per second the workers make, then sizes the stage (its cosine learning
+rate needs the step count up front) to end inside the time given. If the stage runs late anyway, a timer
+stops it with the same signal a user would send (the checkpoint is written, `Stopped` raised). Either
+way DIR receives the averaged weights (float16 safetensors, as training/long-run.safetensors), the run's
+log.jsonl, curves.png and config.json, and a short JSON of the figures (steps, samples/s, s/step).
+Continue on any machine with `python training/long.py --init DIR/gpu-run.safetensors`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from long import FRAMES, SYNTH  # the long run's recipe, one place
+
+from blur2clip.data import StreamSampler, open_data
+from blur2clip.model import Blur2Clip, ModelConfig
+from blur2clip.train import Stopped, TrainConfig, _worker_init, train
+from blur2clip.weights import load_model, save
+
+
+def sample_rate(data_root: str, crop: int, workers: int, seconds: float) -> float:
+    """Samples per second that `workers` processes synthesize (after their start-up)."""
+    data = open_data(data_root, "auto", 7, FRAMES)
+    loader = torch.utils.data.DataLoader(
+        data.train_set(crop, seed=999, synth=SYNTH), batch_size=8, sampler=StreamSampler(10**9),
+        num_workers=workers, worker_init_fn=_worker_init, prefetch_factor=2)
+    it = iter(loader)
+    for _ in range(workers):  # every worker has made its first batch (and decoded its first photos)
+        next(it)
+    t0, n = time.time(), 0
+    while time.time() - t0 < seconds:
+        n += len(next(it)[0])
+    del it
+    return n / (time.time() - t0)
+
+
+def export(run: Path, dest: Path, facts: dict) -> None:
+    """The averaged weights as float16 (from the stage file, else the checkpoint), the log and the figures."""
+    dest.mkdir(parents=True, exist_ok=True)
+    stage = run / "stage3.safetensors"
+    if stage.is_file():
+        model, source = load_model(stage), stage.name
+    else:
+        ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+        model = Blur2Clip(ModelConfig.from_dict(ckpt["config"]))
+        model.load_state_dict(ckpt["ema"]["model"] if ckpt.get("ema") else ckpt["model"])
+        source = f"checkpoint.pt step {ckpt['step']}"
+    save(model.eval(), dest / "gpu-run.safetensors", half=True, training={"gpu_run": {**facts, "from": source}})
+    for name in ("log.jsonl", "curves.png", "config.json"):
+        if (run / name).is_file():
+            shutil.copy2(run / name, dest / name)
+    (dest / "gpu-run.json").write_text(json.dumps({**facts, "from": source}, indent=1))
+    print(f"exported {source} -> {dest / 'gpu-run.safetensors'}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, required=True, help="wall time for everything, export included")
+    ap.add_argument("--init", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--export", required=True)
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=192)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--probe", type=float, default=15.0, help="seconds of measuring the synthesis rate")
+    ap.add_argument("--val-count", type=int, default=16)
+    args = ap.parse_args()
+    start = time.time()
+    deadline = start + args.seconds - 25  # leave time to export
+
+    rate = sample_rate(args.data, args.crop, args.workers, args.probe)
+    setup = 20 + args.val_count * 1.0  # model, validation set (made in this process), workers' start
+    budget = deadline - time.time() - setup
+    steps = max(20, int(0.9 * budget * rate / args.batch))
+    print(f"{args.workers} workers make {rate:.1f} samples/s; {budget:.0f} s left: {steps} steps of {args.batch}",
+          flush=True)
+    timer = threading.Timer(max(1.0, deadline - time.time()), lambda: os.kill(os.getpid(), signal.SIGTERM))
+    timer.daemon = True
+    timer.start()
+    t0 = time.time()
+    cfg = TrainConfig(
+        data=args.data, out=args.out, stage="3", steps=[steps], init=args.init, model=ModelConfig(frames=FRAMES),
+        synth=SYNTH, batch=args.batch, crop=args.crop, lr=args.lr, warmup=min(100, steps // 10), w_reblur=1.0,
+        ema=0.999, workers=args.workers, threads=2, val_every=max(100, steps // 5), val_count=args.val_count,
+        ckpt_every=200, seed=1)  # seed 1: other samples than the CPU run's stream (seed 0)
+    stopped = False
+    try:
+        train(cfg)
+    except Stopped as e:
+        stopped = True
+        print(e, flush=True)
+    timer.cancel()
+    log = [json.loads(line) for line in (Path(args.out) / "log.jsonl").read_text().splitlines()]
+    done = max((r.get("step", 0) for r in log if "stage" in r), default=0)
+    facts = dict(steps_planned=steps, steps_logged=done, stopped_early=stopped, samples_per_s=round(rate, 1),
+                 batch=args.batch, crop=args.crop, workers=args.workers, train_s=round(time.time() - t0),
+                 device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                 torch=torch.__version__, val=[r["val"] for r in log if "val" in r][-1:])
+    export(Path(args.out), Path(args.export), facts)
+
+
+if __name__ == "__main__":
+    main()
