@@ -1,44 +1,36 @@
-"""Real high-frame-rate footage as training and evaluation samples.
+"""Real high-frame-rate footage on disk: finding it, checking it, and reading its frames.
 
-A blur is the average, in linear light, of N consecutive sharp frames (the exposure); its F ground-truth
-frames split the same N frames into F equal parts of time (N >= F; when N is not a multiple of F a
-sub-frame is shared by two frames in proportion), so the frames average back to the blur exactly.
-
-Five layouts (see `data.detect_layout`):
+A `FrameSequence` is one shot of consecutive frames: image files, a video file (decoded by imageio-ffmpeg's
+ffmpeg), or with `blurs` the blurred photos that go with its sharp frames. The scanners below find every
+usable one in a folder of a given layout (see `layouts`) and say in one line each why the others were
+skipped:
 - sequences: one folder per sequence of consecutive sharp frames (GoPro_Large_all);
 - gopro: `blur/` or `blur_gamma/` beside `sharp/` per sequence (GoPro_Large): the blur is given and only
-  the middle frame is known, so samples carry a single ground-truth frame;
+  the middle frame is known;
 - pairs: a flat folder of `NAME_blur*.png` beside `NAME_sharp*.png` (`Flower_blur1.png` beside
   `Flower_sharp1.png`): each pair is one blur and its sharp middle frame, as gopro;
-- videos: a folder of videos (mp4, mov, mkv, ...), decoded by imageio-ffmpeg's ffmpeg, then like sequences;
-- clips: a blurred photo per sample beside all of its true frames, any number of them (`blurry/NAME.png`
-  with `frames/NAME.mp4` or a folder `frames/NAME/`); F predicted frames are scored against the true frame
-  at the centre of each of F equal windows of the exposure (`window_centres`). For evaluation only.
-
-Samples are (blurred 3xSxS, frames Fx3xSxS or 1x3xSxS, clean 3xSxS) in sRGB 0..1; sample i of a dataset
-is a pure function of (seed, i), as for the synthetic data.
+- videos: a folder of videos (mp4, mov, mkv, ...), then like sequences;
+- clips: a blurred photo beside all of its true frames, any number of them (`blurry/NAME.png` with
+  `frames/NAME.mp4` or a folder `frames/NAME/`).
+Turning frames into samples is `samples.FootageBlur`'s work.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
-
-from .synth import SynthConfig, degrade, to_linear, to_srgb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".m4v", ".webm"}
 
 
 @dataclass(frozen=True)
-class Sequence:
+class FrameSequence:
     """Consecutive frames of one shot: image files, or a video file. `first`/`stop` bound the part in use."""
 
     name: str
@@ -55,11 +47,12 @@ class Sequence:
     def end(self) -> int:
         return self.count if self.stop is None else self.stop
 
-    def part(self, first: int, stop: int) -> "Sequence":
+    def part(self, first: int, stop: int) -> FrameSequence:
         return replace(self, first=first, stop=stop)
 
-    def windows(self, n: int) -> int:
-        """Blurs of n frames that fit (gopro: one per blurred photo)."""
+    def window_count(self, n: int) -> int:
+        """How many exposures of n consecutive frames fit in the part in use (with blurs: one per blurred
+        photo)."""
         return max(0, self.end - self.first - (0 if self.blurs else n - 1))
 
 
@@ -87,7 +80,7 @@ def _sizes(paths) -> tuple[set, str | None]:
 
 # ---------------------------------------------------------------- finding sequences
 
-def scan_sequences(root: Path, n: int) -> tuple[list[Sequence], list[str]]:
+def scan_sequences(root: Path, n: int) -> tuple[list[FrameSequence], list[str]]:
     """Every folder below `root` holding frames directly: (usable sequences, 'name: why skipped' lines)."""
     seqs, skipped = [], []
     for folder in sorted({p.parent for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES}):
@@ -100,11 +93,11 @@ def scan_sequences(root: Path, n: int) -> tuple[list[Sequence], list[str]]:
             skipped.append(f"{name}: " + (bad or (f"frames of {len(sizes)} different sizes" if len(sizes) > 1
                                                   else f"{len(frames)} frames, fewer than {n} per blur")))
             continue
-        seqs.append(Sequence(name, len(frames), sizes.pop(), frames=tuple(frames)))
+        seqs.append(FrameSequence(name, len(frames), sizes.pop(), frames=tuple(frames)))
     return seqs, skipped
 
 
-def scan_gopro(root: Path) -> tuple[list[Sequence], list[str]]:
+def scan_gopro(root: Path) -> tuple[list[FrameSequence], list[str]]:
     """Every folder below `root` with sharp/ beside blur_gamma/ (preferred: averaged in linear light) or blur/."""
     seqs, skipped = [], []
     for sharp in sorted(p for p in root.rglob("sharp") if p.is_dir()):
@@ -121,7 +114,7 @@ def scan_gopro(root: Path) -> tuple[list[Sequence], list[str]]:
             skipped.append(f"{name}: " + (bad or ("no sharp frame with a blurred photo of the same name"
                                                   if not pairs else "images of different sizes")))
             continue
-        seqs.append(Sequence(name, len(pairs), sizes.pop(), frames=tuple(s for _, s in pairs),
+        seqs.append(FrameSequence(name, len(pairs), sizes.pop(), frames=tuple(s for _, s in pairs),
                              blurs=tuple(b for b, _ in pairs)))
     return seqs, skipped
 
@@ -139,7 +132,7 @@ def find_pairs(images: list[Path]) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def scan_pairs(root: Path) -> tuple[list[Sequence], list[str]]:
+def scan_pairs(root: Path) -> tuple[list[FrameSequence], list[str]]:
     """Every blurred/sharp pair below `root` (`find_pairs`) as a sequence of one blur whose one known frame
     is the sharp photo: (usable pairs, 'name: why skipped' lines). Named by the blurred photo's path, less
     its suffix (Flower_blur1)."""
@@ -152,7 +145,7 @@ def scan_pairs(root: Path) -> tuple[list[Sequence], list[str]]:
         if bad or len(sizes) != 1:
             skipped.append(f"{name}: " + (bad or f"{sharp.name} is not of the same size"))
             continue
-        seqs.append(Sequence(name, 1, sizes.pop(), frames=(sharp,), blurs=(blur,)))
+        seqs.append(FrameSequence(name, 1, sizes.pop(), frames=(sharp,), blurs=(blur,)))
     return seqs, skipped
 
 
@@ -166,7 +159,7 @@ def clip_dirs(root: Path) -> tuple[Path, Path] | None:
     return (photos, frames) if photos is not None and frames.is_dir() else None
 
 
-def scan_clips(root: Path) -> tuple[list[Sequence], list[str]]:
+def scan_clips(root: Path) -> tuple[list[FrameSequence], list[str]]:
     """Every blurred photo of a clips folder with its true frames (a video or a folder of frames of the
     photo's stem): sequences with `blurs` = (the photo,) and every true frame; 'name: why skipped' lines."""
     photos_dir, frames_dir = clip_dirs(root)
@@ -187,8 +180,8 @@ def scan_clips(root: Path) -> tuple[list[Sequence], list[str]]:
             if bad or not frames:
                 skipped.append(f"{name}: " + (bad or "no frames in its folder"))
                 continue
-            seq = Sequence(name, len(frames), sizes.pop() if len(sizes) == 1 else (0, 0), frames=tuple(frames),
-                           blurs=(photo,))
+            size_of = sizes.pop() if len(sizes) == 1 else (0, 0)
+            seq = FrameSequence(name, len(frames), size_of, frames=tuple(frames), blurs=(photo,))
         elif videos:
             try:
                 _, fps, vsize = probe_video(videos[0])
@@ -198,7 +191,7 @@ def scan_clips(root: Path) -> tuple[list[Sequence], list[str]]:
                 skipped.append(f"{name}: {videos[0].name} is not a readable video "
                                f"({(str(e).strip() or type(e).__name__).splitlines()[0]})")
                 continue
-            seq = Sequence(name, count, vsize, video=videos[0], fps=fps, blurs=(photo,))
+            seq = FrameSequence(name, count, vsize, video=videos[0], fps=fps, blurs=(photo,))
         else:
             skipped.append(f"{name}: no frames/{name}.mp4 (or other video) and no frames/{name}/ folder")
             continue
@@ -208,30 +201,6 @@ def scan_clips(root: Path) -> tuple[list[Sequence], list[str]]:
             continue
         seqs.append(seq)
     return seqs, skipped
-
-
-def window_centres(count: int, frames: int) -> list[int]:
-    """Indices of the true frames at the centres of `frames` equal windows of `count` frames (48 into 7:
-    3, 10, 17, 24, 30, 37, 44)."""
-    return [(2 * i + 1) * count // (2 * frames) for i in range(frames)]
-
-
-def clip_sample(seq: Sequence, frames: int, size: int | None = None):
-    """(blurred 3xHxW, the true frames at `frames` window centres Fx3xHxW, blurred) of a clips sequence;
-    a centred `size` crop when given."""
-    w, h = seq.size
-    cw, ch = (min(size, w), min(size, h)) if size else (w, h)
-    box = ((w - cw) // 2, (h - ch) // 2, cw, ch)
-    keep = window_centres(seq.count, frames)
-    if seq.video is not None:
-        true = decode_video(seq.video, box)
-        if len(true) < seq.count:
-            raise OSError(f"{seq.name}: {seq.video.name} ended after {len(true)} of {seq.count} frames")
-        true = true[keep]
-    else:
-        true = np.stack([read_frames(seq, i, 1, box)[0] for i in keep])
-    blurred = _tensor(read_frames(replace(seq, frames=seq.blurs, video=None), 0, 1, box))[0]
-    return blurred, _tensor(true), blurred
 
 
 def probe_video(path: Path) -> tuple[int, float, tuple[int, int]]:
@@ -251,7 +220,7 @@ def probe_video(path: Path) -> tuple[int, float, tuple[int, int]]:
     return int(duration * fps + 1e-6), fps, tuple(meta["size"])
 
 
-def scan_videos(root: Path, n: int) -> tuple[list[Sequence], list[str]]:
+def scan_videos(root: Path, n: int) -> tuple[list[FrameSequence], list[str]]:
     seqs, skipped = [], []
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES
                        and not p.name.startswith(".")):
@@ -264,13 +233,13 @@ def scan_videos(root: Path, n: int) -> tuple[list[Sequence], list[str]]:
         if count < n:
             skipped.append(f"{name}: {count} frames, fewer than {n} per blur")
             continue
-        seqs.append(Sequence(name, count, size, video=path, fps=fps))
+        seqs.append(FrameSequence(name, count, size, video=path, fps=fps))
     return seqs, skipped
 
 
 # ---------------------------------------------------------------- reading frames
 
-def read_frames(seq: Sequence, first: int, n: int, box: tuple[int, int, int, int]) -> np.ndarray:
+def read_frames(seq: FrameSequence, first: int, n: int, box: tuple[int, int, int, int]) -> np.ndarray:
     """Frames first..first+n-1 of `seq`, cropped to box (x, y, w, h): n x h x w x 3 uint8. OSError if short."""
     x, y, w, h = box
     if seq.video is None:
@@ -310,115 +279,3 @@ def decode_video(path: Path, box: tuple[int, int, int, int]) -> np.ndarray:
     finally:
         gen.close()
     return np.stack(out) if out else np.zeros((0, h, w, 3), np.uint8)
-
-
-def _tensor(frames: np.ndarray) -> torch.Tensor:
-    """n x h x w x 3 uint8 -> n x 3 x h x w float 0..1."""
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
-
-
-def split_weights(n: int, frames: int) -> torch.Tensor:
-    """F x N: how much of each of N sub-frames goes into each of F frames (each row sums to 1)."""
-    edges_f = np.arange(frames + 1) / frames
-    edges_s = np.arange(n + 1) / n
-    lo = np.maximum(edges_f[:-1, None], edges_s[None, :-1])
-    hi = np.minimum(edges_f[1:, None], edges_s[None, 1:])
-    return torch.from_numpy(np.clip(hi - lo, 0, None) * frames).float()
-
-
-def blur_sample(sub: torch.Tensor, frames: int):
-    """N x 3 x h x w sharp sub-frames (sRGB) -> (ground truth F x 3 x h x w, clean blur 3 x h x w, its linear)."""
-    lin = to_linear(sub)
-    gt = torch.einsum("fn,nchw->fchw", split_weights(len(sub), frames), lin)
-    clean = lin.mean(0)
-    return to_srgb(gt), to_srgb(clean), clean
-
-
-# ---------------------------------------------------------------- datasets
-
-class FootageBlur(torch.utils.data.Dataset):
-    """Blurs made from real consecutive frames (sequences, videos) or given (gopro), cropped to `size`.
-
-    train=True: random crops, flips, and the input-only camera degradations of `synth`; sample i is seeded
-    by (seed, i) and picks a sequence in proportion to its windows. train=False: `evaluation_windows`.
-    """
-
-    def __init__(self, seqs: list[Sequence], n: int, frames: int, size: int | None, seed: int = 0,
-                 train: bool = True, synth: SynthConfig | None = None):
-        self.seqs, self.n, self.frames, self.size, self.seed, self.train = list(seqs), n, frames, size, seed, train
-        self.synth = synth or SynthConfig()
-        self.weights = np.array([s.windows(n) for s in self.seqs], dtype=np.float64)
-        if not self.weights.sum():
-            raise ValueError("no sequence is long enough for one blur")
-        self.weights /= self.weights.sum()
-        self._warned = False
-
-    def __len__(self) -> int:
-        return 2**62
-
-    def __getitem__(self, i: int):
-        for attempt in range(20):  # a damaged frame is skipped: the next draw of the same stream replaces it
-            rng = np.random.default_rng([self.seed, i, attempt])
-            seq = self.seqs[int(rng.choice(len(self.seqs), p=self.weights))]
-            start = seq.first + int(rng.integers(seq.windows(self.n)))
-            try:
-                return self.sample(seq, start, rng)
-            except OSError as e:
-                if not self._warned:
-                    warnings.warn(f"skipping a sample: {e}", stacklevel=2)
-                    self._warned = True
-        raise OSError("20 samples in a row could not be read")
-
-    def sample(self, seq: Sequence, start: int, rng: np.random.Generator | None = None):
-        """The sample whose exposure starts at frame `start` (gopro: the blurred photo `start`)."""
-        w, h = seq.size
-        s = self.size
-        if s and (w < s or h < s):
-            raise ValueError(f"{seq.name}: frames of {w}x{h} are smaller than the {s}px samples")
-        cw, ch = (s, s) if s else (w, h)
-        if rng is None:
-            x, y = (w - cw) // 2, (h - ch) // 2
-        else:
-            x, y = int(rng.integers(w - cw + 1)), int(rng.integers(h - ch + 1))
-        box = (x, y, cw, ch)
-        if seq.blurs:
-            blurred = _tensor(read_frames(replace(seq, frames=seq.blurs), start, 1, box))[0]
-            gt, clean = _tensor(read_frames(seq, start, 1, box)), blurred
-        else:
-            gt, clean, clean_lin = blur_sample(_tensor(read_frames(seq, start, self.n, box)), self.frames)
-            blurred = degrade(clean_lin, rng, self.synth) if rng is not None and self.train else clean
-        if rng is not None and self.train:
-            if rng.random() < 0.5:
-                blurred, gt, clean = blurred.flip(-1), gt.flip(-1), clean.flip(-1)
-            if rng.random() < 0.2:
-                blurred, gt, clean = blurred.flip(-2), gt.flip(-2), clean.flip(-2)
-        return blurred.contiguous(), gt.contiguous(), clean.contiguous()
-
-
-def evaluation_windows(seq: Sequence, n: int, count: int) -> list[int]:
-    """`count` exposure starts spread evenly over the sequence, not overlapping where it is long enough."""
-    k = seq.windows(n)
-    if k <= 0:
-        return []
-    count = min(count, k)
-    return [seq.first + int(round(j)) for j in np.linspace(0, k - 1, count)]
-
-
-def split_sequences(seqs: list[Sequence], n: int, held_out) -> tuple[list[Sequence], list[Sequence]]:
-    """(training, validation) sequences: those under a test/ folder, else one in ten by name, else the
-    last sequence, else the last sixth (at least one blur) of a single sequence's frames."""
-    tests = [s for s in seqs if "test" in Path(s.name).parts[:-1]]
-    if tests and len(tests) < len(seqs):
-        return [s for s in seqs if s not in tests], tests
-    val = [s for s in seqs if held_out(Path(s.name))]
-    if val and len(val) < len(seqs):
-        return [s for s in seqs if s not in val], val
-    if len(seqs) > 1:
-        return seqs[:-1], seqs[-1:]
-    s = seqs[0]
-    cut = s.end - max(n, (s.end - s.first) // 6)
-    train, val = s.part(s.first, cut), s.part(cut, s.end)
-    if val.windows(n) <= 0 or train.windows(n) <= 0:
-        raise ValueError(f"{s.name}: one sequence of {s.end - s.first} frames is too short to keep a part "
-                         f"for validation; add frames or sequences")
-    return [train], [val]

@@ -12,16 +12,32 @@ from blur2clip import footage, metrics
 from blur2clip.cli import main
 from blur2clip.data import detect_layout, open_data
 from blur2clip.evaluation import evaluate
+from blur2clip.layouts import window_centres
+from blur2clip.samples import split_weights
 from blur2clip.synth import to_linear
 from layouts import consecutive_frames, make_clips, make_gopro, make_pairs, make_photos, make_sequences, make_videos
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("layouts")
-    return {"sequences": make_sequences(root / "sequences"), "gopro": make_gopro(root / "gopro"),
-            "videos": make_videos(root / "videos"), "photos": make_photos(root / "photos"),
-            "clips": make_clips(root / "clips"), "pairs": make_pairs(root / "pairs")}
+    root = tmp_path_factory.mktemp("data")  # folders not named after their layout: the summary must say it
+    return {"sequences": make_sequences(root / "a"), "gopro": make_gopro(root / "b"),
+            "videos": make_videos(root / "c"), "photos": make_photos(root / "d"), "clips": make_clips(root / "e"),
+            "pairs": make_pairs(root / "f")}
+
+
+SUMMARIES = {  # each summary after "ROOT: "
+    "photos": ["photos (synthetic motion): 25 for training, 5 held out for validation"],
+    "sequences": ["sequences (folders of consecutive sharp frames (GoPro_Large_all))",
+                  "  2 sequences for training (20 samples), 1 for validation; 48x48; 7 frames per blur into 7 frames"],
+    "gopro": ["gopro (blur/ or blur_gamma/ beside sharp/ per sequence (GoPro_Large); middle frame only)",
+              "  1 sequence for training (3 samples), 1 for validation; 48x48; 1 blurred photo per sample, middle "
+              "frame known only (trains stage 1)"],
+    "videos": ["videos (high-frame-rate videos, decoded with ffmpeg)",
+               "  1 sequence for training (18 samples), 1 for validation; 48x48; 7 frames per blur into 7 frames"],
+    "pairs": ["pairs (NAME_blur*.png beside NAME_sharp*.png, the sharp middle frame of each blur; middle frame only)",
+              "  3 pairs: 2 for training, 1 held out for validation; 48x48; middle frame known only (trains stage 1)"],
+}
 
 
 @pytest.mark.parametrize("layout", ["sequences", "gopro", "videos", "photos", "pairs"])
@@ -29,14 +45,10 @@ def test_each_layout_is_detected_and_summed_up(folders, layout):
     assert detect_layout(folders[layout]) == layout
     data = open_data(folders[layout])
     assert data.layout == layout and data.train and data.val and not data.skipped
-    text = "\n".join(data.summary())
-    assert layout in text or "photos" in text
-    if layout in ("sequences", "videos"):
-        assert "48x48" in text and "7 frames per blur" in text
-    if layout in ("gopro", "pairs"):
-        assert "middle frame" in text and "stage 1" in text
-    if layout == "pairs":
-        assert "3 pairs: 2 for training, 1 held out for validation; 48x48" in text
+    assert data.middle_only == (layout in ("gopro", "pairs"))
+    first, *rest = data.summary()
+    assert first.startswith(f"{folders[layout]}: ")
+    assert [first.removeprefix(f"{folders[layout]}: "), *rest] == SUMMARIES[layout]
 
 
 def test_a_folder_of_unrelated_photos_in_subfolders_is_photos_not_sequences(tmp_path):
@@ -56,7 +68,7 @@ def test_one_video_is_split_in_time_for_validation(folders, tmp_path):
     data = open_data(tmp_path)
     (train,), (val,) = data.train, data.val
     assert train.first == 0 and train.end == val.first and val.end == 24
-    assert len(data.sequences) == 1  # evaluation still sees the whole video once
+    assert len(data.found) == 1  # evaluation still sees the whole video once
 
 
 def test_broken_and_short_sequences_are_skipped_with_their_reason(folders, tmp_path):
@@ -66,7 +78,7 @@ def test_broken_and_short_sequences_are_skipped_with_their_reason(folders, tmp_p
     for p in sorted((root / "train" / "seq_a").iterdir())[5:]:
         p.unlink()  # 5 frames left, fewer than 7 per blur
     data = open_data(root, layout="sequences")
-    assert [s.name for s in data.sequences] == ["test/seq_c"]
+    assert [s.name for s in data.found] == ["test/seq_c"]
     assert any("seq_a" in s and "fewer than 7" in s for s in data.skipped)
     assert any("seq_b" in s and "000003.png unreadable" in s for s in data.skipped)
     assert "skipped 2" in "\n".join(data.summary())
@@ -78,18 +90,18 @@ def test_a_broken_video_is_skipped(folders, tmp_path):
     shutil.copy(folders["videos"] / "clip_a.mp4", tmp_path / "good.mp4")
     (tmp_path / "bad.mp4").write_bytes(b"\x00" * 1000)
     data = open_data(tmp_path)
-    assert [s.name for s in data.sequences] == ["good.mp4"]
+    assert [s.name for s in data.found] == ["good.mp4"]
     assert data.skipped and data.skipped[0].startswith("bad.mp4: not a readable video")
 
 
 def test_more_sub_frames_than_frames_split_time_in_proportion():
-    w = footage.split_weights(7, 7)
+    w = split_weights(7, 7)
     assert torch.equal(w, torch.eye(7))
     for n in (14, 11, 9):
-        w = footage.split_weights(n, 7)
+        w = split_weights(n, 7)
         torch.testing.assert_close(w.sum(1), torch.ones(7))  # each frame is an average
         torch.testing.assert_close(w.sum(0), torch.full((n,), 7 / n))  # each sub-frame counted once overall
-    assert footage.split_weights(14, 7)[0, :2].tolist() == [0.5, 0.5]
+    assert split_weights(14, 7)[0, :2].tolist() == [0.5, 0.5]
 
 
 @pytest.mark.parametrize("n", [7, 11])
@@ -161,7 +173,7 @@ def test_ground_truth_scores_the_maximum_and_copies_score_the_baseline(folders, 
     assert best.mean.model["ppsnr"] == best.mean.model["middle"] == best.mean.model["outer"] == 100.0
     # the truth re-averaged: against a real blur only 8-bit rounding differs; photos' inputs have noise
     assert best.mean.model["reblur"] > (25 if layout == "photos" else 40)
-    assert len(best.sequences) == len(data.val if layout == "photos" else data.sequences)
+    assert len(best.sequences) == len(data.val if layout == "photos" else data.found)
     assert best.mean.model["ssim"] == best.mean.model["middle_ssim"] == pytest.approx(1.0, abs=1e-6)
     copies = evaluate(data, lambda b: b[None].expand(7, -1, -1, -1), per_sequence=2, size=size)
     for k in ("ppsnr", "middle", "outer"):
@@ -251,17 +263,17 @@ def test_train_command_on_videos_prints_the_summary_and_the_stage_file(folders, 
 # ---------------------------------------------------------------- clips: a blurred photo beside all its true frames
 
 def test_window_centres_split_any_frame_count_evenly():
-    assert footage.window_centres(48, 7) == [3, 10, 17, 24, 30, 37, 44]  # as realmotion's README gives them
-    assert footage.window_centres(48, 48) == list(range(48))
-    assert footage.window_centres(12, 3) == [2, 6, 10]
-    assert footage.window_centres(7, 7) == list(range(7))
+    assert window_centres(48, 7) == [3, 10, 17, 24, 30, 37, 44]  # as realmotion's README gives them
+    assert window_centres(48, 48) == list(range(48))
+    assert window_centres(12, 3) == [2, 6, 10]
+    assert window_centres(7, 7) == list(range(7))
 
 
 def test_a_clips_folder_is_detected_with_any_frame_count(folders):
     assert detect_layout(folders["clips"]) == "clips"
     data = open_data(folders["clips"])
     assert data.layout == "clips" and not data.skipped and data.count_items() == 3
-    assert [s.count for s in data.sequences] == [48, 12, 10]  # counted by decoding, not from the header
+    assert [s.count for s in data.found] == [48, 12, 10]  # counted by decoding, not from the header
     text = "\n".join(data.summary())
     assert "3 blurred photos with 10 to 48 true frames" in text and "centres of 7 windows" in text
 
@@ -274,14 +286,14 @@ def test_clip_samples_are_the_true_frames_at_the_window_centres(folders, frames)
         assert gt.shape == (frames, 3, 48, 48)
         expected = np.asarray(Image.open(root / "blurry" / f"{name}.png"), dtype=np.float32) / 255
         assert np.array_equal(blurred.permute(1, 2, 0).numpy(), expected)
-        seq = next(s for s in data.sequences if s.name == name)
+        seq = next(s for s in data.found if s.name == name)
         if seq.video is None:  # a folder of frames: exactly the files at the centres
-            for k, i in enumerate(footage.window_centres(seq.count, frames)):
+            for k, i in enumerate(window_centres(seq.count, frames)):
                 truth = np.asarray(Image.open(seq.frames[i]), dtype=np.float32) / 255
                 assert np.array_equal(gt[k].permute(1, 2, 0).numpy(), truth)
         else:  # H.264 at high quality: the decoded frame, not its neighbours
             all_frames = footage.decode_video(seq.video, (0, 0, 48, 48)).astype(np.float32) / 255
-            for k, i in enumerate(footage.window_centres(seq.count, frames)):
+            for k, i in enumerate(window_centres(seq.count, frames)):
                 err = [np.abs(gt[k].permute(1, 2, 0).numpy() - f).mean() for f in all_frames]
                 assert int(np.argmin(err)) == i and err[i] == 0
 
@@ -303,7 +315,7 @@ def test_a_clip_whose_frames_do_not_match_its_photo_is_skipped_with_the_reason(f
     Image.open(root / "blurry" / "0001.png").resize((40, 48)).save(root / "blurry" / "0001.png")
     (root / "blurry" / "0003.png").write_bytes((root / "blurry" / "0002.png").read_bytes())  # no frames
     data = open_data(root)
-    assert [s.name for s in data.sequences] == ["0000", "0002"]
+    assert [s.name for s in data.found] == ["0000", "0002"]
     assert data.skipped == ["0001: the photo is 40x48 but its true frames are frames of 48x48",
                             "0003: no frames/0003.mp4 (or other video) and no frames/0003/ folder"]
 
@@ -335,7 +347,7 @@ def test_eval_command_on_clips_and_train_refuses_them(folders, tmp_path, tiny_we
 def test_a_flat_folder_of_blurred_and_sharp_pairs_is_pairs_not_sequences(folders, tmp_path):
     assert detect_layout(folders["pairs"]) == "pairs"
     data = open_data(folders["pairs"])
-    assert [s.name for s in data.sequences] == ["Flower_blur1", "Istanbul_blur1", "Street_blur1"]
+    assert [s.name for s in data.found] == ["Flower_blur1", "Istanbul_blur1", "Street_blur1"]
     name, blurred, frames, _ = next(data.items())
     root = folders["pairs"]
     assert np.array_equal((blurred.permute(1, 2, 0).numpy() * 255).round(),
@@ -348,7 +360,7 @@ def test_a_flat_folder_of_blurred_and_sharp_pairs_is_pairs_not_sequences(folders
     Image.open(bad / "Street_sharp1.png").resize((40, 48)).save(bad / "Street_sharp1.png")
     (bad / "Istanbul_sharp1.png").unlink()
     data = open_data(bad, layout="pairs")
-    assert [s.name for s in data.sequences] == ["Flower_blur1"]
+    assert [s.name for s in data.found] == ["Flower_blur1"]
     assert data.skipped == ["Street_blur1: Street_sharp1.png is not of the same size"]
 
 
@@ -368,7 +380,7 @@ def test_a_single_pair_is_evaluated_and_trains_nothing(folders, tmp_path, tiny_w
 
 def test_eval_of_photos_scores_the_held_out_ones_unless_asked_for_all(folders, tiny_weights, capsys):
     data = open_data(folders["photos"])
-    assert 0 < len(data.val) < len(data.sequences)
+    assert 0 < len(data.val) < len(data.found)
     code = main(["eval", "--data", str(folders["photos"]), "--weights", str(tiny_weights), "--samples", "1",
                  "--size", "32", "--json", "-q"])
     held = json.loads(capsys.readouterr().out)
@@ -376,7 +388,7 @@ def test_eval_of_photos_scores_the_held_out_ones_unless_asked_for_all(folders, t
     code = main(["eval", "--data", str(folders["photos"]), "--weights", str(tiny_weights), "--samples", "1",
                  "--size", "32", "--json", "-q", "--all-photos"])
     every = json.loads(capsys.readouterr().out)
-    assert code == 0 and [s["name"] for s in every["sequences"]] == [p.name for p in data.sequences]
+    assert code == 0 and [s["name"] for s in every["sequences"]] == [p.name for p in data.found]
     # a photo's samples are the same whatever else is scored
     for row in held["sequences"]:
         assert row == next(r for r in every["sequences"] if r["name"] == row["name"])
@@ -443,5 +455,93 @@ def test_eval_command_saves_frames_into_a_new_folder_only_and_shows_progress(fol
 
 def test_the_real_gopro_pairs_are_pairs(shared_blurred):
     data = open_data(shared_blurred / "gopro_pairs")
-    assert data.layout == "pairs" and [s.name for s in data.sequences] == ["Flower_blur1", "Istanbul_blur1"]
-    assert {s.size for s in data.sequences} == {(1280, 720)} and not data.skipped
+    assert data.layout == "pairs" and [s.name for s in data.found] == ["Flower_blur1", "Istanbul_blur1"]
+    assert {s.size for s in data.found} == {(1280, 720)} and not data.skipped
+
+
+# ---------------------------------------------------------------- the streams a resumed run reads on
+
+# Fingerprints of samples of the fixture folders, taken from the data code as it was before each layout got
+# a class of its own (and unchanged since): a run resumes from its checkpoint on these streams, so any change
+# to what sample i of (seed, folder) is fails here. Per tensor (blurred, frames, clean): mean, standard
+# deviation, and the means weighted by a left-right and a top-bottom ramp; then the first and the last
+# frame's means. Compared to 1e-5: far below any change of photo, crop, motion or degradation, far above
+# the rounding of one float operation done another way.
+PINNED = {
+    ("photos", "train", 1003, 0): [0.542901, 0.239683, 0.01234, 0.034038, 0.51982, 0.291288, 0.013784, 0.043504,
+                                   0.543573, 0.250795, 0.012311, 0.033988, 0.503276, 0.526444],
+    ("photos", "train", 1003, 977): [0.531062, 0.245266, -0.011565, 0.003013, 0.508019, 0.274022, 0.002239,
+                                     0.007396, 0.522516, 0.249266, -0.004535, 0.006339, 0.503088, 0.514738],
+    ("photos", "noisy", 2, 3): [0.497945, 0.259753, -0.033474, -0.000417, 0.491309, 0.278568, -0.032938, 0.000188,
+                                0.499315, 0.26613, -0.033137, 2.8e-05, 0.491396, 0.491129],
+    ("photos", "validation", 0, 0): [0.554864, 0.241746, 0.00062, -0.011719, 0.534712, 0.261738, -0.000716,
+                                     -0.009702, 0.548614, 0.235508, -0.001908, -0.008866, 0.529886, 0.545242],
+    ("photos", "item", 0, 0): [0.55366, 0.281501, -0.029075, -0.008318, 0.555901, 0.278873, -0.02914, -0.008829,
+                               0.555901, 0.278912, -0.02914, -0.008829, 0.555901, 0.555901],
+    ("sequences", "train", 5, 0): [0.459895, 0.122957, 0.009703, 0.017104, 0.456674, 0.143488, 0.009226, 0.017087,
+                                   0.46188, 0.128812, 0.010284, 0.017255, 0.448943, 0.462819],
+    ("sequences", "train", 5, 123456): [0.473214, 0.128355, 0.018832, 0.001311, 0.467694, 0.144302, 0.017922,
+                                        0.001782, 0.473214, 0.128355, 0.018832, 0.001311, 0.460792, 0.470687],
+    ("gopro", "train", 5, 1): [0.533603, 0.154338, -0.014832, 0.006879, 0.529183, 0.166925, -0.015254, 0.006769,
+                               0.533603, 0.154338, -0.014832, 0.006879, 0.529183, 0.529183],
+    ("pairs", "train", 5, 0): [0.550908, 0.145932, -0.013885, 0.017686, 0.548417, 0.164222, -0.01127, 0.019843,
+                               0.550908, 0.145932, -0.013885, 0.017686, 0.548417, 0.548417],
+}
+
+
+def fingerprint(blurred, frames, clean) -> list[float]:
+    out = []
+    for t in (blurred, frames, clean):
+        t = t.double()
+        x = torch.linspace(-1, 1, t.shape[-1], dtype=torch.float64)
+        y = torch.linspace(-1, 1, t.shape[-2], dtype=torch.float64)[:, None]
+        out += [t.mean(), t.std(), (t * x).mean(), (t * y).mean()]
+    frames = frames.double()
+    out += [frames[..., 0, :, :, :].mean(), frames[..., -1, :, :, :].mean()]
+    return [float(v) for v in out]
+
+
+def _pinned_sample(folders, layout, kind, seed, i):
+    data = open_data(folders[layout])
+    if kind == "train":
+        return data.train_set(32, seed=seed)[i]
+    if kind == "noisy":  # SynthConfig overrides, as a run's synth settings give them
+        return data.train_set(32, seed=seed, synth={"p_noise": 1.0})[i]
+    if kind == "validation":  # three samples stacked
+        return tuple(data.make_validation(3, 32).values())
+    _, *sample = next(data.items(1, 32))
+    return sample
+
+
+@pytest.mark.parametrize("key", list(PINNED), ids=lambda k: "-".join(map(str, k)))
+def test_sample_i_of_a_stream_is_what_it_was(folders, key):
+    got = fingerprint(*_pinned_sample(folders, *key))
+    np.testing.assert_allclose(got, PINNED[key], rtol=0, atol=1e-5)
+
+
+def test_fingerprints_tell_neighbouring_samples_apart(folders):
+    """The check above can fail: the next index, another seed, or the stream's overrides move them."""
+    data = open_data(folders["photos"])
+    pinned = PINNED[("photos", "train", 1003, 0)]
+    for sample in (data.train_set(32, seed=1003)[1], data.train_set(32, seed=1004)[0],
+                   data.train_set(32, seed=1003, synth={"camera_px": 20.0})[0]):
+        assert np.abs(np.subtract(fingerprint(*sample), pinned)).max() > 1e-3
+
+
+@pytest.mark.parametrize("layout, key", [("photos", "photos:7:7:3:32:5"), ("sequences", "sequences:7:7:3:32:1"),
+                                         ("pairs", "pairs:7:7:3:32:1")])
+def test_the_cached_validation_set_keeps_its_key_and_is_read_back(folders, tmp_path, layout, key):
+    from safetensors import safe_open
+
+    data = open_data(folders[layout])
+    path = tmp_path / "validation.safetensors"
+    made = data.validation(path, 3, 32)
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata()["data"] == key  # a run's validation file written before stays valid
+    assert list(made) == ["blurred", "frames", "clean"] and len(made["blurred"]) == 3
+    path.write_bytes(path.read_bytes())  # unchanged bytes: read back, not made again
+    again = data.validation(path, 3, 32)
+    assert all(torch.equal(made[k], again[k]) for k in made)
+    other = open_data(folders[layout], frames=5) if layout != "pairs" else None
+    if other is not None:  # another frame count is another set: made anew, under its own key
+        assert other.validation(path, 3, 32)["frames"].shape[1] == 5
