@@ -43,10 +43,11 @@ def hold_out(items: list, name_of: Callable, test_folder: bool = True, every: in
     by a hash of the name (`is_held_out`), else the last item. Each step applies only when it leaves
     something on both sides, so a lone item is held out whole; footage then cuts it in time instead."""
     names = [Path(name_of(x)) for x in items]
-    for rule in ((lambda n: "test" in n.parts[:-1]) if test_folder else None, lambda n: is_held_out(n, every)):
-        held = [rule(n) for n in names] if rule else []
+    rules = [lambda n: "test" in n.parts[:-1]] if test_folder else []
+    for rule in [*rules, lambda n: is_held_out(n, every)]:
+        held = [rule(n) for n in names]
         if any(held) and not all(held):
-            return ([x for x, h in zip(items, held) if not h], [x for x, h in zip(items, held) if h])
+            return [x for x, h in zip(items, held) if not h], [x for x, h in zip(items, held) if h]
     return items[:-1], items[-1:]
 
 

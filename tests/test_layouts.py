@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,6 +62,30 @@ def test_the_test_folder_holds_out_sequences_for_validation(folders):
     data = open_data(folders["sequences"])
     assert [s.name for s in data.val] == ["test/seq_c"]
     assert sorted(s.name for s in data.train) == ["train/seq_a", "train/seq_b"]
+
+
+def test_one_rule_holds_out_a_test_folder_then_one_name_in_ten_then_the_last():
+    from blur2clip.layouts import hold_out, is_held_out
+
+    assert [is_held_out(Path(f"photo{i:03d}.png")) for i in (5, 6, 7)] == [False, True, True]
+    names = ["train/photo005.png", "train/photo006.png", "test/photo001.png"]
+    assert hold_out(names, Path) == (names[:2], names[2:])
+    assert hold_out(names, Path, test_folder=False) == ([names[0], names[2]], [names[1]])
+    both = ["photo006.png", "photo007.png"]  # every name held out by its hash: the last one instead
+    assert hold_out(both, Path) == (both[:1], both[1:])
+    assert hold_out(["photo005.png", "photo008.png"], Path) == (["photo005.png"], ["photo008.png"])
+    assert hold_out(["photo005.png"], Path) == ([], ["photo005.png"])  # a lone one is held out whole
+
+
+def test_pairs_follow_the_same_rule_as_footage(folders, tmp_path):
+    root = shutil.copytree(folders["pairs"], tmp_path / "pairs")
+    assert [s.name for s in open_data(root).val] == ["Istanbul_blur1"]  # by its name's hash
+    (root / "test").mkdir()
+    for name in ("Street_blur1.png", "Street_sharp1.png"):
+        (root / name).rename(root / "test" / name)
+    data = open_data(root)
+    assert [s.name for s in data.val] == ["test/Street_blur1"]
+    assert [s.name for s in data.train] == ["Flower_blur1", "Istanbul_blur1"]
 
 
 def test_one_video_is_split_in_time_for_validation(folders, tmp_path):
@@ -276,6 +301,10 @@ def test_a_clips_folder_is_detected_with_any_frame_count(folders):
     assert [s.count for s in data.found] == [48, 12, 10]  # counted by decoding, not from the header
     text = "\n".join(data.summary())
     assert "3 blurred photos with 10 to 48 true frames" in text and "centres of 7 windows" in text
+    assert not data.train and not data.middle_only
+    for make in (lambda: data.train_set(32, seed=0), lambda: data.make_validation(2, 32)):
+        with pytest.raises(ValueError, match="clips layout is for evaluation only"):
+            make()
 
 
 @pytest.mark.parametrize("frames", [7, 3])
