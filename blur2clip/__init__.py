@@ -30,13 +30,16 @@ CLIP_FPS = 24.0
 # public name -> module that defines it
 _API = {
     "load_model": "weights",
-    "WeightsError": "weights",
-    "Extractor": "pipeline",
-    "extract_frames": "pipeline",
-    "make_clip": "pipeline",
-    "ClipResult": "pipeline",
+    "WeightsError": "errors",
+    "DeviceError": "errors",
+    "DataError": "errors",
+    "Extractor": "extract",
+    "extract_frames": "extract",
+    "make_clip": "job",
+    "ClipOptions": "job",
+    "ClipResult": "job",
     "read_photo": "media",
-    "MediaError": "media",
+    "MediaError": "errors",
     "TrainConfig": "train",
     "ModelConfig": "model",
 }
@@ -44,11 +47,14 @@ _API = {
 __all__ = ["__version__", "CLIP_FRAMES", "CLIP_FPS", *_API]
 
 if TYPE_CHECKING:  # for editors and type checkers; never executed
-    from .media import MediaError, read_photo
+    from .errors import DataError, DeviceError, MediaError
+    from .extract import Extractor, extract_frames
+    from .job import ClipOptions, ClipResult, make_clip
+    from .media import read_photo
     from .model import ModelConfig
-    from .pipeline import ClipResult, Extractor, extract_frames, make_clip
     from .train import TrainConfig
-    from .weights import WeightsError, load_model
+    from .errors import WeightsError
+    from .weights import load_model
 
 
 def __getattr__(name: str):

@@ -51,7 +51,8 @@ from .motion import motion_px
 from .raw import NEEDS_EXTRA as RAW_NEEDS_EXTRA
 from .raw import available as raw_available
 from .raw import is_raw
-from . import CLIP_FPS, CLIP_FRAMES
+from .errors import one_line
+from .job import ClipOptions, load_image, loaded, render
 
 # What read_photo can open (HEIC/AVIF need the extra; read_photo says so)
 PHOTO_SUFFIXES = frozenset(
@@ -313,57 +314,29 @@ def _by_folder(jobs: Iterable[Job]) -> dict[Path, list[Job]]:
 
 def _expected() -> tuple[type[BaseException], ...]:
     """Errors that are about one photo: they fail it, and the batch goes on."""
-    errors: tuple[type[BaseException], ...] = (media.MediaError, OSError, ValueError, MemoryError)
-    try:
-        from .pipeline import _OOM
+    from .device import OutOfMemory
 
-        errors += (_OOM,)
-    except ImportError:  # pragma: no cover
-        pass
-    return errors
-
-
-def describe(e: BaseException) -> str:
-    """One line (media's messages already name the file; control characters in names are escaped)."""
-    if isinstance(e, media.MediaError) and e.path is not None:
-        return f"{outputs.printable(e.path)}: {e.reason}"
-    if isinstance(e, OSError) and e.filename and e.strerror:
-        return f"{outputs.printable(e.filename)}: {e.strerror}"
-    if type(e).__name__ == "OutOfMemoryError":
-        return "out of memory on the device (try a smaller tile or max_size)"
-    text = " ".join(str(e).split())
-    return text or type(e).__name__
+    return (media.MediaError, OSError, ValueError, MemoryError, OutOfMemory)
 
 
 def run_batch(
     jobs: Sequence[Job],
+    options: ClipOptions | None = None,
     *,
     extractor=None,
-    load: Callable[[], object] | None = None,
-    frames: int | None = CLIP_FRAMES,
-    fps: float = CLIP_FPS,
-    pingpong: bool = True,
-    loops: int = 1,
-    reverse: bool = False,
-    max_size: int | None = None,
-    max_pixels: int | None = None,
-    overwrite: bool = False,
-    quality: str = "high",
-    crf: int | None = None,
-    metadata: bool = True,
     min_motion: float | None = None,
     fail_fast: bool = False,
     prefetch: int = 2,
     on_event: Event | None = None,
-    **extractor_options,
+    **settings,
 ) -> BatchReport:
     """Make each job's clip; returns the report (results in the order of `jobs`).
 
-    extractor: a loaded pipeline.Extractor; else load() makes one (the command line's, which reports
-    downloads), else Extractor(**extractor_options) (weights, device, precision, tile, threads) -- in
-    both cases only when the first photo needs it. The clip options (frames .. overwrite, quality, crf,
-    metadata) are make_clip's; a GIF or WebP is made at most media.ANIMATED_MAX_SIZE px on its long
-    side when max_size is not given. min_motion: a photo
+    options: the clips' job.ClipOptions (its format is each job's own); its fields may also be given as
+    keywords, which override it. extractor: a loaded extract.Extractor, or a function that makes one
+    (the command line's, which reports downloads), called only when the first photo needs it; None:
+    Extractor(**settings) then (weights, device, precision, tile, threads). A GIF or WebP is made at most
+    media.ANIMATED_MAX_SIZE px on its long side when max_size is not given. min_motion: a photo
     whose frames move less than this many pixels (no motion blur to undo) gets no clip and is skipped
     with the reason and its motion score. An existing output
     is skipped (status skipped, error EXISTS) unless overwrite; one that may not be written (see
@@ -373,11 +346,15 @@ def run_batch(
     a photo (result None), "result" when a photo is finished; called from the calling thread. The
     folders made for outputs are removed at the end when they stayed empty.
     """
+    given, extractor_options = ClipOptions.split(settings)
+    options = (options or ClipOptions()).with_(**{k: v for k, v in settings.items() if k not in extractor_options})
+    overwrite, max_size, max_pixels, metadata = options.overwrite, options.max_size, options.max_pixels, \
+        options.metadata
     start, began = time.perf_counter(), time.time()
     report = BatchReport()
     jobs = list(jobs)
     expected = _expected() + (_Skip,)
-    state = {"extractor": extractor}
+    state = {"extractor": None, "loaded": False}
     clipwriter.protect(job.input for job in jobs)  # before the first write: no output is ever a photo of the run
     inputs = {i for i in (outputs.identity(job.input) for job in jobs) if i is not None}
     held: dict[Job, outputs.Claim] = {}  # the outputs this run is making
@@ -417,17 +394,10 @@ def run_batch(
             outputs.remove(path)
 
     def model():
-        if state["extractor"] is None:
-            if load is not None:
-                state["extractor"] = load()
-            else:
-                from .pipeline import Extractor
-
-                state["extractor"] = Extractor(**extractor_options)
+        if state["extractor"] is None or not state["loaded"]:
+            state["extractor"], state["loaded"] = loaded(extractor, **extractor_options), True
         return state["extractor"]
 
-    options = dict(count=frames, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse, overwrite=overwrite,
-                   quality=quality, crf=crf)
     guard = outputs.Interrupts()
     todo: list[Job] = []
     made_before: list[Job] = []
@@ -471,7 +441,7 @@ def run_batch(
             emit(job, PhotoResult(job.input, job.output, SKIPPED, 0.0, e.reason, e.motion))
         except expected as e:
             if not ((stopping or guard.pending) and isinstance(work, Future)):  # Ctrl-C hit ffmpeg too: not done
-                emit(job, PhotoResult(job.input, job.output, FAILED, seconds, describe(e)))
+                emit(job, PhotoResult(job.input, job.output, FAILED, seconds, one_line(e)))
         else:
             emit(job, PhotoResult(job.input, job.output, DONE, seconds + written, None, moved))
 
@@ -516,7 +486,7 @@ def run_batch(
                 if isinstance(clip, BaseException):
                     writes.append((job, decode + share, clip))
                 else:
-                    work = writer.submit(_write, clip, job, min_motion, capture=capture, **options)
+                    work = writer.submit(_write, clip, job, min_motion, options.with_(fmt=job.fmt), capture)
                     writes.append((job, decode + share, work))
             del extracted, group
             while len(writes) > (0 if fail_fast else 1):  # one clip encodes while the next photo runs
@@ -584,8 +554,6 @@ def _settled(error: BaseException) -> Future:
 def _read(path: Path, max_size: int | None, max_pixels: int | None, metadata: bool):
     """Reader thread: (the photo as HxWx3 float32 shrunk to max_size, the seconds it took, its capture
     metadata or None when not kept)."""
-    from .pipeline import load_image
-
     t = time.perf_counter()
     image, capture = load_image(path, max_size, max_pixels)
     return image, time.perf_counter() - t, capture if metadata else None
@@ -643,20 +611,19 @@ def _extract(extractor, images: list[np.ndarray]) -> list[np.ndarray | BaseExcep
 
 def _free(extractor) -> None:
     device = getattr(extractor, "device", None)
-    if getattr(device, "type", "") == "cuda":
-        import torch
+    if device is not None:
+        from .device import free
 
-        torch.cuda.empty_cache()
+        free(device)
 
 
-def _write(predicted: np.ndarray, job: Job, min_motion: float | None, **options) -> tuple[float, float]:
-    """Writer thread: the network's frames as the job's clip (atomically; options: pipeline.render's);
-    (seconds it took, motion score). _Skip when they move less than min_motion pixels."""
-    from .pipeline import render
-
+def _write(predicted: np.ndarray, job: Job, min_motion: float | None, options: ClipOptions,
+           capture) -> tuple[float, float]:
+    """Writer thread: the network's frames as the job's clip (atomically, job.render); (seconds it took,
+    motion score). _Skip when they move less than min_motion pixels."""
     t = time.perf_counter()
     moved = motion_px(predicted)
     if min_motion is not None and moved < min_motion:
         raise _Skip(f"no motion blur (the frames move {moved:.1f} px, under --min-motion {min_motion:g})", moved)
-    render(predicted, job.output, job.fmt, **options)
+    render(predicted, job.output, options, capture=capture)
     return time.perf_counter() - t, moved

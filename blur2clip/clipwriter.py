@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from .capture import Capture
+from .errors import output_error
 from .media import _INPUTS, FORMATS, MediaError, _ffmpeg, _last_line
 
 QUALITIES = ("high", "medium", "low")
@@ -76,7 +77,7 @@ def write_clip(
     if fmt == "frames":
         return _atomic_dir(out, overwrite, lambda tmp: _write_frames(frames, hw, tmp))
     if fmt == "webp" and max(hw) > 16383:
-        raise MediaError(out, f"{hw[1]}x{hw[0]} is too large for WebP (16383 pixels a side); use mp4 or frames")
+        raise output_error(out, f"{hw[1]}x{hw[0]} is too large for WebP (16383 pixels a side); use mp4 or frames")
     write = {"mp4": _write_mp4, "gif": _write_gif, "webp": _write_webp}[fmt]
     settings = _Settings(fps, loops, quality, _CRF[quality] if crf is None else crf, capture)
     return _atomic_file(out, overwrite, lambda tmp: write(frames, hw, tmp, out, settings))
@@ -101,14 +102,14 @@ def write_still(
     out = Path(out)
     fmt = _STILL_FORMATS.get(out.suffix.lower())
     if fmt is None:
-        raise MediaError(out, f"unknown still format {out.suffix!r} (use .jpg, .png or .tif)")
+        raise output_error(out, f"unknown still format {out.suffix!r} (use .jpg, .png or .tif)")
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")
     _check_target(out, overwrite, folder=False)
     h, w = image.shape[:2]
     if fmt == "JPEG" and max(h, w) > 65500:  # libjpeg's limit (it would also print to stderr)
-        raise MediaError(out, f"{w}x{h} is too large for JPEG (65500 pixels a side); use .png or .tif")
+        raise output_error(out, f"{w}x{h} is too large for JPEG (65500 pixels a side); use .png or .tif")
     options = {"JPEG": {"quality": 95, "subsampling": 0}, "PNG": {}, "TIFF": {}}[fmt]
     options["icc_profile"] = srgb_profile()
     exif = xmp = None
@@ -201,7 +202,7 @@ def _write_mp4(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
             proc.wait()
         if proc.returncode != 0:
             log.seek(0)
-            raise MediaError(out, f"ffmpeg failed: {_last_line(log.read()) or f'exit status {proc.returncode}'}")
+            raise output_error(out, f"ffmpeg failed: {_last_line(log.read()) or f'exit status {proc.returncode}'}")
 
 
 def _write_gif(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
@@ -287,7 +288,7 @@ def _check_target(out: Path, overwrite: bool, folder: bool) -> None:
 
     reason = refusal(out, overwrite=overwrite, folder=folder, inputs=_INPUTS)
     if reason is not None:
-        raise MediaError(out, reason)
+        raise output_error(out, reason)
 
 
 def _temp(out: Path, kind: str, make=None) -> Path:
@@ -321,7 +322,7 @@ def _fresh(out: Path, make) -> tuple[Path, list[Path]]:
         raise missing
     except OSError as e:
         remove_folders(created)
-        raise MediaError(out, e.strerror or e) from e
+        raise output_error(out, e.strerror or e) from e
 
 
 def _atomic_file(out: Path, overwrite: bool, write) -> Path:
@@ -339,7 +340,7 @@ def _atomic_file(out: Path, overwrite: bool, write) -> Path:
             try:
                 os.link(tmp, out)  # atomic and never clobbers
             except FileExistsError:
-                raise MediaError(out, "already exists; refusing to overwrite it") from None
+                raise output_error(out, "already exists (pass --overwrite to replace it)") from None
             except OSError:  # a file system without hard links
                 _check_target(out, overwrite, folder=False)
                 os.replace(tmp, out)
@@ -349,7 +350,7 @@ def _atomic_file(out: Path, overwrite: bool, write) -> Path:
         tmp.unlink(missing_ok=True)
         remove_folders(created)
         if isinstance(e, OSError):
-            raise MediaError(out, e.strerror or e) from e
+            raise output_error(out, e.strerror or e) from e
         raise
     return out
 
@@ -379,6 +380,6 @@ def _atomic_dir(out: Path, overwrite: bool, write) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         remove_folders(created)
         if isinstance(e, OSError):
-            raise MediaError(out, e.strerror or e) from e
+            raise output_error(out, e.strerror or e) from e
         raise
     return out

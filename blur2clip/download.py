@@ -34,7 +34,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .weights import Progress, WeightsError, mismatch
+from .errors import WeightsError
+from .weightfile import mismatch
+
+Progress = Callable[[int, "int | None"], None]  # (bytes done, total bytes or None when unknown)
 
 TIMEOUT = 30.0  # seconds a connect or a single read may wait
 STALL = 30.0  # seconds in which at least STALL_BYTES must arrive, over all attempts at one URL
@@ -298,54 +301,15 @@ def _reason(e: BaseException) -> str:
 
 @contextmanager
 def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold `<path>.lock` exclusively; waits while another process holds it. The lock file is removed
-    on release; a process that dies holding it releases it too (the operating system drops the lock)."""
+    """Hold `<path>.lock` exclusively (filelock: flock on POSIX); waits while another process holds it. A
+    process that dies holding it releases it (the kernel drops the lock). The lock file is removed before
+    the lock is let go; a waiter that then gets the removed file sees it is gone and takes a fresh one."""
+    from filelock import FileLock
+
     lock = Path(path).with_name(Path(path).name + ".lock")
-    if _fcntl is None:  # Windows: lock a byte of the file; the file stays behind (harmless)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    with FileLock(lock):
         try:
-            while True:
-                try:
-                    _msvcrt.locking(fd, _msvcrt.LK_LOCK, 1)  # tries for 10 s, then raises
-                    break
-                except OSError:
-                    continue
-            try:
-                yield
-            finally:
-                _msvcrt.locking(fd, _msvcrt.LK_UNLCK, 1)
+            lock.write_text(f"{os.getpid()}\n")  # for a person who finds the file
+            yield
         finally:
-            os.close(fd)
-        return
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            _fcntl.flock(fd, _fcntl.LOCK_EX)
-            try:
-                current = os.stat(lock).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                current = False
-        except BaseException:
-            os.close(fd)
-            raise
-        if current:
-            break
-        os.close(fd)  # the holder removed that lock file as it finished: take a fresh one
-    try:
-        os.write(fd, f"{os.getpid()}\n".encode())  # for a person who finds the file
-        yield
-    finally:
-        try:
-            os.unlink(lock)  # before the unlock, so a waiter on this file sees it is gone and starts over
-        except FileNotFoundError:  # removed by hand meanwhile: nothing to remove
-            pass
-        finally:
-            os.close(fd)
-
-
-try:
-    import fcntl as _fcntl
-except ImportError:  # Windows
-    import msvcrt as _msvcrt
-
-    _fcntl = None
+            lock.unlink(missing_ok=True)  # removed by hand meanwhile: nothing to remove

@@ -20,11 +20,14 @@ TENSORBOARD_MISSING = ('TensorBoard logging needs the tensorboard package: pip i
 
 
 def require_tensorboard():
-    """torch's SummaryWriter class; ImportError with one line saying what to install when it is missing."""
+    """torch's SummaryWriter class; errors.SettingsError with one line saying what to install when it is
+    missing."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise ImportError(TENSORBOARD_MISSING) from None
+        from .errors import SettingsError
+
+        raise SettingsError(TENSORBOARD_MISSING) from None
     return SummaryWriter
 
 

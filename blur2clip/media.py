@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
+from .errors import MediaError, output_error  # noqa: F401 -- the API of media
+
 DEFAULT_MAX_PIXELS: int = 200_000_000
 FORMATS = ("mp4", "gif", "webp", "frames")
 
@@ -38,20 +40,6 @@ _READABLE = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "DIB", "GIF", "HEIF", 
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 _ORIENTATION = 0x0112
 _INPUTS: set[tuple[int, int]] = set()  # (st_dev, st_ino) of every photo read: never an output
-
-
-class MediaError(Exception):
-    """Bad input or output; str(e) is ONE line that names the file and the reason,
-    e.g. "shots/a.jpg: truncated JPEG file"."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: object = None):
-        """MediaError(path, reason), or MediaError("one line that already names the file")."""
-        if reason is None:
-            self.path, self.reason = None, " ".join(str(path).split())
-            super().__init__(self.reason)
-        else:
-            self.path, self.reason = os.fspath(path), " ".join(str(reason).split())
-            super().__init__(f"{self.path}: {self.reason}")
 
 
 class MediaWarning(UserWarning):
@@ -760,7 +748,7 @@ def clip_format(out: str | os.PathLike[str], fmt: str | None = None) -> str:
     ending in "/", an existing folder, or a name without suffix. MediaError for anything else."""
     if fmt is not None:
         if fmt.lower() not in FORMATS:
-            raise MediaError(out, f"unknown clip format {fmt!r} (choose {', '.join(FORMATS)})")
+            raise output_error(out, f"unknown clip format {fmt!r} (choose {', '.join(FORMATS)})")
         return fmt.lower()
     text = os.fspath(out)
     if text.endswith(("/", os.sep)) or Path(text).is_dir() or not Path(text).suffix:
@@ -768,7 +756,7 @@ def clip_format(out: str | os.PathLike[str], fmt: str | None = None) -> str:
     suffix = Path(text).suffix.lower()
     if suffix.lstrip(".") in ("mp4", "gif", "webp"):
         return suffix.lstrip(".")
-    raise MediaError(out, f"unknown clip format {suffix!r} (use .mp4, .gif, .webp, or a folder ending in /)")
+    raise output_error(out, f"unknown clip format {suffix!r} (use .mp4, .gif, .webp, or a folder ending in /)")
 
 
 def default_output(photo_path: str | os.PathLike[str], fmt: str = "mp4") -> Path:

@@ -88,7 +88,7 @@ def refusal(out, *, overwrite: bool, folder: bool = False, inputs=frozenset()) -
     if (st.st_dev, st.st_ino) in inputs:
         return "is an input photo; refusing to write over it"
     if not overwrite:
-        return "already exists; refusing to overwrite it"
+        return "already exists (pass --overwrite to replace it)"
     if folder:
         return _frames_refusal(out, st, link, inputs)
     if stat.S_ISDIR(st.st_mode):

@@ -164,13 +164,15 @@ def _legend(img: Image.Image, top: int, entries: list[tuple[str, tuple]]) -> Non
 
 def _save(img: Image.Image, png: str | os.PathLike) -> Path:
     png = Path(png)
-    tmp = png.with_name(png.name + ".tmp.png")
+    from .files import atomic_path
+
+    from .errors import output_error
+
     try:
-        img.save(tmp)
-        os.replace(tmp, png)
-    except BaseException:  # a full disk, a missing folder, Ctrl-C: no half-written picture left beside it
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_path(png, suffix=".png") as tmp:  # a full disk, Ctrl-C: no half-written picture beside it
+            img.save(tmp)
+    except OSError as e:
+        raise output_error(png, e.strerror or e) from e
     return png
 
 

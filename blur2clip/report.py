@@ -17,6 +17,9 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from .errors import (DataError, DeviceError, MediaError, SettingsError, WeightsError, is_out_of_memory,
+                     one_line)
+
 PROG = "blur2clip"
 
 
@@ -61,7 +64,6 @@ class Report:
         self.written: list[Path] = []
         self.failures: list[ExitCode] = []
         self._status = self._live = None  # the spinner and its display, while one runs
-        self._phase: tuple[ExitCode, tuple[type[BaseException], ...]] = (ExitCode.INPUT, ())
 
     # -- output ---------------------------------------------------------------------------------------
 
@@ -96,17 +98,16 @@ class Report:
 
     # -- progress and errors --------------------------------------------------------------------------
 
-    def step(self, text: str, code: ExitCode, *expected: type[BaseException]) -> None:
-        """A step begins: show `text`; a MediaError or OSError from now on means `code`, and so do the
-        exception types in `expected` (errors of this step that are about what the user gave)."""
-        self._phase = (code, expected)
+    def step(self, text: str) -> None:
+        """A step begins: its text is shown beside the spinner (it decides nothing)."""
         if self._status is not None:
             self._status.update(text=text)
 
     @contextmanager
-    def running(self, text: str, code: ExitCode, *expected: type[BaseException]):
-        """Shows a spinner on a terminal and turns expected errors into `fail` (see `step`)."""
-        self.step(text, code, *expected)
+    def running(self, text: str):
+        """Shows a spinner on a terminal; an expected error (one with a code in EXIT_CODES) becomes one
+        line and its code (`fail`), anything else is a bug and propagates."""
+        self.step(text)
         try:
             if self.quiet or not self.err.is_terminal:
                 yield self
@@ -127,11 +128,11 @@ class Report:
                 self.fail("terminated", ExitCode.TERMINATED, label="")
             else:
                 self.fail("interrupted", ExitCode.INTERRUPTED, label="")
-        except Exception as e:  # noqa: BLE001 -- sorted below; the unexpected ones are re-raised
-            code = self.classify(e)
+        except Exception as e:  # noqa: BLE001 -- sorted by exit_code; the unexpected ones are re-raised
+            code = exit_code(e)
             if code is None:
                 raise
-            self.fail(describe(e), code)
+            self.fail(one_line(e), code)
         finally:
             self._status = self._live = None
 
@@ -147,22 +148,6 @@ class Report:
             yield bar
         finally:
             bar.close()
-
-    def classify(self, e: BaseException) -> ExitCode | None:
-        """The exit code of an expected error, or None for a bug."""
-        from .media import MediaError
-        from .weights import WeightsError
-
-        phase_code, expected = self._phase
-        if isinstance(e, WeightsError):
-            return ExitCode.WEIGHTS
-        if isinstance(e, FileExistsError):
-            return ExitCode.OUTPUT
-        if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":  # torch's, without torch
-            return ExitCode.DEVICE
-        if isinstance(e, (MediaError, OSError, *expected)):
-            return phase_code
-        return None
 
 
 class DownloadBar:
@@ -205,20 +190,29 @@ class DownloadBar:
                 self.pause.start()
 
 
-def describe(e: BaseException) -> str:
-    """One line for an expected error (the library's messages already name the file; a line break in
-    a name is shown as \\n)."""
-    from .media import MediaError
-    from .outputs import printable
+# The exit code of every expected error, by its type: the first row that matches decides. An error that
+# matches none is a bug (exit code 70, with its traceback).
+EXIT_CODES: tuple[tuple[type[BaseException], str | None, ExitCode], ...] = (
+    (MediaError, "input", ExitCode.INPUT),  # a photo that cannot be read
+    (MediaError, "output", ExitCode.OUTPUT),  # an output that exists, may not or cannot be written
+    (WeightsError, None, ExitCode.WEIGHTS),
+    (DeviceError, None, ExitCode.DEVICE),
+    (MemoryError, None, ExitCode.DEVICE),  # and torch's OutOfMemoryError: see exit_code
+    (DataError, None, ExitCode.INPUT),
+    (SettingsError, None, ExitCode.USAGE),
+    (FileExistsError, None, ExitCode.OUTPUT),
+    (OSError, None, ExitCode.INPUT),  # a file or folder given that cannot be read
+)
 
-    if isinstance(e, MediaError) and e.path is not None:
-        return f"{printable(e.path)}: {e.reason}"
-    if isinstance(e, OSError) and e.filename and e.strerror:
-        return f"{printable(e.filename)}: {e.strerror}"
-    if type(e).__name__ == "OutOfMemoryError":
-        return "out of memory on the device; try --tile 256, --max-size, or --device cpu"
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+
+def exit_code(e: BaseException) -> ExitCode | None:
+    """The exit code of an expected error (EXIT_CODES), or None for a bug."""
+    if is_out_of_memory(e):
+        return ExitCode.DEVICE
+    for kind, sub, code in EXIT_CODES:
+        if isinstance(e, kind) and (sub is None or getattr(e, "kind", None) == sub):
+            return code
+    return None
 
 
 def duration(seconds: float) -> str:

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .data import LAYOUTS
+from .errors import SettingsError
+from .files import atomic_path
 from .model import ModelConfig
 
 try:
@@ -84,17 +86,21 @@ LEAST = {"frames_per_blur": 1, "batch": 1, "crop": 16, "lr": 0, "weight_decay": 
 
 
 def read(path: str | os.PathLike) -> dict:
-    """The settings a config file gives, checked (see `check`); ValueError or OSError naming the file."""
+    """The settings a config file gives, checked (see `check`); errors.SettingsError (a ValueError) naming
+    the file, also when it cannot be read."""
     path = Path(path)
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SettingsError(f"{path}: {e.strerror or e}") from None
     is_json = path.suffix.lower() == ".json" or text.lstrip().startswith("{")
     try:
         d = json.loads(text) if is_json else tomllib.loads(text)
     except ValueError as e:  # json.JSONDecodeError and tomllib.TOMLDecodeError both are
-        raise ValueError(f"{path}: not valid {'JSON' if is_json else 'TOML'}: "
+        raise SettingsError(f"{path}: not valid {'JSON' if is_json else 'TOML'}: "
                          f"{str(e).splitlines()[0]}") from None
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: a config file holds settings (key = value), not a {type(d).__name__}")
+        raise SettingsError(f"{path}: a config file holds settings (key = value), not a {type(d).__name__}")
     check(d, str(path))
     return d
 
@@ -112,7 +118,7 @@ def from_dict(d: dict, where: str = "config") -> TrainConfig:
     d = check(d, where)
     missing = [k for k in ("data", "out") if k not in d]
     if missing:
-        raise ValueError(f"{where}: no {missing[0]} (the {'data folder' if missing[0] == 'data' else 'run folder'})")
+        raise SettingsError(f"{where}: no {missing[0]} (the {'data folder' if missing[0] == 'data' else 'run folder'})")
     values = {k: v for k, v in d.items() if k != "model"}
     return TrainConfig(**values, model=ModelConfig.from_dict(d.get("model", {})))
 
@@ -133,14 +139,14 @@ def check(d: dict, where: str) -> dict:
     out = {}
     for key, value in d.items():
         if key not in hints:
-            raise ValueError(f"{where}: unknown setting {key!r}")
+            raise SettingsError(f"{where}: unknown setting {key!r}")
         out[key] = _value(key, value, hints[key], where)
     return out
 
 
 def _value(key: str, value, hint, where: str):
     def bad(what: str):
-        return ValueError(f"{where}: {key} = {value!r}: {what}")
+        return SettingsError(f"{where}: {key} = {value!r}: {what}")
 
     if key == "model":
         if not isinstance(value, dict):
@@ -148,11 +154,11 @@ def _value(key: str, value, hint, where: str):
         known = {f.name for f in fields(ModelConfig)}
         unknown = sorted(set(value) - known)
         if unknown:
-            raise ValueError(f"{where}: unknown network setting model.{unknown[0]}")
+            raise SettingsError(f"{where}: unknown network setting model.{unknown[0]}")
         try:
             ModelConfig.from_dict(value)
         except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
+            raise SettingsError(f"{where}: {e}") from None
         return dict(value)
     if key == "synth":
         from .synth import SynthConfig
@@ -161,7 +167,7 @@ def _value(key: str, value, hint, where: str):
             raise bad("expected a table of synthetic-motion settings")
         unknown = sorted(set(value) - {f.name for f in fields(SynthConfig)})
         if unknown:
-            raise ValueError(f"{where}: unknown synthetic-motion setting synth.{unknown[0]}")
+            raise SettingsError(f"{where}: unknown synthetic-motion setting synth.{unknown[0]}")
         return dict(value)
     if key == "stage" and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
@@ -206,11 +212,10 @@ def record(cfg: TrainConfig, out: Path, log=print) -> None:
         refused = [k for k in changed if k in FIXED_ON_RESUME]
         if refused:
             k = refused[0]
-            raise ValueError(f"{path}: the run was started with {k} = {before[k]}, not {now[k]}; a resumed "
+            raise SettingsError(f"{path}: the run was started with {k} = {before[k]}, not {now[k]}; a resumed "
                              f"run keeps its data and network (start a new run with --init instead)")
         for k in changed:
             log(f"  resuming with {k} = {now[k]} (the run started with {before[k]})")
     out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(now, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(now, indent=2) + "\n")

@@ -16,7 +16,7 @@ folder at the start; `log.jsonl`, `curves.png` and, when asked, TensorBoard even
 On CUDA the forward pass runs under bf16 autocast (precision "auto"); the weights stay float32.
 
 Run from Python (`train(TrainConfig(...))`), as `blur2clip train ...`, or under torchrun as
-`torchrun --nproc_per_node N -m blur2clip.train ...` (same options).
+`torchrun --nproc_per_node N -m blur2clip train ...` (same options).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import device as devices
 from . import metrics, runconfig, weights
 from .data import StreamSampler, open_data
 from .logbook import Logbook
@@ -159,11 +160,8 @@ class Trainer:
         self.last_val: dict = {}
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = pick_device(cfg.device)
-        if cfg.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"unknown precision {cfg.precision!r}; one of auto, fp32, bf16")
-        self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda"
-                                                 and torch.cuda.is_bf16_supported())
+        self.device = devices.pick(cfg.device)
+        self.bf16 = devices.train_bf16(cfg.precision, self.device)
         self.data = open_data(cfg.data, cfg.layout, cfg.frames_per_blur, cfg.model.frames)
         if self.data.layout == "clips":
             raise ValueError(f"{cfg.data}: the clips layout is for evaluation only; train on photos, sequences "
@@ -256,7 +254,7 @@ class Trainer:
         total = self.stage_steps(stage)
         model = self.initial_model(stage) if ckpt is None else Blur2Clip(ModelConfig.from_dict(ckpt["config"]))
         model.config.stage = stage
-        model = _channels_last(model.to(self.device)).train()
+        model = devices.channels_last_for_training(model.to(self.device)).train()
         net = model
         if self.world > 1:
             net = torch.nn.parallel.DistributedDataParallel(
@@ -397,31 +395,6 @@ class Trainer:
         _atomic_save(state, self.out / "checkpoint.pt")
 
 
-def _channels_last(model: torch.nn.Module) -> torch.nn.Module:
-    """channels_last for the convolutions. Parameters of 1x1 spatial size keep the plain strides that their
-    gradients come with (the same memory either way), or DDP warns that grad strides do not match."""
-    model = model.to(memory_format=torch.channels_last)
-    for p in model.parameters():
-        if p.dim() == 4 and p.shape[2:] == (1, 1):
-            p.data = p.data.clone(memory_format=torch.contiguous_format)
-    return model
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """"auto": this process's CUDA device (LOCAL_RANK under torchrun) when there is one, else the CPU;
-    a name is checked (ValueError when that device is not here)."""
-    from .pipeline import pick_device as checked
-
-    if name == "auto" and not torch.cuda.is_available():
-        return torch.device("cpu")
-    device = checked(name)
-    if device.type == "cuda":
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    return device
-
-
 def _worker_init(_):
     torch.set_num_threads(1)
     # A stop signal sent to the whole process group is the main process's to handle: it writes the
@@ -434,7 +407,8 @@ def train(cfg: TrainConfig, log=print) -> list[Path]:
     return Trainer(cfg, log).run()
 
 
-if __name__ == "__main__":  # torchrun -m blur2clip.train ... takes the CLI's train options
-    from .cli import main
+if __name__ == "__main__":  # torchrun -m blur2clip.train ...: the command line's `train`, as `-m blur2clip train`
+    import runpy
 
-    sys.exit(main(["train", *sys.argv[1:]]))
+    sys.argv[1:1] = ["train"]
+    runpy.run_module("blur2clip", run_name="__main__", alter_sys=True)

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 
-class WeightsError(Exception):
-    """A weights file that cannot be found or used; the message names the file and the reason."""
+from .files import atomic_path
+from .errors import WeightsError  # noqa: F401 -- raised here, and the API of weights
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -48,13 +48,8 @@ def save(model, path: str | os.PathLike, half: bool = False, **info) -> Path:
                for k, v in model.state_dict().items()}
     meta = {"format": "blur2clip", "config": json.dumps(model.config.to_dict())}
     meta.update({k: json.dumps(v) for k, v in info.items()})
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

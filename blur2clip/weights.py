@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, NamedTuple
 from urllib.parse import urlparse
 
+from .download import Progress
 from .weightfile import (DTYPES, WeightsError, build, check_file, mismatch,  # noqa: F401 -- also the API here
                          read_metadata, save, sha256, unusable)
 
@@ -42,7 +43,6 @@ DEFAULT = "default"
 EMBEDDED, CACHED, ABSENT = "embedded", "cached", "not present"  # WeightsInfo.status
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
-Progress = Callable[[int, "int | None"], None]  # (bytes done, total bytes or None when unknown)
 # The transfer itself is blur2clip.download (which imports this module; it is imported here where used).
 
 
@@ -215,16 +215,13 @@ def import_file(path: str | os.PathLike, name: str | None = None) -> WeightsInfo
 
 def _write_new(dest: Path, write: Callable[[Path], object]) -> None:
     """write(tmp) then rename it to `dest`; a failed write leaves nothing behind and names `dest`."""
-    tmp = dest.with_name(dest.name + ".tmp")
+    from .files import atomic_path
+
     try:
-        write(tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            write(tmp)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise WeightsError(f"{dest}: cannot write it ({e.strerror or e}); nothing was changed") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def mp4_frames(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def extractor():
-    from blur2clip.pipeline import Extractor
+    from blur2clip.extract import Extractor
 
     return Extractor(model=tiny_model(), device="cpu", tile=0)
 
@@ -133,7 +133,7 @@ def test_run_batch_goes_past_bad_photos_and_resumes(tmp_path, extractor):
     for r in report.done:
         assert mp4_frames(r.output) == CLIP_FRAMES and r.seconds > 0 and r.motion is not None
 
-    again = batch.run_batch(jobs, load=lambda: pytest.fail("nothing to do: no weights needed"))
+    again = batch.run_batch(jobs, extractor=lambda: pytest.fail("nothing to do: no weights needed"))
     assert [r.status for r in again.results if r.input in good] == [SKIPPED] * 3
     assert all(r.error == EXISTS for r in again.skipped)
     first = next(j for j in jobs if j.input == good[0])

@@ -18,7 +18,7 @@ from PIL import Image, ImageCms
 
 from blur2clip import clipwriter, media
 from blur2clip.capture import Capture
-from blur2clip.pipeline import make_clip
+from blur2clip.job import make_clip
 
 XMP = (b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
        b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '

@@ -15,16 +15,10 @@ import pytest
 from PIL import Image
 
 import blur2clip
-from blur2clip import CLIP_FRAMES, cli
+from blur2clip import CLIP_FRAMES, cli, cli_train, device
 from blur2clip.cli import ExitCode
 from conftest import error_line, write_photo as photo
 
-try:  # the writers and the pipeline: test_wheel and test_weights_cli skip their clips without them
-    from blur2clip import clipwriter, pipeline
-
-    HAVE_WRITER = hasattr(clipwriter, "write_clip") and hasattr(pipeline, "make_clip")
-except ImportError:
-    HAVE_WRITER = False
 
 
 
@@ -140,11 +134,11 @@ def test_train_option_defaults_match_the_training_config():
                  "ckpt_every", "val_every", "val_count", "val_size", "log_every", "seed", "workers", "threads",
                  "init", "resume"):
         assert params[name] == getattr(cfg, name), name
-    assert cli._steps(params["steps"]) == cfg.steps
+    assert cli_train._steps(params["steps"]) == cfg.steps
     for name in ("width", "middle_blocks", "frames"):
         assert params[name] == getattr(model, name), name
-    assert cli._ints(params["enc_blocks"]) == model.enc_blocks
-    assert cli._ints(params["dec_blocks"]) == model.dec_blocks
+    assert cli_train._ints(params["enc_blocks"]) == model.enc_blocks
+    assert cli_train._ints(params["dec_blocks"]) == model.dec_blocks
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -221,12 +215,12 @@ def test_the_pixel_limit_from_the_environment_names_the_option_and_the_variable(
 def test_reduced_precision_on_a_cpu_without_it_is_warned(tmp_path, monkeypatch, flags, precision, warned):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
-    monkeypatch.setattr(cli, "_CPUINFO", str(cpuinfo))
-    note = cli.emulated_precision("cpu", precision)
+    monkeypatch.setattr(device, "_CPUINFO", str(cpuinfo))
+    note = device.emulated("cpu", precision)
     assert (note is not None) is warned
     if warned:
         assert precision in note and "\n" not in note and "fp32" in note
-    assert cli.emulated_precision("cuda", precision) is None
+    assert device.emulated("cuda", precision) is None
 
 
 def test_a_missing_photo(tmp_path, tiny_weights):
@@ -455,7 +449,6 @@ def test_a_real_blurred_photo_with_the_shipped_weights(shared_blurred, tmp_path)
     assert 0.5 < apart[0] < apart[1] < apart[2]
 
 
-@pytest.mark.skipif(not HAVE_WRITER, reason="no clip writer")
 def test_a_big_photo_shows_tiles_and_time_left_on_a_terminal_only(tmp_path, tiny_weights):
     import pty
 

@@ -146,19 +146,19 @@ def test_flags_typed_on_the_command_line_override_the_file_and_defaults_do_not(p
 def test_every_train_option_has_the_default_of_its_setting():
     import typer
 
-    import blur2clip.cli as cli
+    import blur2clip.cli_train as cli_train
 
-    params = {p.name: p.default for p in typer.main.get_command(cli.commands).commands["train"].params}
+    params = {p.name: p.default for p in typer.main.get_command(cli_train.commands).commands["train"].params}
     cfg, model = TrainConfig(data="", out=""), ModelConfig()
     settings = set(runconfig.to_dict(cfg)) | {"resume"}
     for name, default in params.items():
         if name in ("config", "quiet", "data", "out"):
             continue
         if name == "steps":
-            assert cli._steps(default) == cfg.steps
+            assert cli_train._steps(default) == cfg.steps
         elif name in ("enc_blocks", "dec_blocks"):
-            assert cli._ints(default) == getattr(model, name)
-        elif name in cli._MODEL_FLAGS:
+            assert cli_train._ints(default) == getattr(model, name)
+        elif name in cli_train._MODEL_FLAGS:
             assert default == getattr(model, name), name
         else:
             assert name in settings and default == getattr(cfg, name), name

@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import tiny_model
 from httpserver import FileServer
-from test_cli import HAVE_WRITER, photo
+from test_cli import photo
 
 from blur2clip import cli, download, weights
 from blur2clip.cli import ExitCode
@@ -161,7 +161,6 @@ def test_import_gives_a_trained_file_a_name_that_weights_accepts(env, capsys, tm
     assert code == ExitCode.WEIGHTS and "already the name of shipped weights" in err
 
 
-@pytest.mark.skipif(not HAVE_WRITER, reason="blur2clip.media / pipeline cannot write clips yet")
 def test_weights_name_downloads_with_a_bar_then_makes_the_clip(env, capsys, tmp_path, monkeypatch):
     src, out_gif = photo(tmp_path / "a.png"), tmp_path / "a.gif"
     monkeypatch.setenv("FORCE_COLOR", "1")  # the spinner pauses for the bar, and resumes

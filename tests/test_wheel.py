@@ -19,13 +19,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, tiny_model
-from test_cli import HAVE_WRITER, env, photo
+from test_cli import env, photo
 
 from blur2clip import weights
 
 SHIPPED = "blur2clip-w16-stage3.safetensors"  # what 'default' stands for
-
-pytestmark = pytest.mark.skipif(not HAVE_WRITER, reason="blur2clip.media / pipeline cannot write clips yet")
 
 
 def source_copy(dest: Path) -> Path:

@@ -1,21 +1,18 @@
-"""Photo -> frames: tiling matches the whole image, directions align, precision and memory fallbacks,
-and the single-photo job (with a stand-in for media, and for real once media.py is there)."""
+"""Photo array -> frames (extract.py): tiling matches the whole image, directions align, the torch blend
+matches a plain reference blend, precision and memory fallbacks; device choice (device.py)."""
 
 from __future__ import annotations
 
 import functools
-import os
-import sys
-import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import SHARED, tiny_model
 
-from blur2clip import CLIP_FRAMES, pipeline
-from blur2clip.pipeline import ClipResult, Extractor, extract_frames, make_clip, ramp_weights, tile_spans
+from blur2clip import device, extract
+from blur2clip.errors import DeviceError
+from blur2clip.extract import Extractor, extract_frames, ramp_weights, tile_spans
 
 Ex = functools.partial(Extractor, device="cpu")  # pinned: "auto" would pick a GPU and reduced precision
 
@@ -182,6 +179,60 @@ def test_direction_follows_the_first_tile(model):
     np.testing.assert_allclose(result, consistent[::-1], atol=1e-6)
 
 
+def reference_blend(model, image: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+    """The blend written out plainly, in float64 over the whole image: each tile's frames (reversed when
+    that agrees better with the average already placed in its top rows and left columns), weighted by
+    the outer product of the ramps, summed, divided by the summed weights, clamped to 0..1."""
+    h, w, _ = image.shape
+    multiple = model.config.multiple
+    ys, xs = tile_spans(h, tile, overlap, multiple), tile_spans(w, tile, overlap, multiple)
+    acc = wsum = None
+    for r, (y0, y1) in enumerate(ys):
+        for c, (x0, x1) in enumerate(xs):
+            x = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1])).permute(2, 0, 1)[None]
+            with torch.no_grad():
+                frames = model(x)[0].permute(0, 2, 3, 1).double().numpy()  # Fxhxwx3
+            if acc is None:
+                acc, wsum = np.zeros((len(frames), h, w, 3)), np.zeros((h, w))
+            top = ys[r - 1][1] - y0 if r else 0
+            left = xs[c - 1][1] - x0 if c else 0
+            fwd = rev = 0.0
+            for rows, cols in ((slice(0, top), slice(None)), (slice(top, None), slice(0, left))):
+                sub_acc = acc[:, y0:y1, x0:x1][:, rows, cols]
+                sub_w = wsum[y0:y1, x0:x1][rows, cols]
+                if sub_w.size:
+                    placed = sub_acc / sub_w[None, :, :, None]
+                    fwd += np.abs(frames[:, rows, cols] - placed).sum()
+                    rev += np.abs(frames[::-1][:, rows, cols] - placed).sum()
+            if rev < fwd:
+                frames = frames[::-1]
+            wt = np.outer(ramp_weights(ys, r), ramp_weights(xs, c)).astype(np.float64)
+            acc[:, y0:y1, x0:x1] += frames * wt[None, :, :, None]
+            wsum[y0:y1, x0:x1] += wt
+    return np.clip(acc / wsum[None, :, :, None], 0, 1)
+
+
+@pytest.mark.parametrize("frames", [7, 21])
+@pytest.mark.parametrize("h,w,tile,overlap", [(150, 200, 96, 32), (130, 90, 64, 24), (100, 260, 64, 16)])
+def test_blend_matches_a_plain_reference_blend(frames, h, w, tile, overlap):
+    """The band-by-band torch blend gives the plain whole-image blend: float within 1e-5, uint8 as its
+    round(255 v) (where v is not within float error of a rounding boundary)."""
+    net = FlipEveryOther(tiny_model(frames=frames))  # tiles come out in both directions: alignment matters
+    image = photo_like(h, w)
+    ex = Ex(model=net, tile=tile, overlap=overlap)
+    got = ex(image)
+    net.calls = 0
+    want = reference_blend(net, image, tile, overlap)
+    assert got.shape == want.shape == (frames, h, w, 3) and got.dtype == np.float32
+    assert np.abs(got - want).max() < 1e-5
+    assert np.abs(want - want[::-1]).mean() > 1e-3  # a reversed tile would have shown
+    net.calls = 0
+    q = ex(image, dtype=np.uint8)
+    exact = want * 255 + 0.5
+    clear = np.abs(exact - np.round(exact)) > 255 * 1e-5  # not within float error of a boundary
+    np.testing.assert_array_equal(q[clear], np.floor(exact[clear]).astype(np.uint8))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Sizes, formats, inputs
 
@@ -214,9 +265,9 @@ def test_uint8_output_and_input(model):
 
 def test_conversion_clamps_and_drops_nan():
     x = np.array([np.nan, np.inf, -np.inf, -0.2, 0.5, 1.3, 0.998], np.float32)
-    as_float = pipeline._convert(x.copy(), np.dtype(np.float32))
+    as_float = extract.to_array(torch.from_numpy(x), np.dtype(np.float32))
     np.testing.assert_allclose(as_float, [0, 1, 0, 0, 0.5, 1, 0.998], rtol=1e-6)
-    as_uint8 = pipeline._convert(x.copy(), np.dtype(np.uint8))
+    as_uint8 = extract.to_array(torch.from_numpy(x), np.dtype(np.uint8))
     np.testing.assert_array_equal(as_uint8, [0, 255, 0, 0, 128, 255, 254])
 
 
@@ -232,8 +283,8 @@ def test_bad_arguments(model):
     assert Ex(model=model, tile=64).overlap == 32  # the default 64 px overlap, cut to half a tile
     with pytest.raises(ValueError):
         Ex(model=model, precision="int8")
-    with pytest.raises(ValueError):
-        Ex(model=model, device="cuda:7" if not torch.cuda.is_available() else "mps:9")
+    with pytest.raises(DeviceError, match="cuda:7"):
+        Ex(model=model, device="cuda:7")  # no such GPU here (or not CUDA at all)
 
 
 def test_extract_frames_with_weights_file(tiny_weights):
@@ -245,15 +296,24 @@ def test_extract_frames_with_weights_file(tiny_weights):
 # Device, precision, memory
 
 
-def test_auto_device_and_precision():
-    assert pipeline.pick_precision("auto", torch.device("cpu")) == "fp32"
-    assert pipeline.pick_precision("bf16", torch.device("cpu")) == "bf16"
-    assert pipeline.pick_precision("auto", torch.device("mps")) == "fp16"
+def test_auto_device_and_precision(monkeypatch):
+    assert device.precision("auto", torch.device("cpu")) == "fp32"
+    assert device.precision("bf16", torch.device("cpu")) == "bf16"
+    assert device.precision("auto", torch.device("mps")) == "fp16"
+    assert device.train_bf16("auto", torch.device("cpu")) is False and device.train_bf16("bf16", torch.device("cpu"))
+    with pytest.raises(ValueError, match="fp16"):
+        device.train_bf16("fp16", torch.device("cpu"))  # training: auto, fp32 or bf16
     if torch.cuda.is_available():
-        assert pipeline.pick_device("auto").type == "cuda"
-        assert pipeline.pick_precision("auto", torch.device("cuda")) in ("bf16", "fp16")
+        monkeypatch.setenv("LOCAL_RANK", str(torch.cuda.device_count() - 1))  # torchrun's process: its own GPU
+        assert device.pick("auto") == torch.device("cuda", torch.cuda.device_count() - 1)
+        assert device.pick("cuda") == device.pick("auto")  # one rule for `clip` and `train`
+        assert device.precision("auto", torch.device("cuda")) in ("bf16", "fp16")
     elif not torch.backends.mps.is_available():
-        assert pipeline.pick_device("auto") == torch.device("cpu")
+        assert device.pick("auto") == torch.device("cpu")
+        with pytest.raises(DeviceError, match="'cuda:1': CUDA is not available here"):
+            device.pick("cuda:1")
+    with pytest.raises(DeviceError, match="'gpu'"):
+        device.pick("gpu")
 
 
 def test_bf16_on_cpu_when_asked(model):
@@ -286,163 +346,3 @@ def test_out_of_memory_halves_the_tile(model):
         hopeless(image)
 
 
-# ---------------------------------------------------------------------------------------------------
-# make_clip: the job's own logic, with a stand-in for media
-
-
-@pytest.fixture
-def fake_media(monkeypatch, tmp_path):
-    """A minimal media module that records what make_clip asks of it."""
-    import blur2clip
-
-    from blur2clip import media as real_media
-    from blur2clip.capture import Capture
-
-    m = types.ModuleType("blur2clip.media")
-    calls = m.calls = {}
-
-    class MediaError(Exception):
-        def __init__(self, path, reason):
-            super().__init__(f"{path}: {reason}")
-
-    class Photo:
-        def __init__(self, pixels, path, exif):
-            self.pixels, self.path, self.exif, self.bit_depth = pixels, path, exif, 8
-            self.capture = Capture(exif)
-
-    def read_photo(path, max_pixels=None):
-        calls["read"] = (Path(path), max_pixels)
-        return Photo(photo_like(60, 80), Path(path), b"Exif\0\0fake")
-
-    def write_clip(frames, out, fmt, fps=10.0, loops=1, overwrite=False, quality="high", crf=None, capture=None):
-        calls["clip"] = dict(frames=np.stack(frames), out=Path(out), fmt=fmt, fps=fps, loops=loops, quality=quality,
-                             crf=crf, capture=capture)
-        Path(out).write_bytes(b"clip")
-        return Path(out)
-
-    def write_still(image, out, capture=None, overwrite=False):
-        calls["still"] = dict(image=image.copy(), exif=capture.exif)
-        Path(out).write_bytes(b"still")
-        return Path(out)
-
-    m.MediaError, m.Photo, m.read_photo = MediaError, Photo, read_photo
-    m.write_clip, m.write_still = write_clip, write_still
-    suffixes = {".gif": "gif", ".webp": "webp", "": "frames"}
-    m.clip_format = lambda out, fmt=None: fmt or suffixes.get(Path(out).suffix, "mp4")
-    m.default_output = lambda photo, fmt="mp4": Path(photo).with_name(Path(photo).stem + "_clip." + fmt)
-    m.play_order = lambda n, pingpong=False, reverse=False: (
-        (list(range(n)) + list(range(n - 2, 0, -1)) if pingpong else list(range(n)))[:: -1 if reverse else 1]
-    )
-    m.clip_max_size = real_media.clip_max_size
-    m.to_uint8 = lambda frames: (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
-    monkeypatch.setitem(sys.modules, "blur2clip.media", m)
-    monkeypatch.setattr(blur2clip, "media", m, raising=False)
-    monkeypatch.setitem(sys.modules, "blur2clip.clipwriter", m)
-    monkeypatch.setattr(blur2clip, "clipwriter", m, raising=False)
-    photo = tmp_path / "shot.jpg"
-    photo.write_bytes(b"not read by the stand-in")
-    return m, photo
-
-
-def test_make_clip_flow(fake_media, model):
-    media, photo = fake_media
-    ex = Ex(model=model, tile=0)
-    res = make_clip(photo, still=photo.with_name("mid.jpg"), extractor=ex, frames=None, fps=12, loops=2,
-                    max_size=40)  # frames=None: the network's seven, as they are
-    assert isinstance(res, ClipResult)
-    assert res.output == photo.with_name("shot_clip.mp4") and res.output.read_bytes() == b"clip"
-    clip = media.calls["clip"]
-    assert clip["fmt"] == "mp4" and clip["fps"] == 12 and clip["loops"] == 2
-    assert clip["frames"].dtype == np.uint8 and clip["frames"].shape == (12, 30, 40, 3)  # pingpong 7 -> 12
-    assert (res.frames, res.width, res.height) == (12, 40, 30)
-    np.testing.assert_array_equal(media.calls["still"]["image"], clip["frames"][3])  # the middle frame
-    assert media.calls["still"]["exif"] == b"Exif\0\0fake"
-    assert set(res.timings) >= {"decode", "model", "encode"}
-    assert res.seconds >= sum(res.timings.values()) * 0.99
-    np.testing.assert_array_equal(clip["frames"][7:], clip["frames"][1:6][::-1])  # ... 6, 5, 4, 3, 2
-
-    assert (clip["quality"], clip["crf"], clip["capture"].exif) == ("high", None, b"Exif\0\0fake")
-
-    back = make_clip(photo, photo.with_name("r.gif"), extractor=ex, frames=7, pingpong=False, reverse=True,
-                     max_size=40, quality="low", crf=30, metadata=False)
-    assert back.frames == 7 and media.calls["clip"]["fmt"] == "gif"
-    assert (media.calls["clip"]["quality"], media.calls["clip"]["crf"]) == ("low", 30)
-    assert media.calls["clip"]["capture"] is None  # metadata=False: nothing of the photo's kept
-    np.testing.assert_array_equal(media.calls["clip"]["frames"], clip["frames"][:7][::-1])
-
-
-def test_make_clip_refuses_to_write_over_the_photo(fake_media, model):
-    media, photo = fake_media
-    ex = Ex(model=model, tile=0)
-    for kw in (dict(out=photo), dict(out=photo.parent / "." / photo.name, overwrite=True), dict(still=photo)):
-        with pytest.raises(media.MediaError, match="shot.jpg"):
-            make_clip(photo, extractor=ex, **kw)
-    link = photo.with_name("link.jpg")
-    os.link(photo, link)  # another name for the same file
-    with pytest.raises(media.MediaError, match="link.jpg"):
-        make_clip(photo, link, fmt="mp4", extractor=ex, overwrite=True)
-    with pytest.raises(media.MediaError, match="same.mp4"):
-        make_clip(photo, photo.with_name("same.mp4"), still=photo.with_name("same.mp4"), extractor=ex)
-    assert "read" not in media.calls  # refused before any work
-    assert photo.read_bytes() == b"not read by the stand-in"
-    existing = photo.with_name("taken.mp4")
-    existing.write_bytes(b"keep")
-    with pytest.raises(media.MediaError, match="taken.mp4"):
-        make_clip(photo, existing, extractor=ex)
-    assert existing.read_bytes() == b"keep"
-
-
-# ---------------------------------------------------------------------------------------------------
-# make_clip end to end, with the real media module
-
-
-
-
-@pytest.fixture
-def real_photo(tmp_path) -> Path:
-    from PIL import Image
-
-    path = tmp_path / "blurred.jpg"
-    Image.fromarray((photo_like(72, 96) * 255 + 0.5).astype(np.uint8)).save(path, quality=92)
-    return path
-
-
-@pytest.mark.parametrize("fmt", ["mp4", "frames"])
-def test_make_clip_end_to_end(real_photo, tiny_weights, fmt):
-    from blur2clip import media
-
-    out = real_photo.with_name("clip.mp4" if fmt == "mp4" else "clip_frames")
-    still = real_photo.with_name("middle.jpg")
-    res = make_clip(real_photo, out, fmt=fmt, still=still, weights=tiny_weights, device="cpu", tile=64)
-    assert res.output.exists() and res.still == still and still.is_file()
-    # the default instants, forward and back; a folder of frames holds each instant once
-    played = CLIP_FRAMES if fmt == "frames" else len(media.play_order(CLIP_FRAMES, pingpong=True))
-    assert (res.width, res.height) == (96, 72) and res.frames == played and res.motion >= 0
-    if fmt == "frames":
-        assert res.output.is_dir() and len([p for p in res.output.iterdir() if p.is_file()]) == played
-        distinct = {p.read_bytes() for p in res.output.iterdir() if p.is_file()}
-        assert len(distinct) > played // 2  # instants, not copies
-    else:
-        assert res.output.stat().st_size > 0
-    with pytest.raises(media.MediaError):
-        make_clip(real_photo, out, fmt=fmt, weights=tiny_weights, device="cpu")  # exists, no overwrite
-
-
-def test_make_clip_refuses_photo_for_real(real_photo, tiny_weights):
-    from blur2clip import media
-
-    before = real_photo.read_bytes()
-    with pytest.raises(media.MediaError, match="blurred.jpg"):
-        make_clip(real_photo, real_photo, fmt="mp4", weights=tiny_weights, device="cpu", overwrite=True)
-    with pytest.raises(media.MediaError, match="blurred.jpg"):
-        make_clip(real_photo, still=real_photo, weights=tiny_weights, device="cpu", overwrite=True)
-    assert real_photo.read_bytes() == before
-
-
-def test_on_tile_reports_each_pass_over_tiles(tiny_weights):
-    ex = Extractor(tiny_weights, device="cpu", tile=64, overlap=16)
-    seen = []
-    ex.on_tile = lambda done, total: seen.append((done, total))
-    ex(np.random.default_rng(0).random((100, 150, 3), dtype=np.float32))
-    total = seen[0][1]
-    assert total > 1 and seen == [(i, total) for i in range(1, total + 1)]

@@ -1,0 +1,141 @@
+"""`blur2clip batch DIR`, and several photos given to `blur2clip`: many photos, one clip each, with
+progress, resume and a summary (batch.py does the work; this shows it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from . import CLIP_FPS, CLIP_FRAMES
+from .cli_options import (DEFAULT_TILE, OUTPUT, Crf, Device, Fps, Frames, Loader, Loops, MaxPixels, MaxSize,
+                          Overwrite, Pingpong, Precision, Quality, Quiet, Reverse, StripMetadata, Threads, Tile,
+                          Weights, commands)
+from .report import BatchProgress, ExitCode, Report, exit_code
+
+def capped_note(kind: str) -> str:
+    from .media import ANIMATED_MAX_SIZE
+
+    return (f"{kind} clips are made at most {ANIMATED_MAX_SIZE} px on the long side; --max-size PX for "
+            "another size")
+
+
+def several_photos(photos: list[Path], output: Optional[Path], options, model: dict, quiet: bool) -> None:
+    """Several photos of one command: each to its clip beside it or in OUT/, as `batch` does them (an
+    existing clip is skipped unless --overwrite); ends the command."""
+    from . import batch
+
+    report = Report(quiet)
+    jobs = None
+    with report.running("Checking…"):
+        jobs = batch.plan_photos(photos, output, options.fmt)
+    if jobs is None:
+        report.exit()
+    _run_jobs(report, jobs, [], options, model, json_lines=False, fail_fast=False, min_motion=None)
+
+
+FOLDER = "Folder"
+
+
+@commands.command("batch", no_args_is_help=True)
+def batch_command(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", show_default=False, exists=True, file_okay=False,
+                                           help="The folder of photos.")],
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", metavar="OUTDIR", show_default=False, rich_help_panel=FOLDER,
+        help="Where the clips go, in sub-folders as in DIR. Default: DIR/clips (never read as input).")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", rich_help_panel=FOLDER,
+                                            help="Also the photos in DIR's sub-folders.")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", rich_help_panel=FOLDER,
+                                            help="Stop at the first photo that fails.")] = False,
+    json_lines: Annotated[bool, typer.Option(
+        "--json", rich_help_panel=FOLDER,
+        help="Print one JSON line per file on stdout (input, output, status, seconds, error, motion_px) "
+             "instead of the clips' paths.")] = False,
+    fmt: Annotated[Literal["mp4", "gif", "webp", "frames"], typer.Option(
+        "--format", rich_help_panel=OUTPUT, help="Clip format; frames writes a folder of PNGs per photo.")]
+    = "mp4",
+    frames: Frames = CLIP_FRAMES,
+    fps: Fps = CLIP_FPS,
+    pingpong: Pingpong = True,
+    loops: Loops = 3,
+    reverse: Reverse = False,
+    max_size: MaxSize = None,
+    quality: Quality = "high",
+    crf: Crf = None,
+    strip_metadata: StripMetadata = False,
+    overwrite: Overwrite = False,
+    min_motion: Annotated[Optional[float], typer.Option(
+        min=0, metavar="PX", show_default=False, rich_help_panel=FOLDER,
+        help="Skip photos whose frames move less than PX pixels (no motion blur to undo): no clip, "
+             "reported as skipped with their motion score.")] = None,
+    weights: Weights = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    tile: Tile = DEFAULT_TILE,
+    threads: Threads = 0,
+    max_pixels: MaxPixels = None,
+    quiet: Quiet = False,
+) -> None:
+    """Turn every photo in DIR into a clip: progress, resume, and one bad photo never stops the rest.
+
+    Clips already made are skipped (run again after a stop to resume; --overwrite remakes them); a clip
+    is written under a hidden temporary name and renamed when complete, so none is ever half there.
+    Hidden and system files are ignored, other files listed as skipped; the photos are never written.
+    Runs at the same time on one folder share the work: a photo another run has taken is skipped. Prints
+    each clip's path on stdout; a progress bar and then a summary of what was done, skipped and failed go
+    to stderr. Exit code 1 when some photos failed, 130 when interrupted, 143 on SIGTERM (run again to
+    resume).
+    """
+    from . import batch, outputs
+    from .errors import output_error
+    from .job import ClipOptions
+
+    report = Report(quiet)
+    out = out_dir if out_dir is not None else batch.default_out_dir(folder)
+    found = jobs = None
+    with report.running("Looking for photos…"):
+        blocked = outputs.not_a_folder(out)
+        if blocked is not None:
+            raise output_error(blocked, "not a folder")
+        found = batch.find_photos(folder, recursive, out)
+        jobs = batch.plan(found.photos, folder, out, fmt)
+    if found is None or jobs is None:
+        report.exit()
+    options = ClipOptions(fmt=fmt, frames=frames, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
+                          max_size=max_size, quality=quality, crf=crf, metadata=not strip_metadata,
+                          overwrite=overwrite, max_pixels=max_pixels)
+    model = dict(weights=weights, device=device, precision=precision, tile=tile, threads=threads)
+    others = [batch.PhotoResult(path, None, batch.SKIPPED, 0.0, reason) for path, reason in found.others]
+    _run_jobs(report, jobs, others, options, model, json_lines, fail_fast, min_motion)
+
+
+def _run_jobs(report: Report, jobs, others, options, model: dict, json_lines: bool, fail_fast: bool,
+              min_motion: Optional[float]) -> None:
+    """Run planned batch jobs with a progress display and the summary; ends the command with batch's
+    exit code. others: results to list first (files that are not photos)."""
+    from . import batch
+    from .errors import one_line
+    from .outputs import terminated
+
+    lazy = Loader(report, **model)
+    show = BatchProgress(report, len(jobs), json_lines)
+    for result in others:
+        show.result(result)
+    if options.fmt in ("gif", "webp") and not options.max_size and jobs:
+        report.info(capped_note(options.fmt))
+    try:
+        with show:
+            run = batch.run_batch(jobs, options, extractor=lazy.load, on_event=show.event, min_motion=min_motion,
+                                  fail_fast=fail_fast)
+    except Exception as e:  # noqa: BLE001 -- not about one photo (weights, device): sorted, bugs re-raised
+        code = exit_code(e)
+        if code is None:
+            raise
+        report.fail(one_line(e), code)
+        report.exit()
+    run.results[:0] = others
+    show.summary(run)
+    stop = ExitCode.TERMINATED if terminated() else ExitCode.INTERRUPTED
+    raise typer.Exit(int(stop if run.interrupted else ExitCode.FAILED if run.failed else ExitCode.OK))

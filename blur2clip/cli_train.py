@@ -1,0 +1,345 @@
+"""`blur2clip train`, `eval` and `plot`: weights trained, scored and their curves drawn (train.py,
+evaluation.py and plot.py do the work; this parses and shows it)."""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from .cli_options import (DATA_HELP, DEFAULT_TILE, LOSS, NETWORK, RUN, TRAINING, DataDir, Device, FramesPerBlur,
+                          Layout, Loader, Precision, Quiet, Threads, Tile, Weights, commands)
+from .report import ExitCode, Report, duration, score_table
+
+@contextmanager
+def data_errors():
+    """A plain ValueError from reading a data folder, a run folder or a log becomes a DataError (exit code
+    3): data.py, train.Trainer and plot.py say what is wrong with what they read as ValueError."""
+    from .errors import Blur2ClipError, DataError
+
+    try:
+        yield
+    except ValueError as e:
+        if isinstance(e, Blur2ClipError):
+            raise
+        raise DataError(str(e)) from e
+
+
+def _ints(value: str, option: str = "") -> list[int]:
+    try:
+        return [int(v) for v in value.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: expected whole numbers separated by commas",
+                                 param_hint=option or None) from None
+
+
+def _steps(value: str) -> list[int]:
+    steps = _ints(value, "--steps")
+    if len(steps) not in (1, 3) or min(steps) < 1:
+        raise typer.BadParameter(f"{value!r}: give N (every stage) or N1,N2,N3 (stages 1, 2, 3), all >= 1",
+                                 param_hint="--steps")
+    return steps * 3 if len(steps) == 1 else steps
+
+
+def _ema(value: float) -> float:
+    if value >= 1:
+        raise typer.BadParameter(f"{value}: give a decay below 1 (0: no average)")
+    return value
+
+
+_MODEL_FLAGS = ("width", "enc_blocks", "middle_blocks", "dec_blocks", "frames")
+
+
+def _train_flags(ctx: typer.Context) -> dict:
+    """The train options given on the command line (not their defaults), as TrainConfig's settings (the
+    network's under "model"): what they override of a --config file and of TrainConfig's defaults."""
+    flags, model = {}, {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)
+        if name in ("config", "quiet") or source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            continue
+        if name == "steps":
+            value = _steps(value)
+        elif name in ("enc_blocks", "dec_blocks"):
+            value = _ints(value, "--" + name.replace("_", "-"))
+        elif name in ("data", "out"):
+            value = str(value)
+        (model if name in _MODEL_FLAGS else flags)[name] = value
+    if len(model.get("enc_blocks", [])) != len(model.get("dec_blocks", model.get("enc_blocks", []))):
+        raise typer.BadParameter("give as many decoder levels as encoder levels", param_hint="--dec-blocks")
+    if model:
+        flags["model"] = model
+    return flags
+
+
+@commands.command("train", no_args_is_help=True)
+def train_command(
+    ctx: typer.Context,
+    data: Annotated[Optional[Path], typer.Option(metavar="DIR", show_default=False, rich_help_panel=RUN,
+                                                 help=DATA_HELP)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        metavar="DIR", show_default=False, rich_help_panel=RUN,
+        help="Run folder: stageN.safetensors, checkpoint, config.json, log.jsonl, curves.png.")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", metavar="FILE", show_default=False, rich_help_panel=RUN,
+        help="Settings from a TOML or JSON file (keys as these options, with underscores; the network's under "
+             "\\[model], synthetic motion under \\[synth]), e.g. a run's own config.json; options given here "
+             "override it.")] = None,
+    stage: Annotated[Literal["1", "2", "3", "all"], typer.Option(
+        rich_help_panel=RUN, help="1: the middle frame; 2: adds its neighbours; 3: all frames.")] = "all",
+    steps: Annotated[str, typer.Option(metavar="N|N1,N2,N3", rich_help_panel=RUN,
+                                       help="Steps per stage: one number for every stage, or one each.")]
+    = "2000,2000,4000",
+    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=RUN,
+                                         help="Continue from OUT's checkpoint.")] = False,
+    layout: Layout = "auto",
+    frames_per_blur: FramesPerBlur = 7,
+    init: Annotated[Optional[str], typer.Option(
+        metavar="WEIGHTS", show_default=False, rich_help_panel=RUN,
+        help="Start from these weights instead of the previous stage's file.")] = None,
+    workers: Annotated[int, typer.Option(min=0, rich_help_panel=RUN,
+                                         help="Processes synthesizing samples (0: in the main process).")] = 1,
+    threads: Annotated[int, typer.Option(min=0, rich_help_panel=RUN,
+                                         help="Torch threads in the main process (0: torch's default).")] = 0,
+    device: Annotated[str, typer.Option(
+        rich_help_panel=RUN, help="auto: the process's GPU (LOCAL_RANK under torchrun) if any, else cpu.")]
+    = "auto",
+    precision: Annotated[Literal["auto", "fp32", "bf16"], typer.Option(
+        rich_help_panel=RUN, help="auto: bf16 autocast on a GPU, fp32 on the CPU.")] = "auto",
+    seed: Annotated[int, typer.Option(rich_help_panel=RUN)] = 0,
+    ckpt_every: Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=RUN,
+                                            help="Write the checkpoint every N steps.")] = 200,
+    val_every: Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=RUN,
+                                           help="Validate every N steps (and at the end of a stage).")] = 500,
+    val_count: Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=RUN,
+                                           help="Samples in the validation set (made once per run).")] = 48,
+    val_size: Annotated[int, typer.Option(min=16, metavar="PX", rich_help_panel=RUN,
+                                          help="Side of the validation samples.")] = 256,
+    log_every: Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=RUN)] = 20,
+    tensorboard: Annotated[bool, typer.Option(
+        "--tensorboard/--no-tensorboard", rich_help_panel=RUN,
+        help="Also log to TensorBoard in OUT/tensorboard: the scalars of log.jsonl and a few validation "
+             "samples (pip install \"blur2clip[tensorboard]\").")] = False,
+    batch: Annotated[int, typer.Option(min=1, rich_help_panel=TRAINING,
+                                       help="Samples per step (split over torchrun's processes).")] = 8,
+    crop: Annotated[int, typer.Option(min=16, metavar="PX", rich_help_panel=TRAINING,
+                                      help="Side of the training samples.")] = 192,
+    lr: Annotated[float, typer.Option(min=0.0, rich_help_panel=TRAINING, help="Peak learning rate.")] = 1e-3,
+    warmup: Annotated[int, typer.Option(min=0, metavar="N", rich_help_panel=TRAINING)] = 100,
+    weight_decay: Annotated[float, typer.Option(min=0.0, rich_help_panel=TRAINING)] = 1e-4,
+    ema: Annotated[float, typer.Option(
+        min=0.0, metavar="DECAY", callback=_ema, rich_help_panel=TRAINING,
+        help="Validate and ship an exponential moving average of the weights with this decay per step "
+             "(e.g. 0.999; 0: the weights as trained).")] = 0.0,
+    w_middle: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS,
+                                            help="Extra weight of the middle frame.")] = 2.0,
+    w_pairs: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS,
+                                           help="Order-invariant pairwise term (fades out by mid-stage).")] = 0.5,
+    w_reblur: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS,
+                                            help="Frames must average back to the blur (stage 3).")] = 0.5,
+    width: Annotated[int, typer.Option(min=1, rich_help_panel=NETWORK,
+                                       help="Channels at full resolution.")] = 16,
+    enc_blocks: Annotated[str, typer.Option(metavar="N,N,..", rich_help_panel=NETWORK,
+                                            help="Blocks per encoder level.")] = "1,1,2,4",
+    middle_blocks: Annotated[int, typer.Option(min=0, rich_help_panel=NETWORK)] = 2,
+    dec_blocks: Annotated[str, typer.Option(metavar="N,N,..", rich_help_panel=NETWORK,
+                                            help="Blocks per decoder level (as many as encoder levels).")]
+    = "1,1,1,1",
+    frames: Annotated[int, typer.Option(min=3, rich_help_panel=NETWORK, help="Frames per photo (odd).")] = 7,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")] = False,
+) -> None:
+    """Train staged weights on sharp photos, frame sequences, GoPro_Large or videos.
+
+    Photos get synthetic motion; consecutive frames are averaged into blurs in linear light. The data is
+    checked first and summed up; broken or short sequences are skipped with a note. GoPro_Large knows
+    only the middle frame, so it trains stage 1.
+
+    Settings can come from --config FILE (TOML or JSON: these options' names with underscores, the
+    network's under \\[model]; e.g. a run's own OUT/config.json); options typed here override it. Every stage
+    ends in OUT/stageN.safetensors (its sha256 beside it), printed on stdout, usable as --weights or with
+    `blur2clip weights import`. OUT/curves.png follows the loss and validation (--tensorboard: also
+    TensorBoard). Stop at any time (Ctrl-C, or SIGTERM from a scheduler): the checkpoint is written and
+    --resume continues.
+    Several GPUs or machines: torchrun --nproc_per_node N -m blur2clip.train --data DIR --out DIR ...
+    """
+    flags = _train_flags(ctx)
+    if config is None:
+        for name in ("data", "out"):
+            if name not in flags:
+                raise typer.BadParameter(f"missing (give --{name} DIR, or {name} = ... in a --config file)",
+                                         param_hint=f"--{name}")
+    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only the first process reports
+    report = Report(quiet or not rank0)
+    with report.running("Reading the settings…"):
+        from . import runconfig
+        from .logbook import require_tensorboard
+
+        cfg = runconfig.from_dict(runconfig.merge(runconfig.read(config) if config else {}, flags),
+                                  str(config) if config else "the command line")
+        if cfg.tensorboard:
+            require_tensorboard()
+        report.step("Checking the device…")
+        from .device import pick
+        from .train import Stopped, Trainer
+
+        pick(cfg.device)
+        report.step("Reading the data…")
+        out = Path(cfg.out)
+
+        def log(message: str) -> None:
+            report.step("Training…")
+            report.info(message)
+
+        start = time.perf_counter()
+        with data_errors():  # the data folder and the run folder, checked as the trainer starts
+            trainer = Trainer(cfg, log=log)
+        try:
+            paths = trainer.run()
+        except Stopped as e:
+            report.fail(f"{e}; resume with --resume", ExitCode.INTERRUPTED, label="")
+            paths = []
+        except KeyboardInterrupt:
+            wrote = (out / "checkpoint.pt").is_file()
+            report.fail("interrupted" + ("; checkpoint written; resume with --resume" if wrote else ""),
+                        ExitCode.INTERRUPTED, label="")
+            paths = []
+        for path in paths if rank0 else []:
+            report.result(path)
+        if paths:
+            report.info(f"trained stage{'s' if len(paths) > 1 else ''} "
+                        f"{', '.join(p.stem.removeprefix('stage') for p in paths)} "
+                        f"in {duration(time.perf_counter() - start)}: {paths[-1]}")
+    report.exit()
+
+
+EVAL_PROGRESS_EVERY = 10.0  # seconds between eval's progress lines when stderr is not a terminal
+
+
+@commands.command("eval", no_args_is_help=True)
+def eval_command(
+    data: DataDir,
+    weights: Weights = None,
+    layout: Layout = "auto",
+    frames_per_blur: FramesPerBlur = 7,
+    samples: Annotated[int, typer.Option(
+        min=1, metavar="N", rich_help_panel=RUN,
+        help="Exposures scored per sequence, spread over it (photos: synthetic blurs per photo).")] = 4,
+    size: Annotated[Optional[int], typer.Option(
+        min=16, metavar="PX", show_default=False, rich_help_panel=RUN,
+        help="Score centred PX x PX crops (faster). Default: whole frames; photos: 256.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", rich_help_panel=RUN,
+                                           help="Print the figures as JSON instead of a table.")] = False,
+    frames: Annotated[Optional[int], typer.Option(
+        "--frames", min=3, max=96, metavar="N", show_default=False, rich_help_panel=RUN,
+        help="Score N instants of the exposure (the centres of N equal windows). Default: the network's "
+             "own frames.")] = None,
+    interpolate: Annotated[Literal["guarded", "linear", "nearest"], typer.Option(
+        rich_help_panel=RUN,
+        help="How instants between the network's frames are made (with --frames): blended where the two "
+             "frames agree, else the nearer one (guarded); blended everywhere (linear); the nearer frame "
+             "(nearest).")] = "guarded",
+    save_frames: Annotated[Optional[Path], typer.Option(
+        "--save-frames", metavar="DIR", show_default=False, rich_help_panel=RUN,
+        help="Write what was scored, as PNG: DIR/SEQUENCE/NNN/input.png, predicted/NN.png (in the direction "
+             "of time scored) and true/NN.png. DIR must be new or empty.")] = None,
+    all_photos: Annotated[bool, typer.Option(
+        "--all-photos", rich_help_panel=RUN,
+        help="A folder of photos: score every photo, not only those held out from training (for photos the "
+             "weights never trained on).")] = False,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    tile: Tile = DEFAULT_TILE,
+    threads: Threads = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Score weights on a data folder of any layout, beside the blurred input.
+
+    For each sequence and on average: pPSNR (the better direction of time) and SSIM on the same frames,
+    middle-frame PSNR and SSIM, outer-frame pPSNR and reblur PSNR (the frames averaged back against the
+    input, which has no baseline: "-"), each beside the blurred photo copied to every frame. GoPro_Large
+    and blur/sharp pairs give the middle frame and reblur only; of a folder of photos, the photos held out
+    from training are scored. Progress goes to stderr; the table (or JSON with --json) to stdout.
+    """
+    import json
+
+    report = Report(quiet)
+    result = None
+    with report.running("Reading the data…"):
+        if save_frames is not None and save_frames.exists() and (
+                not save_frames.is_dir() or any(save_frames.iterdir())):
+            raise FileExistsError(f"{save_frames}: exists and is not an empty folder; give --save-frames a "
+                                  f"new or empty folder")
+        from .data import open_data
+        from .evaluation import evaluate, predictor
+
+        extractor = Loader(report, weights=weights, device=device, precision=precision, tile=tile,
+                           threads=threads).load()
+        report.step("Reading the data…")
+        with data_errors():
+            d = open_data(data, layout, frames_per_blur, frames=frames or extractor.model.config.frames)
+        for line in d.summary():
+            report.info(line)
+        total, done = d.count_items(samples, all_photos), []
+        start = shown = time.perf_counter()
+
+        def tick(name: str) -> None:
+            nonlocal shown
+            done.append(name)
+            now = time.perf_counter()
+            left = (now - start) / len(done) * (total - len(done))
+            text = f"Scoring {len(done)}/{total}: {name}, {duration(left)} left"
+            report.step(text + "…")
+            if not report.err.is_terminal and now - shown >= EVAL_PROGRESS_EVERY and len(done) < total:
+                report.info(text)  # plain lines into a log file, where no spinner is shown
+                shown = now
+
+        report.step(f"Scoring {total} samples…")
+        with data_errors():
+            result = evaluate(d, predictor(extractor, frames, interpolate), samples, size,
+                              weights=weights or "default", on_sample=tick, save=save_frames, all_photos=all_photos)
+        report.info(f"scored {result.mean.samples} samples of {len(result.sequences)} sequences in "
+                    f"{duration(time.perf_counter() - start)} on {extractor.device} ({extractor.precision})")
+    if result is not None:
+        print(json.dumps(result.to_dict(), indent=2) if json_out else score_table(result), flush=True)
+    report.exit()
+
+
+@commands.command("plot", no_args_is_help=True)
+def plot_command(
+    runs: Annotated[list[Path], typer.Argument(
+        metavar="RUN", show_default=False, help="Training run folders (or their log.jsonl files).")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", metavar="FILE", show_default=False, help="The picture to write (.png).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE if it exists.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Draw the training curves of one or more runs in one picture (PNG).
+
+    The losses above; below, each run's main validation figure (pPSNR, or the middle frame's PSNR where
+    only it is known) with its blurred-input baseline dashed; one colour per run, named by its folder.
+    Reads RUN/log.jsonl, as a run's own curves.png does.
+    """
+    if output.suffix.lower() != ".png":
+        raise typer.BadParameter(f"{output}: the picture is a PNG: give a name ending in .png",
+                                 param_hint="--output")
+    report = Report(quiet)
+    with report.running("Drawing…"):
+        from .plot import runs as draw
+
+        logs = [run / "log.jsonl" if run.is_dir() else run for run in runs]
+        for run, log in zip(runs, logs):
+            if not log.is_file():
+                raise FileNotFoundError(f"{run}: no log.jsonl here: not a training run folder")
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output}: exists; pass --overwrite to replace it")
+        names = [(log.parent if log.name == "log.jsonl" else log).name for log in logs]
+        if len(set(names)) < len(names):  # runs of one name in different places: their paths tell them apart
+            names = [str(log.parent if log.name == "log.jsonl" else log) for log in logs]
+        with data_errors():  # a log that cannot be read
+            picture = draw(logs, output, names)
+        report.result(picture)
+    report.exit()

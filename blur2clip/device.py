@@ -1,0 +1,122 @@
+"""Where the network runs, and at what precision: the one place for devices.
+
+`pick` turns a name ('auto', 'cpu', 'cuda', 'cuda:1', 'mps') into a torch.device by one rule for every
+command: 'auto' is this process's CUDA device (LOCAL_RANK under torchrun, else the first) when CUDA is
+here, then MPS, then the CPU; a name is checked (DeviceError when that device is not here). `precision`
+picks the inference precision, `train_bf16` the training one, `emulated` says when a CPU would emulate
+it; `place` puts a model on a device (channels_last), and `OutOfMemory` / `free` are out-of-memory's type
+and cache freeing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .errors import DeviceError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+OutOfMemory: type[BaseException] = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+
+_CPUINFO = "/proc/cpuinfo"
+_NATIVE = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+
+
+def _mps() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def pick(name: str | torch.device = "auto") -> torch.device:
+    """'auto' -> this process's CUDA device (LOCAL_RANK, else 0) when there is CUDA, then mps, then cpu.
+    Anything else is checked: DeviceError names a device that is not here. A CUDA device is made the
+    current one (so caches, autocast and streams use it, not GPU 0)."""
+    text = str(name)
+    if text == "auto":
+        if torch.cuda.is_available():
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        elif _mps():
+            return torch.device("mps")
+        else:
+            return torch.device("cpu")
+    else:
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError):
+            raise DeviceError(f"device {text!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {text!r}: CUDA is not available here")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise DeviceError(f"device {text!r}: this machine has {count} CUDA device{'s' * (count != 1)}")
+        torch.cuda.set_device(device)
+    elif device.type == "mps" and not _mps():
+        raise DeviceError(f"device {text!r}: MPS is not available here")
+    return device
+
+
+def precision(name: str, device: torch.device) -> str:
+    """Inference: 'auto' -> fp32 on the CPU, bf16 on CUDA where supported (else fp16), fp16 on MPS; a
+    name is checked (ValueError)."""
+    if name == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp16" if device.type == "mps" else "fp32"
+    if name not in PRECISIONS:
+        raise ValueError(f"precision {name!r}: use one of auto, {', '.join(PRECISIONS)}")
+    return name
+
+
+def train_bf16(name: str, device: torch.device) -> bool:
+    """Training: whether the forward pass runs under bf16 autocast ('auto': on a CUDA device that has
+    bf16; the weights stay float32). ValueError for a name other than auto, fp32, bf16."""
+    if name not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"unknown precision {name!r}; one of auto, fp32, bf16")
+    return name == "bf16" or (name == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+
+
+def emulated(device: str, precision: str) -> str | None:
+    """A one-line warning when bf16 or fp16 runs on a CPU without the instructions for it (then it is
+    emulated, several times slower than fp32); None otherwise, or when the CPU's flags are unknown."""
+    if device != "cpu" or precision not in _NATIVE:
+        return None
+    try:
+        with open(_CPUINFO, encoding="ascii", errors="replace") as f:
+            flags = {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return None
+    if not flags or flags & set(_NATIVE[precision]):
+        return None
+    return (f"--precision {precision}: this CPU has no {' or '.join(_NATIVE[precision])}, so {precision} is "
+            "emulated and runs several times slower than --precision fp32")
+
+
+def place(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model on `device`, its convolutions channels_last (the faster layout on CPUs and GPUs; MPS
+    keeps the plain one)."""
+    model = model.to(device)
+    if device.type != "mps":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def channels_last_for_training(model: torch.nn.Module) -> torch.nn.Module:
+    """channels_last for the convolutions. Parameters of 1x1 spatial size keep the plain strides that their
+    gradients come with (the same memory either way), or DDP warns that grad strides do not match."""
+    model = model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        if p.dim() == 4 and p.shape[2:] == (1, 1):
+            p.data = p.data.clone(memory_format=torch.contiguous_format)
+    return model
+
+
+def free(device: torch.device) -> None:
+    """Give the device's cached memory back after running out of it."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()
