@@ -30,7 +30,7 @@ from PIL import Image
 
 from .capture import Capture
 from .errors import output_error
-from .media import _INPUTS, FORMATS, MediaError, _ffmpeg, _last_line
+from .media import _INPUTS, FORMATS, _ffmpeg, _last_line
 
 QUALITIES = ("high", "medium", "low")
 _STILL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}

@@ -59,6 +59,10 @@ class SettingsError(Blur2ClipError, ValueError):
     """Settings that cannot be used: a config file's keys or values (a ValueError too)."""
 
 
+class MediaWarning(UserWarning):
+    """Something was read with a harmless fallback (a broken colour profile, 16-bit read at 8 bits)."""
+
+
 OUT_OF_MEMORY = "out of memory on the device; try a smaller tile (--tile 256), --max-size, or the CPU"
 
 

@@ -14,12 +14,15 @@ import time
 import types
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable, Union
+from typing import TYPE_CHECKING, Callable, Union
 
 import numpy as np
 
 from . import CLIP_FPS, CLIP_FRAMES
 from .motion import motion_px
+
+if TYPE_CHECKING:  # for type checkers only: torch loads when a network is needed
+    from .extract import Extractor
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class ClipOptions:
         return replace(self, **changes)
 
 
-ExtractorSource = Union["Extractor", Callable[[], "Extractor"], None]  # noqa: F821 -- extract.Extractor
+ExtractorSource = Union["Extractor", Callable[[], "Extractor"], None]
 
 
 def loaded(source, **extractor_options):

@@ -33,7 +33,7 @@ def available() -> bool:
 def read_raw(path: Path, check_size) -> tuple[np.ndarray, bytes | None]:
     """(HxWx3 float32 sRGB 0..1, the camera's EXIF or None) of a RAW file. check_size((w, h)) is called
     with the sensor's size before anything is demosaiced (the reader's pixel limit)."""
-    from .media import MediaError
+    from .errors import MediaError
 
     try:
         import rawpy

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from blur2clip import clipwriter, media
+from blur2clip import clipwriter, colour, media
 from blur2clip.capture import Capture
 from blur2clip.job import make_clip
 
@@ -195,7 +195,7 @@ def test_still_keeps_exif_and_xmp_with_its_own_size_and_an_srgb_profile(tmp_path
         sub = exif.get_ifd(0x8769)
         assert (sub[0xA002], sub[0xA003], sub[0xA001]) == (30, 20, 1)  # the still's size, sRGB
         assert sub[0x9003] == "2023:07:14 18:30:05"
-        xmp = media._xmp(im)
+        xmp = colour.xmp_of(im)
         assert b'xmp:Rating="4"' in xmp and b"<rdf:li>surfing</rdf:li>" in xmp
         assert b'tiff:Orientation="1"' in xmp  # the pixels are upright
         assert b'exif:PixelXDimension="30"' in xmp and b'exif:PixelYDimension="20"' in xmp
@@ -203,7 +203,7 @@ def test_still_keeps_exif_and_xmp_with_its_own_size_and_an_srgb_profile(tmp_path
         assert "sRGB" in profile.profile.profile_description
     bare = clipwriter.write_still(image, tmp_path / f"bare{suffix}")
     with Image.open(bare) as im:
-        assert not im.getexif().get_ifd(0x8769) and media._xmp(im) is None and im.info.get("icc_profile")
+        assert not im.getexif().get_ifd(0x8769) and colour.xmp_of(im) is None and im.info.get("icc_profile")
 
 
 # ------------------------------------------------------------------------------------------- end to end

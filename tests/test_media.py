@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
-from blur2clip import clipwriter, media
+from blur2clip import clipwriter, media, photocheck
 from blur2clip.capture import Capture
 from blur2clip.media import MediaError, MediaWarning
 from forge import SEEDS, corrupt_exif_jpeg, forge_size, picture, seed_photos, stray_marker_tiff
@@ -364,14 +364,14 @@ def test_forged_sizes_of_every_format(tmp_path, allocated, name):
 
 def test_a_photo_that_would_not_fit_in_memory_is_refused_from_its_header(tmp_path, monkeypatch, allocated):
     Image.new("RGB", (4000, 3000), RED).save(tmp_path / "a.png")
-    free = media._free_memory()
+    free = photocheck.free_memory()
     assert free is None or free > 0
-    monkeypatch.setattr(media, "_free_memory", lambda: 200_000_000)
+    monkeypatch.setattr(photocheck, "free_memory", lambda: 200_000_000)
     with pytest.raises(MediaError, match=r"a\.png: 4000x3000 needs about 0\.3 GB of memory to read, and 0\.2 GB "
                                          r"is free$"):
         media.read_photo(tmp_path / "a.png")
     assert allocated == []
-    monkeypatch.setattr(media, "_free_memory", lambda: 300_000_000)
+    monkeypatch.setattr(photocheck, "free_memory", lambda: 300_000_000)
     assert media.read_photo(tmp_path / "a.png").pixels.shape == (3000, 4000, 3)
 
 
@@ -472,15 +472,12 @@ def test_clip_format_and_default_output(tmp_path):
     assert media.default_output("shots/a.webp", "webp") == Path("shots/a_clip.webp")  # never the photo
 
 
-def test_play_order_and_to_uint8():
+def test_play_order():
     assert media.play_order(7) == list(range(7))
     assert media.play_order(7, pingpong=True) == [0, 1, 2, 3, 4, 5, 6, 5, 4, 3, 2, 1]
     assert media.play_order(3, reverse=True) == [2, 1, 0]
     assert media.play_order(3, pingpong=True, reverse=True) == [2, 1, 0, 1]
     assert media.play_order(1, pingpong=True) == [0] and media.play_order(2, pingpong=True) == [0, 1]
-    x = np.array([-0.5, 0, 0.5 / 255, 0.499 / 255, 0.5, 1, 2, np.nan], np.float32)
-    np.testing.assert_array_equal(media.to_uint8(x), [0, 0, 1, 0, 128, 255, 255, 0])
-    assert media.to_uint8(np.zeros((2, 3, 4, 3))).dtype == np.uint8
 
 
 # ------------------------------------------------------------------------------------------------ writing
