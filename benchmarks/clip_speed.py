@@ -55,7 +55,8 @@ def run_case(photo: Path, weights: str | None, threads: int) -> dict:
     sys.path.insert(0, str(HERE))
     from model_speed import load_network
 
-    from blur2clip.pipeline import Extractor, make_clip
+    from blur2clip.extract import Extractor
+    from blur2clip.job import make_clip
 
     t = time.perf_counter()
     model, source = load_network(weights)

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--clip", type=int, default=48)
     args = ap.parse_args(argv)
 
-    from blur2clip.pipeline import Extractor
+    from blur2clip.extract import Extractor
     from blur2clip.timeline import resample
 
     torch.set_num_threads(args.threads)

@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bf16", action="store_true", help="also time bf16 autocast (CPUs with native bf16)")
     args = ap.parse_args(argv)
 
-    from blur2clip.pipeline import Extractor, tile_spans
+    from blur2clip.extract import Extractor, tile_spans
 
     torch.set_num_threads(args.threads)
     w, h = map(int, args.size.split("x"))

@@ -244,7 +244,7 @@ class Extractor:
                 done = (ys[r + 1][0] if r + 1 < len(ys) else h) - y0
                 for a in range(0, done, OUT_ROWS):
                     b = min(done, a + OUT_ROWS)
-                    out[:, y0 + a : y0 + b] = to_array(acc[:, a:b] / wsum[a:b], dtype, fresh=True)
+                    out[:, y0 + a : y0 + b] = _finished(acc[:, a:b], wsum[a:b], dtype)
                 if r + 1 < len(ys):
                     keep = band - done
                     acc[:, :keep] = acc[:, done:].clone()
@@ -265,6 +265,20 @@ def _batches(spans: list[tuple[int, int]], size: int):
     yield group
 
 
+def _finished(acc: torch.Tensor, wsum: torch.Tensor, dtype: np.dtype) -> np.ndarray:
+    """Final rows of the band (acc: weighted sums Fxrxwx3, changed in place; wsum: their weights rxwx1) as
+    numpy frames: float32 0..1, or uint8 round(255 v); NaN -> 0. Four passes over the rows, none of them
+    a new float32 copy: acc * (scale / wsum) + offset, then fmax with 0 (which also drops NaN), fmin with
+    the top, then the conversion."""
+    top = 255.0 if dtype == np.uint8 else 1.0
+    scale = top / wsum  # rxwx1: small
+    torch.addcmul(torch.tensor(0.5 if dtype == np.uint8 else 0.0, device=acc.device), acc, scale, out=acc)
+    torch.fmax(acc, torch.tensor(0.0, device=acc.device), out=acc)
+    torch.fmin(acc, torch.tensor(top, device=acc.device), out=acc)
+    frames = acc.to(torch.uint8) if dtype == np.uint8 else acc  # truncation of v + 0.5: round half up
+    return frames.cpu().numpy()
+
+
 def _reversed_fits(frames: torch.Tensor, acc: torch.Tensor, wsum: torch.Tensor, top: int, left: int) -> bool:
     """Whether the tile's frames (Fxhxwx3), reversed, agree better than as they are with the blend already
     placed in its top `top` rows and left `left` columns (acc: weighted sums Fxhxwx3, wsum: hxwx1)."""
@@ -273,8 +287,8 @@ def _reversed_fits(frames: torch.Tensor, acc: torch.Tensor, wsum: torch.Tensor, 
         placed = acc[:, rows, cols] / wsum[rows, cols]  # Fxh'xw'x3
         if placed.numel():
             tile = frames[:, rows, cols]
-            fwd += float((tile - placed).abs_().sum())
-            rev += float((tile.flip(0) - placed).abs_().sum())
+            fwd += float(torch.dist(tile, placed, 1))  # the sum of |tile - placed|, in one pass
+            rev += float(torch.dist(tile.flip(0), placed, 1))
     return rev < fwd
 
 

@@ -30,7 +30,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, NamedTuple
 from urllib.parse import urlparse
@@ -241,9 +241,6 @@ class WeightsInfo:
     alias: str | None = None  # the name this one stands for ('default' -> 'stage3')
     imported: bool = False  # from import_file, not the manifest
     sha256: str | None = None
-    urls: list[str] = field(default_factory=list)
-    license: str | None = None
-    data: str | None = None
 
 
 class Verified(NamedTuple):
@@ -263,14 +260,13 @@ def list_weights() -> list[WeightsInfo]:
         status = ABSENT if path is None else EMBEDDED if path == embedded else CACHED
         out.append(WeightsInfo(
             name, entry["file"], entry.get("stage"), entry.get("size"), status, path,
-            alias=real if real != name else None, sha256=entry.get("sha256"), urls=_urls(entry),
-            license=entry.get("license"), data=entry.get("data")))
+            alias=real if real != name else None, sha256=entry.get("sha256")))
     for name, record in read_imported().items():
         path = cache_dir() / record["file"]
         out.append(WeightsInfo(
             name, Path(record["file"]).name, record.get("stage"), record.get("size"),
             CACHED if path.is_file() else ABSENT, path if path.is_file() else None, imported=True,
-            sha256=record["sha256"], data=f"imported from {record.get('source')}"))
+            sha256=record["sha256"]))
     return out
 
 

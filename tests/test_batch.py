@@ -247,6 +247,26 @@ def command(*args) -> list[str]:
     return [sys.executable, "-m", "blur2clip", "batch", *map(str, args)]
 
 
+# `blur2clip batch ARGS` in which, once one photo was read, the others wait to be read until the file
+# RELEASE exists: a run stopped after its first clip is stopped between the first and the last, however fast.
+HELD = """import pathlib, sys, time
+from blur2clip import batch, cli
+read, release, decoded = batch._read, pathlib.Path(sys.argv[1]), []
+def held(*args, **kw):
+    while decoded and not release.exists():
+        time.sleep(0.01)
+    result = read(*args, **kw)  # a bad file raises here: only photos that decode count
+    decoded.append(args[0])
+    return result
+batch._read = held
+sys.exit(cli.main(["batch", *sys.argv[2:]]))
+"""
+
+
+def held_command(release: Path, *args) -> list[str]:
+    return [sys.executable, "-c", HELD, str(release), *map(str, args)]
+
+
 def run(*args, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run(command(*args), capture_output=True, text=True, env=env(), timeout=timeout)
 
@@ -299,14 +319,13 @@ def test_batch_killed_halfway_then_resumed(tmp_path, tiny_weights):
     out = shots / "clips"
     args = (shots, "--recursive", "--weights", tiny_weights, "--threads", "1", "--tile", "0", "--loops", "1")
 
-    proc = subprocess.Popen(command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(),
-                            start_new_session=True)  # its own group: the kill takes ffmpeg along
+    proc = subprocess.Popen(held_command(tmp_path / "never", *args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env(), start_new_session=True)  # the kill takes ffmpeg along
     try:
         deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            if any(out.rglob("*.mp4")):
-                break
+        while time.time() < deadline and proc.poll() is None and not any(out.rglob("*.mp4")):
             time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before its first clip"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
@@ -314,7 +333,7 @@ def test_batch_killed_halfway_then_resumed(tmp_path, tiny_weights):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     first = sorted(out.rglob("*.mp4"))
-    assert 1 <= len(first) < len(good)
+    assert len(first) == 1  # the others were held back: stopped halfway
     for clip in first:  # a final name only ever holds a whole clip
         assert mp4_frames(clip) == PINGPONG
     (out / f".{first[0].name}.part0123abcd").write_bytes(b"as if killed while writing")

@@ -23,6 +23,7 @@ from blur2clip import CLIP_FRAMES, clipwriter, outputs
 from blur2clip.batch import DONE, EXISTS, FAILED, OTHER_RUN, SKIPPED
 from blur2clip.cli import ExitCode
 from conftest import error_line, write_photo as photo
+from test_batch import held_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PINGPONG = 2 * CLIP_FRAMES - 2  # frames in a default clip: forward, then back
@@ -249,12 +250,17 @@ def test_single_photo_killed_then_run_again(tmp_path, tiny_weights):
 # ----------------------------------------------------------------------------------- stopping and failing
 
 
-def stopped_by_sigterm(args, ready) -> tuple[subprocess.Popen, str, str]:
-    """blur2clip ARGS, sent SIGTERM as soon as ready() holds: (the process, its stdout, its stderr)."""
-    proc = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+def stopped_by_sigterm(args, ready, cmd=None, after=None) -> tuple[subprocess.Popen, str, str]:
+    """blur2clip ARGS (or the command `cmd`), sent SIGTERM as soon as ready() holds, then after() called:
+    (the process, its stdout, its stderr)."""
+    proc = subprocess.Popen(cmd or command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env())
     try:
         wait_for(lambda: ready() or proc.poll() is not None)
+        assert proc.poll() is None, "it ended before it was stopped"
         proc.send_signal(signal.SIGTERM)
+        if after is not None:
+            after()
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
@@ -271,16 +277,19 @@ def test_sigterm_stops_a_single_photo_like_ctrl_c(tmp_path, tiny_weights):
 
 
 def test_sigterm_stops_a_batch_like_ctrl_c(tmp_path, tiny_weights):
+    """Stopped once its first clip is made (the second photo is held back until then): that clip stays,
+    the summary says to run again, nothing hidden is left."""
     shots = tmp_path / "shots"
     for i in range(8):
         photo(shots / f"p{i}.png", 360, 480, seed=i)
-    out = shots / "clips"
-    proc, stdout, stderr = stopped_by_sigterm(("batch", shots, "--weights", tiny_weights, "--tile", "0", "--loops",
-                                               "1"), lambda: any(out.glob("*.mp4")))
+    out, release = shots / "clips", tmp_path / "release"
+    args = (shots, "--weights", tiny_weights, "--tile", "0", "--loops", "1")
+    proc, stdout, stderr = stopped_by_sigterm(args, lambda: any(out.glob("*.mp4")), cmd=held_command(release, *args),
+                                              after=release.touch)
     assert proc.returncode == ExitCode.TERMINATED, stderr
     assert "Traceback" not in stderr and "run again to resume" in stderr
     clips = sorted(out.glob("*.mp4"))
-    assert 1 <= len(clips) < 8 and stdout.split() == [str(c) for c in clips]
+    assert len(clips) == 1 and stdout.split() == [str(c) for c in clips]
     assert hidden_files(shots) == []
 
 

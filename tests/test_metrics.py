@@ -30,12 +30,17 @@ def test_ground_truth_scores_the_maximum_and_reblurs_to_the_input():
 
 
 def test_baseline_is_the_input_copied_to_every_frame():
-    gt = clip()
-    blurred = metrics.reblur(gt)
+    """Flat frames of known values against a flat blurred input: the baseline's PSNRs are known by hand
+    (frame i differs from the input by d_i everywhere, so its PSNR is -10 log10 d_i^2)."""
+    values = torch.tensor([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    gt = values.view(1, 7, 1, 1, 1).expand(1, 7, 3, 16, 16).clone()
+    blurred = torch.full((1, 3, 16, 16), 0.45)
     base = metrics.baseline(gt, blurred)
-    copies = blurred.unsqueeze(1).expand_as(gt)
-    assert base == metrics.evaluate(copies, gt, blurred)
-    assert base["ppsnr"] < 20  # random frames are far from their average
+    expected = [-10 * torch.log10((v - 0.45) ** 2).item() for v in values]
+    assert base["ppsnr"] == pytest.approx(sum(expected) / 7, abs=1e-3)
+    assert base["middle"] == pytest.approx(expected[3], abs=1e-3)  # 0.05 off: 26.02 dB
+    assert base["outer"] == pytest.approx((expected[0] + expected[6]) / 2, abs=1e-3)
+    assert base["ppsnr"] == pytest.approx(16.886, abs=0.01)
 
 
 def test_meter_weights_by_batch_size():

@@ -58,7 +58,13 @@ def test_stage_frames_and_size_figures():
     assert stage_frames(1) == [3] and stage_frames(2) == [2, 3, 4] and stage_frames(3) == list(range(7))
     default = Blur2Clip(ModelConfig())
     assert 1.5e6 < count_parameters(default) < 2.5e6
-    assert count_macs(Blur2Clip(tiny_config()), 32, 32) > 0
+    macs = count_macs(Blur2Clip(tiny_config()), 32, 32)
+    # convolutions work per pixel; only the channel attention's 1x1 convs on pooled maps do not grow
+    assert 3.99 * macs < count_macs(Blur2Clip(tiny_config()), 64, 64) < 4 * macs
+    seven, nine = Blur2Clip(tiny_config(frames=7)), Blur2Clip(tiny_config(frames=9))
+    head = nine.ending  # 3 output channels a frame
+    per_channel = 32 * 32 * head.kernel_size[0] * head.kernel_size[1] * head.in_channels // head.groups
+    assert count_macs(nine, 32, 32) - count_macs(seven, 32, 32) == 2 * 3 * per_channel
 
 
 def test_half_precision_storage_is_half_the_size_and_loads_as_float32(tmp_path):

@@ -22,7 +22,6 @@ def test_frames_average_to_clean_blur_in_linear_light(seed):
     assert s.frames.shape == (7, 3, 48, 48) and s.blurred.shape == s.clean.shape == (3, 48, 48)
     mean_lin = to_linear(s.frames).mean(0)
     assert torch.allclose(mean_lin, to_linear(s.clean), atol=1e-5)
-    # and not in sRGB: the plain average of the frames is a different image wherever things move
     assert s.frames.float().min() >= 0 and s.frames.max() <= 1
 
 
@@ -47,6 +46,8 @@ def test_motion_moves_the_frames_and_blurs_the_input():
     s = synthesize(photo(), np.random.default_rng(0), cfg)
     first_last = (s.frames[0] - s.frames[-1]).abs().mean()
     assert first_last > 0.02  # the outer frames differ: things moved
+    assert torch.allclose(to_linear(s.frames).mean(0), to_linear(s.clean), atol=1e-5)  # linear light
+    assert (s.frames.mean(0) - s.clean).abs().mean() > 1e-3  # not sRGB: that average is another image
     sharp = (s.frames[3][:, 1:] - s.frames[3][:, :-1]).abs().mean() + (s.frames[3][..., 1:] - s.frames[3][..., :-1]).abs().mean()
     blur = (s.blurred[:, 1:] - s.blurred[:, :-1]).abs().mean() + (s.blurred[..., 1:] - s.blurred[..., :-1]).abs().mean()
     assert blur < sharp  # averaging over the motion removes detail

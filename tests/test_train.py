@@ -241,6 +241,7 @@ def test_a_stage_file_comes_with_its_sha256_curves_and_the_data_position(photos,
     # the final checkpoint says where the next stage starts; a mid-run one where the data stream stands
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["stage"] == 2
     rc, err = run_training(photos, tmp_path / "killed", 12, kill_at_checkpoint=True)
+    assert rc == -signal.SIGKILL, err  # killed part-way, not finished before the kill
     ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     assert ckpt["data"] == {"layout": "photos", "seed": 1, "position": ckpt["step"] * 2}
     # `weights import` takes the file as it is
@@ -256,7 +257,7 @@ def test_torchrun_with_two_processes_matches_one_process_with_the_same_global_ba
             "--threads", "1", "--val-count", "2", "--val-size", "32", "--log-every", "1", "--warmup", "1", "-q"]
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "blur2clip.train",
+    two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "blur2clip", "train",
                           "--out", str(tmp_path / "two"), *args], capture_output=True, text=True, env=env,
                          timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]

@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, tiny_model
+from conftest import ROOT
 from test_cli import env, photo
 
 from blur2clip import weights
@@ -57,19 +57,13 @@ def build_wheel(src: Path, out: Path) -> Path:
 
 def test_the_installed_wheel_makes_a_clip_offline_with_its_own_weights(tmp_path):
     src = source_copy(tmp_path / "src")
-    real = (src / "weights" / SHIPPED).is_file()
-    if not real:  # the trained file has not landed yet: a tiny one under its name
-        weights.save(tiny_model(), src / "weights" / SHIPPED)
-        manifest = src / "weights" / "manifest.json"
-        if manifest.is_file():  # keep the manifest's checks true for the stand-in
-            entries = json.loads(manifest.read_text())
-            urls = entries.get("stage3", {}).get("urls", [])
-            entries["stage3"] = weights.manifest_entry(src / "weights" / SHIPPED, "stage3", urls=urls)
-            manifest.write_text(json.dumps(entries))
+    manifest = json.loads((src / "weights" / "manifest.json").read_text())
+    shipped = {entry["file"] for entry in manifest.values() if "file" in entry}
+    assert SHIPPED in shipped and all((src / "weights" / name).is_file() for name in shipped)
 
     wheel = build_wheel(src, tmp_path / "dist")
     names = zipfile.ZipFile(wheel).namelist()
-    assert f"blur2clip/_weights/{SHIPPED}" in names, names
+    assert {f"blur2clip/_weights/{name}" for name in shipped | {"manifest.json"}} <= set(names), names
 
     site = tmp_path / "site"
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
@@ -91,3 +85,7 @@ def test_the_installed_wheel_makes_a_clip_offline_with_its_own_weights(tmp_path)
     assert Path(default) == site / "blur2clip" / "_weights" / SHIPPED
     assert clip == "photo.mp4" and (work / "photo.mp4").stat().st_size > 0
     assert list(home.iterdir()) == []  # nothing downloaded, nothing cached
+    installed = site / "blur2clip" / "_weights"
+    for entry in manifest.values():  # the installed files are the manifest's, byte for byte
+        if "file" in entry:
+            assert weights.mismatch(installed / entry["file"], entry["sha256"], entry["size"]) is None
