@@ -3,8 +3,8 @@
 Each command parses its options, calls the library and reports through `report.py`: results (the paths
 written) on stdout, one per line; progress, the one-line summary and errors on stderr; the exit code of
 an error follows from its type (report.EXIT_CODES), listed in --help and README. The subcommands live
-in cli_batch (batch), cli_train (train, eval, plot) and cli_weights (weights); their shared options in
-cli_options.
+in cli_batch (batch), cli_train (train, plot) and cli_weights (weights), eval here; their shared options
+in cli_options.
 
 Typer cannot have a default command beside subcommands, so `main` dispatches: when the first argument
 that is not an option is the name of a subcommand, the `commands` app runs; otherwise the single-photo
@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -30,10 +31,11 @@ import typer
 from . import CLIP_FPS, CLIP_FRAMES, __version__
 from . import cli_train, cli_weights  # noqa: F401 -- their commands join `commands`
 from .cli_batch import capped_note, several_photos
-from .cli_options import (APP_SETTINGS, DEFAULT_TILE, OUTPUT, Crf, Device, Fps, Frames, Loader, Loops, MaxPixels,
-                          MaxSize, Overwrite, Pingpong, Precision, Quality, Quiet, Reverse, StripMetadata, Threads,
-                          Tile, Weights, commands)
-from .report import PROG, ExitCode, Report, exit_codes_help
+from .cli_options import (APP_SETTINGS, DEFAULT_TILE, OUTPUT, RUN, Crf, DataDir, Device, Fps, Frames, FramesPerBlur,
+                          Layout, Loader, Loops, MaxPixels, MaxSize, Overwrite, Pingpong, Precision, Quality, Quiet,
+                          Reverse, StripMetadata, Threads, Tile, Weights, commands)
+from .cli_train import data_errors
+from .report import PROG, ExitCode, Report, duration, exit_codes_help, score_table
 
 # ----------------------------------------------------------------------------------------------------
 # blur2clip PHOTO: the single-photo app
@@ -150,6 +152,101 @@ def _clip_kind(ctx: typer.Context, output: Optional[str], fmt: Optional[str], se
         said = "a folder of frames" if named == "frames" else named
         _usage(ctx, f"{text}: its name says {said}, --format says {fmt}; make them agree or leave one out")
     return fmt or named
+
+
+# ----------------------------------------------------------------------------------------------------
+# blur2clip eval: weights scored on a data folder
+
+EVAL_PROGRESS_EVERY = 10.0  # seconds between eval's progress lines when stderr is not a terminal
+
+
+@commands.command("eval", no_args_is_help=True)
+def eval_command(
+    data: DataDir,
+    weights: Weights = None,
+    layout: Layout = "auto",
+    frames_per_blur: FramesPerBlur = 7,
+    samples: Annotated[int, typer.Option(
+        min=1, metavar="N", rich_help_panel=RUN,
+        help="Exposures scored per sequence, spread over it (photos: synthetic blurs per photo).")] = 4,
+    size: Annotated[Optional[int], typer.Option(
+        min=16, metavar="PX", show_default=False, rich_help_panel=RUN,
+        help="Score centred PX x PX crops (faster). Default: whole frames; photos: 256.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", rich_help_panel=RUN,
+                                           help="Print the figures as JSON instead of a table.")] = False,
+    frames: Annotated[Optional[int], typer.Option(
+        "--frames", min=3, max=96, metavar="N", show_default=False, rich_help_panel=RUN,
+        help="Score N instants of the exposure (the centres of N equal windows). Default: the network's "
+             "own frames.")] = None,
+    interpolate: Annotated[Literal["guarded", "linear", "nearest"], typer.Option(
+        rich_help_panel=RUN,
+        help="How instants between the network's frames are made (with --frames): blended where the two "
+             "frames agree, else the nearer one (guarded); blended everywhere (linear); the nearer frame "
+             "(nearest).")] = "guarded",
+    save_frames: Annotated[Optional[Path], typer.Option(
+        "--save-frames", metavar="DIR", show_default=False, rich_help_panel=RUN,
+        help="Write what was scored, as PNG: DIR/SEQUENCE/NNN/input.png, predicted/NN.png (in the direction "
+             "of time scored) and true/NN.png. DIR must be new or empty.")] = None,
+    all_photos: Annotated[bool, typer.Option(
+        "--all-photos", rich_help_panel=RUN,
+        help="A folder of photos: score every photo, not only those held out from training (for photos the "
+             "weights never trained on).")] = False,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    tile: Tile = DEFAULT_TILE,
+    threads: Threads = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Score weights on a data folder of any layout, beside the blurred input.
+
+    For each sequence and on average: pPSNR (the better direction of time) and SSIM on the same frames,
+    middle-frame PSNR and SSIM, outer-frame pPSNR and reblur PSNR (the frames averaged back against the
+    input, which has no baseline: "-"), each beside the blurred photo copied to every frame. GoPro_Large
+    and blur/sharp pairs give the middle frame and reblur only; of a folder of photos, the photos held out
+    from training are scored. Progress goes to stderr; the table (or JSON with --json) to stdout.
+    """
+    import json
+
+    report = Report(quiet)
+    result = None
+    with report.running("Reading the data…"):
+        if save_frames is not None and save_frames.exists() and (
+                not save_frames.is_dir() or any(save_frames.iterdir())):
+            raise FileExistsError(f"{save_frames}: exists and is not an empty folder; give --save-frames a "
+                                  f"new or empty folder")
+        from .data import open_data
+        from .evaluation import evaluate, predictor
+
+        extractor = Loader(report, weights=weights, device=device, precision=precision, tile=tile,
+                           threads=threads).load()
+        report.step("Reading the data…")
+        with data_errors():
+            d = open_data(data, layout, frames_per_blur, frames=frames or extractor.model.config.frames)
+        for line in d.summary():
+            report.info(line)
+        total, done = d.count_items(samples, all_photos), []
+        start = shown = time.perf_counter()
+
+        def tick(name: str) -> None:
+            nonlocal shown
+            done.append(name)
+            now = time.perf_counter()
+            left = (now - start) / len(done) * (total - len(done))
+            text = f"Scoring {len(done)}/{total}: {name}, {duration(left)} left"
+            report.step(text + "…")
+            if not report.err.is_terminal and now - shown >= EVAL_PROGRESS_EVERY and len(done) < total:
+                report.info(text)  # plain lines into a log file, where no spinner is shown
+                shown = now
+
+        report.step(f"Scoring {total} samples…")
+        with data_errors():
+            result = evaluate(d, predictor(extractor, frames, interpolate), samples, size,
+                              weights=weights or "default", on_sample=tick, save=save_frames, all_photos=all_photos)
+        report.info(f"scored {result.mean.samples} samples of {len(result.sequences)} sequences in "
+                    f"{duration(time.perf_counter() - start)} on {extractor.device} ({extractor.precision})")
+    if result is not None:
+        print(json.dumps(result.to_dict(), indent=2) if json_out else score_table(result), flush=True)
+    report.exit()
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import plot
+from .errors import MediaError
 
 TENSORBOARD_MISSING = ('TensorBoard logging needs the tensorboard package: pip install "blur2clip[tensorboard]" '
                        '(or pip install tensorboard)')
@@ -81,7 +82,7 @@ class Logbook:
     def draw(self) -> None:
         try:
             plot.curves(self.out / "log.jsonl", self.out / "curves.png")
-        except OSError as e:  # a plot is never worth stopping a run for
+        except (OSError, MediaError) as e:  # a plot is never worth stopping a run for
             self.log(f"  could not draw curves.png: {e}")
 
     def close(self) -> None:

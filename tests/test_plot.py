@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from blur2clip import plot
+from blur2clip.errors import MediaError
 from blur2clip.cli import main
 
 
@@ -97,6 +98,7 @@ def test_a_picture_that_cannot_be_put_in_place_leaves_no_temporary(tmp_path):
     taken = tmp_path / "curves.png"
     taken.mkdir()  # a folder where the picture should go: the rename fails
     (taken / "x").write_text("x")
-    with pytest.raises(OSError):
+    with pytest.raises(MediaError, match="curves.png: Is a directory") as e:
         plot.curves(log, taken)
+    assert e.value.kind == "output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "run"]
