@@ -2,7 +2,8 @@
 
 `write_clip` takes FxHxWx3 uint8 frames already in play order (see `media.play_order`) and writes H.264
 MP4 (through the ffmpeg binary that imageio-ffmpeg ships), GIF (one shared palette), animated WebP or a
-folder of numbered PNGs; `write_still` writes one HxWx3 uint8 image as JPEG, PNG or TIFF. Every write is
+folder of numbered PNGs. An MP4 that repeats is encoded once and its stream copied `loops` times over (no
+re-encoding), and an MP4 is scaled to fit MP4_MAX_SIZE and H.264 level 5.1 unless a max_size is given; `write_still` writes one HxWx3 uint8 image as JPEG, PNG or TIFF. Every write is
 atomic: the file (or folder) is written under a hidden temporary name `.NAME.partXXXXXXXX` beside the
 target and renamed only when complete, so the final name never holds half a file, and the temporary is
 removed on any error or KeyboardInterrupt. Existing outputs are refused unless overwrite=True, and a
@@ -14,6 +15,7 @@ No torch here.
 from __future__ import annotations
 
 import io
+import math
 import os
 import secrets
 import shutil
@@ -37,6 +39,12 @@ _STILL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF"
 _CRF = {"high": 18, "medium": 23, "low": 28}  # H.264 constant rate factor
 _WEBP_QUALITY = {"high": 90, "medium": 80, "low": 65}
 _GIF_COLOURS = {"high": 256, "medium": 128, "low": 64}
+MP4_MAX_SIZE = 3840  # the long side of an MP4 clip when no max_size is given
+# H.264 level 5.1 (what 4K players decode): at most 36864 macroblocks of 16x16 a frame, 983040 a second
+_LEVEL_MBS, _LEVEL_MBS_PER_S = 36864, 983040
+# Above this many pixels a frame, x264 looks ahead fewer frames and runs on fewer threads: each frame in
+# flight costs ~50 bytes a pixel (a 4K clip took 1.9 GB of ffmpeg with x264's defaults on 2 cores).
+_BIG_FRAME = 4_000_000
 
 
 def write_clip(
@@ -49,6 +57,7 @@ def write_clip(
     quality: str = "high",
     crf: int | None = None,
     capture: Capture | None = None,
+    max_size: int | None = None,
 ) -> Path:
     """Write frames as a clip at `out` (atomically) and return its path.
 
@@ -59,7 +68,11 @@ def write_clip(
     crf: H.264's constant rate factor for an mp4 (0 lossless .. 51), instead of the quality's.
     capture: the photo's capture metadata (see capture.Capture), kept where the format can hold it: an
     mp4's creation time and QuickTime keys (camera, location), a WebP's EXIF and XMP chunks. None: none.
-    mp4: H.264 yuv420p, BT.709, odd sizes padded by one edge pixel, +faststart. gif: one global palette
+    max_size: an mp4's frames are scaled (Lanczos, aspect kept, even sizes) so their long side is at most
+    this; None: at most MP4_MAX_SIZE and within H.264 level 5.1 (frame size and macroblock rate). GIF,
+    WebP and frames are written at the frames' size.
+    mp4: H.264 yuv420p, BT.709, odd sizes padded by one edge pixel, +faststart; the played sequence is
+    encoded once, then repeated `loops` times by stream copy. gif: one global palette
     for all frames, Floyd-Steinberg dither, delays in whole centiseconds (2 at least) whose running total
     keeps to the fps; identical neighbouring frames are merged into one longer frame. webp: lossy, every
     frame kept (each a whole frame), loops forever. frames: a folder of frame_0001.png, frame_0002.png, ...
@@ -71,6 +84,8 @@ def write_clip(
         raise ValueError(f"fps must be 0.01 .. 1000 and loops >= 1, got {fps}, {loops}")
     if crf is not None and not 0 <= crf <= 51:
         raise ValueError(f"crf must be 0 .. 51, got {crf}")
+    if max_size is not None and max_size < 2:
+        raise ValueError(f"max_size must be 2 or more, got {max_size}")
     hw = _frame_size(frames)
     out = Path(out)
     _check_target(out, overwrite, folder=fmt == "frames")
@@ -79,7 +94,7 @@ def write_clip(
     if fmt == "webp" and max(hw) > 16383:
         raise output_error(out, f"{hw[1]}x{hw[0]} is too large for WebP (16383 pixels a side); use mp4 or frames")
     write = {"mp4": _write_mp4, "gif": _write_gif, "webp": _write_webp}[fmt]
-    settings = _Settings(fps, loops, quality, _CRF[quality] if crf is None else crf, capture)
+    settings = _Settings(fps, loops, quality, _CRF[quality] if crf is None else crf, capture, max_size)
     return _atomic_file(out, overwrite, lambda tmp: write(frames, hw, tmp, out, settings))
 
 
@@ -89,6 +104,7 @@ class _Settings(NamedTuple):
     quality: str
     crf: int
     capture: Capture | None
+    max_size: int | None
 
 
 def write_still(
@@ -170,35 +186,84 @@ def _each(frames, hw: tuple[int, int]):
         yield f
 
 
+def mp4_size(h: int, w: int, fps: float, max_size: int | None = None) -> tuple[int, int]:
+    """(H, W) that an mp4 of HxW frames is encoded at: their own size, odd sides padded by one pixel, when
+    they fit; else scaled with the aspect kept to even sides whose long side is at most max_size (None:
+    MP4_MAX_SIZE, and a frame size and macroblock rate within H.264 level 5.1 at this fps)."""
+    limit = max_size or MP4_MAX_SIZE
+    budget = min(_LEVEL_MBS, _LEVEL_MBS_PER_S / fps) if max_size is None else float("inf")
+
+    def fits(eh: int, ew: int) -> bool:
+        return max(eh, ew) <= limit and -(-eh // 16) * -(-ew // 16) <= budget
+
+    size = (h + h % 2, w + w % 2)
+    if fits(*size) or (max(h, w) <= limit and max_size is not None):
+        return size
+    scale = min(1.0, limit / max(h, w), math.sqrt(budget * 256 / (h * w)))
+    while True:
+        size = tuple(max(2, min(2 * round(side * scale / 2), limit - limit % 2)) for side in (h, w))
+        if fits(*size) or size == (2, 2):
+            return size
+        scale *= 0.995
+
+
 def _write_mp4(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
+    """Encode the frames once (scaled to mp4_size); when loops > 1, into a second temporary beside `out`
+    whose stream is then copied `loops` times over into `tmp`."""
     (h, w), rate = hw, Fraction(s.fps).limit_denominator(1001)
+    eh, ew = mp4_size(h, w, s.fps, s.max_size)
     tags = s.capture.mp4_tags() if s.capture is not None else {}
-    pad = ((0, h % 2), (0, w % 2), (0, 0))  # yuv420p needs even sizes: repeat the last row / column
-    cmd = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{w + w % 2}x{h + h % 2}",
-           "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-", "-an",
-           "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=accurate_rnd+full_chroma_int,format=yuv420p,"
-           "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
-           "-c:v", "libx264", "-preset", "medium", "-crf", str(s.crf), "-pix_fmt", "yuv420p",
-           *[arg for key, value in tags.items() for arg in ("-metadata", f"{key}={value}")],
-           "-movflags", "+faststart+use_metadata_tags" if tags else "+faststart", "-f", "mp4", f"file:{tmp}"]
+    container = [*[arg for key, value in tags.items() for arg in ("-metadata", f"{key}={value}")],
+                 "-movflags", "+faststart+use_metadata_tags" if tags else "+faststart", "-f", "mp4"]
+    lean = ["-threads", "2", "-x264-params", "rc-lookahead=10"] if eh * ew > _BIG_FRAME else []
+    encode = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
+              "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{ew}x{eh}",
+              "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-", "-an",
+              "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=accurate_rnd+full_chroma_int,format=yuv420p,"
+              "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
+              "-c:v", "libx264", "-preset", "medium", "-crf", str(s.crf), *lean, "-pix_fmt", "yuv420p"]
+
+    def feed(stdin) -> None:
+        if (eh, ew) != (h + h % 2, w + w % 2):  # scaled to fit
+            for f in _each(frames, hw):
+                stdin.write(Image.fromarray(f).resize((ew, eh), Image.LANCZOS).tobytes())
+            return
+        pad = ((0, h % 2), (0, w % 2), (0, 0))  # yuv420p needs even sizes: repeat the last row / column
+        for f in _each(frames, hw):
+            stdin.write((np.pad(f, pad, mode="edge") if h % 2 or w % 2 else f).tobytes())
+
+    if s.loops == 1:
+        _ffmpeg_run([*encode, *container, f"file:{tmp}"], out, feed)
+        return
+    once = _temp(out, "part", lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
+    try:
+        _ffmpeg_run([*encode, "-f", "mp4", f"file:{once}"], out, feed)
+        _ffmpeg_run([_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(s.loops - 1),
+                     "-i", f"file:{once}", "-map", "0:v", "-c", "copy", *container, f"file:{tmp}"], out)
+    finally:
+        once.unlink(missing_ok=True)
+
+
+def _ffmpeg_run(cmd: list[str], out: Path, feed=None) -> None:
+    """Run ffmpeg, writing to its stdin with feed(stdin) when given; raise an output error naming `out`
+    with the last useful line of ffmpeg's log when it fails."""
     with tempfile.TemporaryFile() as log:
         # Its own session: Ctrl-C at a terminal reaches us, not ffmpeg, so we decide whether the clip
-        # being encoded is finished (batch) or abandoned and removed (below).
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
-                                start_new_session=True)
+        # being encoded is finished (batch) or abandoned and removed (by the caller).
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
         try:
-            for _ in range(s.loops):
-                for f in _each(frames, hw):
-                    proc.stdin.write((np.pad(f, pad, mode="edge") if h % 2 or w % 2 else f).tobytes())
+            if feed:
+                feed(proc.stdin)
         except BrokenPipeError:  # ffmpeg gave up; its log says why
             pass
         except BaseException:  # our error or Ctrl-C: stop ffmpeg (the caller removes its file)
             proc.kill()
             raise
         finally:
-            with suppress(BrokenPipeError):
-                proc.stdin.close()
+            if feed:
+                with suppress(BrokenPipeError):
+                    proc.stdin.close()
             proc.wait()
         if proc.returncode != 0:
             log.seek(0)

@@ -600,8 +600,10 @@ def test_no_temp_left_after_failures(tmp_path):
     for fmt in ("mp4", "gif", "webp", "frames"):
         with pytest.raises(ValueError, match="frame 2"):
             clipwriter.write_clip(bad, tmp_path / f"c.{fmt}", fmt)
-    with pytest.raises(MediaError, match=r"ffmpeg failed: .*40000x2"):  # a size H.264 refuses
-        clipwriter.write_clip(np.zeros((1, 2, 40000, 3), np.uint8), tmp_path / "wide.mp4", "mp4")
+    for loops in (1, 3):  # a size H.264 refuses (kept by max_size): the encoding fails, nothing is left
+        with pytest.raises(MediaError, match=r"ffmpeg failed: .*40000x2"):
+            clipwriter.write_clip(np.zeros((1, 2, 40000, 3), np.uint8), tmp_path / "wide.mp4", "mp4", loops=loops,
+                                  max_size=40000)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
