@@ -123,3 +123,24 @@ def test_the_still_and_a_folder_of_frames_keep_the_full_size(tmp_path, monkeypat
     assert {Image.open(p).size for p in folder.glob("frame_*.png")} == {(61, 41)}
     kept = make_clip(photo, tmp_path / "k.mp4", extractor=ex, frames=None, loops=1, max_size=100)  # override
     assert probe(kept.output)["size"] == (62, 42)
+
+
+class Interrupted:
+    """Seven frames whose sixth is never delivered: Ctrl-C arrives while the clip is being encoded."""
+
+    def __len__(self):
+        return 7
+
+    def __getitem__(self, i):
+        if i == 5:
+            raise KeyboardInterrupt
+        return moving(7)[i]
+
+
+@pytest.mark.parametrize("loops", [1, 3])
+def test_interrupted_or_failed_mp4_leaves_nothing(tmp_path, loops):
+    with pytest.raises(KeyboardInterrupt):
+        clipwriter.write_clip(Interrupted(), tmp_path / "c.mp4", "mp4", loops=loops)
+    with pytest.raises(ValueError, match="frame 2"):  # a frame of another size, found while encoding
+        clipwriter.write_clip([moving(1)[0]] * 2 + [moving(1, 9, 9)[0]], tmp_path / "c.mp4", "mp4", loops=loops)
+    assert list(tmp_path.iterdir()) == []
