@@ -94,14 +94,14 @@ def run_batch(
     folders made for outputs are removed at the end when they stayed empty.
     """
     given, extractor_options = ClipOptions.split(settings)
-    options = (options or ClipOptions()).with_(**{k: v for k, v in settings.items() if k not in extractor_options})
+    options = (options or ClipOptions()).with_(**given)
     overwrite, max_size, max_pixels, metadata = options.overwrite, options.max_size, options.max_pixels, \
         options.metadata
     start, began = time.perf_counter(), time.time()
     report = BatchReport()
     jobs = list(jobs)
     expected = _expected() + (_Skip,)
-    state = {"extractor": None, "loaded": False}
+    state = {"extractor": None}
     clipwriter.protect(job.input for job in jobs)  # before the first write: no output is ever a photo of the run
     inputs = {i for i in (outputs.identity(job.input) for job in jobs) if i is not None}
     held: dict[Job, outputs.Claim] = {}  # the outputs this run is making
@@ -141,8 +141,8 @@ def run_batch(
             outputs.remove(path)
 
     def model():
-        if state["extractor"] is None or not state["loaded"]:
-            state["extractor"], state["loaded"] = loaded(extractor, **extractor_options), True
+        if state["extractor"] is None:  # made (or loaded) when the first photo needs it
+            state["extractor"] = loaded(extractor, **extractor_options)
         return state["extractor"]
 
     guard = outputs.Interrupts()

@@ -18,8 +18,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import secrets
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -33,7 +31,8 @@ from PIL import Image
 
 from .capture import Capture
 from .errors import output_error
-from .media import _INPUTS, FORMATS, _ffmpeg, _last_line
+from .files import atomic_dir, atomic_file, check_target, protect, temp_beside  # noqa: F401 -- protect: batch's
+from .media import FORMATS, _ffmpeg, _last_line
 
 QUALITIES = ("high", "medium", "low")
 _STILL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -92,14 +91,14 @@ def write_clip(
         raise ValueError(f"max_size must be 2 or more, got {max_size}")
     hw = _frame_size(frames)
     out = Path(out)
-    _check_target(out, overwrite, folder=fmt == "frames")
+    check_target(out, overwrite, folder=fmt == "frames")
     if fmt == "frames":
-        return _atomic_dir(out, overwrite, lambda tmp: _write_frames(frames, hw, tmp))
+        return atomic_dir(out, overwrite, lambda tmp: _write_frames(frames, hw, tmp))
     if fmt == "webp" and max(hw) > 16383:
         raise output_error(out, f"{hw[1]}x{hw[0]} is too large for WebP (16383 pixels a side); use mp4 or frames")
     write = {"mp4": _write_mp4, "gif": _write_gif, "webp": _write_webp}[fmt]
     settings = _Settings(fps, loops, quality, _CRF[quality] if crf is None else crf, capture, max_size)
-    return _atomic_file(out, overwrite, lambda tmp: write(frames, hw, tmp, out, settings))
+    return atomic_file(out, overwrite, lambda tmp: write(frames, hw, tmp, out, settings))
 
 
 class _Settings(NamedTuple):
@@ -126,7 +125,7 @@ def write_still(
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")
-    _check_target(out, overwrite, folder=False)
+    check_target(out, overwrite, folder=False)
     h, w = image.shape[:2]
     if fmt == "JPEG" and max(h, w) > 65500:  # libjpeg's limit (it would also print to stderr)
         raise output_error(out, f"{w}x{h} is too large for JPEG (65500 pixels a side); use .png or .tif")
@@ -154,7 +153,7 @@ def write_still(
         options["pnginfo"] = info
     elif xmp and fmt == "JPEG":
         options["xmp"] = xmp
-    return _atomic_file(out, overwrite, lambda tmp: Image.fromarray(image).save(tmp, format=fmt, **options))
+    return atomic_file(out, overwrite, lambda tmp: Image.fromarray(image).save(tmp, format=fmt, **options))
 
 
 _SRGB: list[bytes] = []
@@ -239,7 +238,7 @@ def _write_mp4(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
     if s.loops == 1:
         _ffmpeg_run([*encode, *container, f"file:{tmp}"], out, feed)
         return
-    once = _temp(out, "part", lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
+    once = temp_beside(out, "part", lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
     try:
         _ffmpeg_run([*encode, "-f", "mp4", f"file:{once}"], out, feed)
         _ffmpeg_run([_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(s.loops - 1),
@@ -338,117 +337,3 @@ def _write_frames(frames, hw, folder: Path) -> None:
     digits = max(4, len(str(len(frames))))
     for i, f in enumerate(_each(frames, hw), 1):
         Image.fromarray(f).save(folder / f"frame_{i:0{digits}d}.png", compress_level=4)
-
-
-# ------------------------------------------------------------------------------------------ atomic files
-
-
-def protect(paths) -> None:
-    """Never write onto these files (a run's photos, before any of them is read), whatever name, link
-    or hard link an output reaches them by: read_photo registers every photo it reads the same way."""
-    from .outputs import identity
-
-    _INPUTS.update(i for i in map(identity, paths) if i is not None)
-
-
-def _check_target(out: Path, overwrite: bool, folder: bool) -> None:
-    """Refuse early (before any work) an output that may not be written (see outputs.refusal)."""
-    from .outputs import refusal
-
-    reason = refusal(out, overwrite=overwrite, folder=folder, inputs=_INPUTS)
-    if reason is not None:
-        raise output_error(out, reason)
-
-
-def _temp(out: Path, kind: str, make=None) -> Path:
-    """A fresh hidden name `.NAME.<kind>XXXXXXXX` beside `out` (within 255 bytes), created by make(path)
-    when given."""
-    from .outputs import hidden
-
-    while True:
-        tmp = hidden(out, f"{kind}{secrets.token_hex(4)}")
-        try:
-            if make:
-                make(tmp)
-            if make or not tmp.exists():
-                return tmp
-        except FileExistsError:
-            pass
-
-
-def _fresh(out: Path, make) -> tuple[Path, list[Path]]:
-    """A new temporary beside `out` made by make(path), and the folders made for it (deepest first)."""
-    from .outputs import make_folders, remove_folders
-
-    created: list[Path] = []
-    try:
-        for _ in range(5):
-            created += make_folders(out.parent)
-            try:
-                return _temp(out, "part", make), created
-            except FileNotFoundError as e:  # the folder was removed meanwhile by another run's clean-up
-                missing = e
-        raise missing
-    except OSError as e:
-        remove_folders(created)
-        raise output_error(out, e.strerror or e) from e
-
-
-def _atomic_file(out: Path, overwrite: bool, write) -> Path:
-    """Run write(tmp) on a fresh temporary file beside `out`, then move it to `out`. On any failure the
-    temporary goes, and so do the folders made for it."""
-    from .outputs import remove_folders
-
-    tmp, created = _fresh(out, lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
-    try:
-        write(tmp)
-        if overwrite:
-            _check_target(out, overwrite, folder=False)
-            os.replace(tmp, out)
-        else:
-            try:
-                os.link(tmp, out)  # atomic and never clobbers
-            except FileExistsError:
-                raise output_error(out, "already exists (pass --overwrite to replace it)") from None
-            except OSError:  # a file system without hard links
-                _check_target(out, overwrite, folder=False)
-                os.replace(tmp, out)
-            else:
-                tmp.unlink()
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        remove_folders(created)
-        if isinstance(e, OSError):
-            raise output_error(out, e.strerror or e) from e
-        raise
-    return out
-
-
-def _atomic_dir(out: Path, overwrite: bool, write) -> Path:
-    """Run write(tmp) on a fresh temporary folder beside `out`, then move it to `out` (swapping out an old
-    folder of frames when overwrite is set). On any failure the temporary goes, and so do the folders
-    made for it."""
-    from .outputs import remove_folders
-
-    tmp, created = _fresh(out, os.mkdir)
-    try:
-        write(tmp)
-        if out.exists() or out.is_symlink():
-            _check_target(out, overwrite, folder=True)
-            old = _temp(out, "old")
-            os.rename(out, old)
-            try:
-                os.rename(tmp, out)
-            except BaseException:
-                os.rename(old, out)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        remove_folders(created)
-        if isinstance(e, OSError):
-            raise output_error(out, e.strerror or e) from e
-        raise
-    return out

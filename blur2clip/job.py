@@ -52,11 +52,11 @@ class ClipOptions:
     max_pixels: int | None = None
 
     @classmethod
-    def split(cls, settings: dict) -> tuple[ClipOptions, dict]:
-        """(the ClipOptions among `settings`, the rest) -- for functions that take them as keywords."""
+    def split(cls, settings: dict) -> tuple[dict, dict]:
+        """(the settings that are ClipOptions fields, the rest) -- for functions that take them as keywords."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in settings.items() if k in names}), \
-            {k: v for k, v in settings.items() if k not in names}
+        return ({k: v for k, v in settings.items() if k in names},
+                {k: v for k, v in settings.items() if k not in names})
 
     def with_(self, **changes) -> ClipOptions:
         return replace(self, **changes)
@@ -182,7 +182,7 @@ def make_clip(photo, out=None, options: ClipOptions | None = None, *, still=None
     unknown = set(model_settings) - {"weights", "device", "precision", "tile", "threads"}
     if unknown:
         raise TypeError(f"make_clip() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
-    options = (options or ClipOptions()).with_(**{k: v for k, v in settings.items() if k not in model_settings})
+    options = (options or ClipOptions()).with_(**given)
     step = on_step or (lambda text: None)
     start = time.perf_counter()
     photo = Path(photo)

@@ -294,11 +294,12 @@ def test_sigterm_stops_a_batch_like_ctrl_c(tmp_path, tiny_weights):
 
 
 def test_a_failed_write_removes_the_folders_it_made(tmp_path, tiny_weights):
-    wide = photo(tmp_path / "in" / "wide.png", 2, 40000)  # H.264 refuses this size: ffmpeg fails
-    proc = run(wide, "-o", tmp_path / "new" / "deeper" / "clip.mp4", "--weights", tiny_weights)
+    wide = photo(tmp_path / "in" / "wide.png", 2, 40000)  # H.264 refuses this size at full size: ffmpeg fails
+    proc = run(wide, "-o", tmp_path / "new" / "deeper" / "clip.mp4", "--weights", tiny_weights, "--max-size", "40000")
     assert proc.returncode == ExitCode.OUTPUT
     assert "ffmpeg failed" in error_line(proc)
-    proc = run("batch", tmp_path / "in", "-o", tmp_path / "new" / "clips", "--weights", tiny_weights, "-q")
+    proc = run("batch", tmp_path / "in", "-o", tmp_path / "new" / "clips", "--weights", tiny_weights, "-q",
+               "--max-size", "40000")
     assert proc.returncode == ExitCode.FAILED and "ffmpeg failed" in error_line(proc)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
     assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["wide.png"]
