@@ -1,0 +1,88 @@
+"""Where nothing moved, does anything change? The still-content figures of the model card.
+
+    python training/still.py [WEIGHTS ...] [--photos N] [--size 256]
+
+On N Kodak photos (synthetic motion, `synth`), per weights file (the default when none is named):
+- sharp: a photo with no motion and no degradation; the worst and the mean frame PSNR against the photo;
+- objects L: one object moving L px over the exposure on a still camera, L = 4, 8, 16, 32, 64;
+- camera L: the whole picture moving L px, no object;
+- mix: the default training mix, noise, JPEG and highlights included (the other cases have none).
+For the moving cases, pPSNR of the model and of the blurred input copied to every frame, and the gain.
+Every case draws the same samples for every weights file (seeded by case and photo). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from blur2clip import metrics  # noqa: E402
+from blur2clip.pipeline import Extractor  # noqa: E402
+from blur2clip.synth import SynthConfig, synthesize  # noqa: E402
+
+LENGTHS = (4, 8, 16, 32, 64)
+
+
+def cases(size: int, frames: int) -> dict[str, SynthConfig]:
+    # Motion only: no noise, JPEG or highlights in the input, so a gain is deblurring, not denoising.
+    base = SynthConfig(size=size, frames=frames, p_noise=0.0, p_jpeg=0.0, p_highlights=0.0)
+    out = {"sharp": base.still()}
+    for n in LENGTHS:
+        out[f"objects {n}"] = replace(base, p_static_camera=1.0, layer_probs=(0.0, 1.0), layer_px=float(n),
+                                      layer_tail=0.0)
+    for n in LENGTHS:
+        out[f"camera {n}"] = replace(base, p_static_camera=0.0, camera_px=float(n), camera_tail=0.0,
+                                     layer_probs=(1.0,))
+    out["mix"] = SynthConfig(size=size, frames=frames)  # with the input's degradations
+    return out
+
+
+def scores(ex: Extractor, photos: list[np.ndarray], cfg: SynthConfig, key: int) -> dict[str, float]:
+    model, base, worst = metrics.Meter(), metrics.Meter(), []
+    for i, photo in enumerate(photos):
+        s = synthesize(photo, np.random.default_rng([key, i]), cfg)
+        out = ex(s.blurred.permute(1, 2, 0).numpy())  # the model's own frame count
+        pred = torch.from_numpy(out).permute(0, 3, 1, 2)
+        if len(pred) != len(s.frames):  # score the instants the truth has: window centres
+            idx = np.round((np.arange(len(s.frames)) + 0.5) * len(pred) / len(s.frames) - 0.5).astype(int)
+            pred = pred[idx]
+        model.add(metrics.evaluate(pred[None], s.frames[None], s.blurred[None]))
+        base.add(metrics.baseline(s.frames[None], s.blurred[None]))
+        worst.append(metrics.frame_psnr(pred[None], s.frames[None]).min().item())
+    m, b = model.mean(), base.mean()
+    return {"ppsnr": m["ppsnr"], "base": b["ppsnr"], "worst": min(worst), "reblur": m["reblur"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("weights", nargs="*", default=["default"])
+    ap.add_argument("--photos", type=int, default=12)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--frames", type=int, default=7, help="true frames per sample")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    kodak = sorted((ROOT.parent / "shared" / "data" / "photos" / "kodak24").glob("*.png"))[:args.photos]
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in kodak]
+    for name in args.weights:
+        ex = Extractor(weights=name, device="cpu")
+        print(f"\n{name} ({args.photos} Kodak photos, {args.size} px, {args.frames} true frames)\n")
+        print("| case | blurred input | model | gain | worst frame | reblur |\n|---|---|---|---|---|---|")
+        for key, (case, cfg) in enumerate(cases(args.size, args.frames).items()):
+            r = scores(ex, photos, cfg, key)
+            gain = "" if case == "sharp" else f"{r['ppsnr'] - r['base']:+.2f}"
+            base = "identical" if case == "sharp" else f"{r['base']:.2f}"
+            print(f"| {case} | {base} | {r['ppsnr']:.2f} | {gain} | {r['worst']:.2f} | {r['reblur']:.1f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
