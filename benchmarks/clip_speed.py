@@ -1,14 +1,20 @@
-"""End to end: a blurred JPEG in, a 7-frame MP4 out, timed step by step, with peak memory.
+"""End to end: a blurred JPEG in, an MP4 out (24 frames, ping-pong, 3 loops: the CLI's defaults), timed
+step by step, with the peak memory of the whole process tree; this tree's code beside a base commit's.
 
-    python benchmarks/clip_speed.py [--weights PATH] [--threads 2] [--skip-24mp]
+    python benchmarks/clip_speed.py [--weights PATH] [--threads 2] [--base REV] [--skip-24mp] [--skip-base]
 
-Two cases, each in a fresh process so that its peak RSS is its own:
-  720p: a 1280x720 JPEG -> MP4 (floor: 3 s end to end on 2 CPU threads; the model is loaded once
-        beforehand, as a batch run or the CLI's own timing would count it);
-  24mp: a 6000x4000 JPEG -> MP4 with the default tiles (floor: 3 GB peak memory), and its time.
-The photos are made in a temporary folder (a real blurred GoPro frame when ../shared has one, else a
-Kodak photo or synthetic texture, scaled up) and deleted afterwards. Without shipped weights a random
-ModelConfig() network stands in (same cost).
+Three parts, every figure measured in this one run:
+  encode: the 720p clip's frames encoded as the base commit did (the played sequence fed to x264 once per
+          loop) and as now (encoded once, then copied `loops` times by ffmpeg's stream copy): time, size
+          and PSNR against the frames; then x264 presets and rate factors on the sequence, to choose by.
+  720p:   a 1280x720 JPEG -> MP4, base and now, each in a fresh process: time per step, MP4 size;
+  24mp:   a 6000x4000 JPEG -> MP4, base and now: peak memory of the process tree (Python and its ffmpeg
+          children, their RSS summed, polled from /proc every 20 ms; floor 2 GB), time, the MP4's size
+          and H.264 level (5.1 at most to play on 4K players).
+The base commit's package is exported with `git archive` into a temporary folder and put first on the
+child's PYTHONPATH. The photos are made in a temporary folder (a real blurred GoPro frame when ../shared
+has one, else a Kodak photo or synthetic texture, scaled up) and deleted afterwards. Without shipped
+weights a random ModelConfig() network stands in (same cost).
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,9 +36,11 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared" / "data"
-FLOOR_720P_S = 3.0
-FLOOR_24MP_GB = 3.0
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared" / "data"
+FLOOR_24MP_GB = 2.0
+LOOPS = 3
+BASE = "2645e26"  # the last commit that encoded every loop and wrote MP4 clips at full size
 
 
 def make_photo(path: Path, w: int, h: int) -> Path:
@@ -50,11 +59,63 @@ def make_photo(path: Path, w: int, h: int) -> Path:
     return path
 
 
+# ------------------------------------------------------------------------------------ process-tree memory
+
+
+def _tree(root: int) -> list[int]:
+    """root and all its descendants, from /proc/*/stat."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            parents.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += parents.get(pid, [])
+    return out
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class TreePeak(threading.Thread):
+    """Polls the summed RSS of a process and its descendants until stopped; peaks in bytes."""
+
+    def __init__(self, pid: int, every: float = 0.02):
+        super().__init__(daemon=True)
+        self.pid, self.every, self.stop = pid, every, threading.Event()
+        self.peak = self.own = self.children = 0  # the tree's, the process's own, its descendants'
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            own, children = _rss(self.pid), sum(_rss(p) for p in _tree(self.pid)[1:])
+            self.peak = max(self.peak, own + children)
+            self.own, self.children = max(self.own, own), max(self.children, children)
+            self.stop.wait(self.every)
+
+
+# ------------------------------------------------------------------------------------------- the cases
+
+
 def run_case(photo: Path, weights: str | None, threads: int) -> dict:
-    """Runs in the child process: load the extractor, make the clip, report times and peak memory."""
+    """Runs in the child process: load the extractor, make the clip, report times and sizes."""
     sys.path.insert(0, str(HERE))
     from model_speed import load_network
 
+    import blur2clip
     from blur2clip.extract import Extractor
     from blur2clip.job import make_clip
 
@@ -62,66 +123,190 @@ def run_case(photo: Path, weights: str | None, threads: int) -> dict:
     model, source = load_network(weights)
     extractor = Extractor(model=model, device="cpu", threads=threads)
     load = time.perf_counter() - t
-    res = make_clip(photo, photo.with_suffix(".mp4"), extractor=extractor, overwrite=True)
-    kb = 1024  # ru_maxrss is in KiB on Linux
-    return {
-        "source": source,
-        "size": f"{res.width}x{res.height}",
-        "frames": res.frames,
-        "load": load,
-        **res.timings,
-        "total": res.seconds,
-        "tile": extractor.tile,
-        "overlap": extractor.overlap,
-        "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kb / 2**30,
-        "ffmpeg_peak_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kb / 2**30,
-        "mp4_mb": photo.with_suffix(".mp4").stat().st_size / 2**20,
-    }
+    out = photo.with_name(f"{photo.stem}-{os.getpid()}.mp4")
+    res = make_clip(photo, out, extractor=extractor, overwrite=True, loops=LOOPS)
+    stream, level = mp4_stream(out)
+    return {"package": str(Path(blur2clip.__file__).parent), "source": source,
+            "size": f"{res.width}x{res.height}", "frames": res.frames, "load": load, **res.timings,
+            "total": res.seconds, "tile": extractor.tile, "overlap": extractor.overlap,
+            "mp4_mb": out.stat().st_size / 2**20, "mp4": stream, "level": level}
+
+
+def mp4_stream(path: Path) -> tuple[str, float]:
+    """(the video stream's size, as `ffmpeg -i` says it; the H.264 level, from the MP4's avcC box)."""
+    import imageio_ffmpeg
+
+    info = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                          capture_output=True, text=True).stderr
+    size = re.search(r"Video:.*?, (\d+x\d+)", info).group(1)
+    data = path.read_bytes()
+    at = data.find(b"avcC")
+    return size, data[at + 7] / 10
+
+
+def run_child(photo: Path, args, package: Path | None) -> dict:
+    """One case in a fresh process (the base commit's package first on its path when given), with the
+    peak memory of its process tree."""
+    cmd = [sys.executable, __file__, "--case", str(photo), "--threads", str(args.threads)]
+    if args.weights:
+        cmd += ["--weights", args.weights]
+    env = dict(os.environ)
+    if package is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(package), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    watch = TreePeak(proc.pid)
+    watch.start()
+    stdout, stderr = proc.communicate()
+    watch.stop.set()
+    watch.join()
+    if proc.returncode:
+        raise SystemExit(f"case {photo.name} failed:\n{stderr}")
+    r = json.loads(stdout.strip().splitlines()[-1])
+    r["process"], r["tree_gb"] = time.perf_counter() - t, watch.peak / 2**30
+    r["python_gb"], r["ffmpeg_gb"] = watch.own / 2**30, watch.children / 2**30
+    return r
+
+
+def export_base(rev: str, into: Path) -> Path:
+    """The package as it was at `rev`, with the weights shipped beside it then, extracted under `into`."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "blur2clip", "weights"], capture_output=True,
+                             check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+# ---------------------------------------------------------------------------------------------- encoding
+
+
+def encode_case(photo: Path, weights: str | None, threads: int) -> dict:
+    """Runs in a child process: the clip's played frames from the network, then the encodings compared."""
+    sys.path.insert(0, str(HERE))
+    import imageio_ffmpeg
+    from model_speed import load_network
+
+    from blur2clip import CLIP_FRAMES, clipwriter, media
+    from blur2clip.extract import Extractor
+    from blur2clip.job import load_image
+    from blur2clip.timeline import resample
+
+    model, _ = load_network(weights)
+    image, _ = load_image(photo)
+    predicted = Extractor(model=model, device="cpu", threads=threads)(image, dtype=np.uint8)
+    made = resample(predicted, CLIP_FRAMES)
+    played = np.stack([np.asarray(made[i]) for i in media.play_order(CLIP_FRAMES, pingpong=True)])
+    ffmpeg, tmp = imageio_ffmpeg.get_ffmpeg_exe(), photo.parent
+    h, w = played.shape[1:3]
+
+    def x264(out: Path, frames: np.ndarray, repeats: int, preset: str, crf: int, extra=()) -> float:
+        """The base commit's command line: the raw frames fed `repeats` times to one x264; seconds."""
+        cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-video_size", f"{w}x{h}", "-framerate", "24", "-i", "-", "-an",
+               "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=accurate_rnd+full_chroma_int,format=yuv420p",
+               "-c:v", "libx264", "-preset", preset, "-crf", str(crf), *extra, "-pix_fmt", "yuv420p",
+               "-movflags", "+faststart", "-f", "mp4", str(out)]
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+        for _ in range(repeats):
+            for f in frames:
+                proc.stdin.write(f.tobytes())
+        proc.stdin.close()
+        if proc.wait():
+            raise SystemExit("ffmpeg failed")
+        return time.perf_counter() - t
+
+    def psnr(path: Path) -> float:
+        raw = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                             capture_output=True, check=True).stdout
+        got = np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)[: len(played)].astype(np.float64)
+        return float(10 * np.log10(255**2 / np.mean((got - played) ** 2)))
+
+    def best(run, n: int = 3) -> float:
+        return min(run() for _ in range(n))
+
+    rows = {}
+    base = tmp / "base.mp4"
+    rows["base: every loop encoded"] = (best(lambda: x264(base, played, LOOPS, "medium", 18)), base)
+    now = tmp / "now.mp4"
+
+    def write_now() -> float:
+        t = time.perf_counter()
+        clipwriter.write_clip(played, now, "mp4", fps=24, loops=LOOPS, overwrite=True)
+        return time.perf_counter() - t
+
+    rows["now: fast, once + copies"] = (best(write_now), now)
+    out = {"frames": f"{len(played)} frames of {w}x{h}, {LOOPS} loops", "rows": {}}
+    for name, (seconds, path) in rows.items():
+        out["rows"][name] = (seconds, path.stat().st_size / 2**20, psnr(path))
+    sweep = {}
+    for preset, crf in [("medium", 18), ("slow", 18), ("fast", 18), ("faster", 18), ("veryfast", 18),
+                        ("medium", 20), ("faster", 17), ("veryfast", 16)]:
+        path = tmp / f"{preset}{crf}.mp4"
+        seconds = best(lambda: x264(path, played, 1, preset, crf))
+        sweep[f"{preset} crf {crf}"] = (seconds, path.stat().st_size / 2**20, psnr(path))
+    out["sweep"] = sweep
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--base", default=BASE, help="the commit to compare with (default %(default)s)")
     ap.add_argument("--skip-24mp", action="store_true")
+    ap.add_argument("--skip-base", action="store_true", help="measure this tree only")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
+    ap.add_argument("--encode", help=argparse.SUPPRESS)  # internal: the encoding comparison
     args = ap.parse_args(argv)
 
     if args.case:
         print(json.dumps(run_case(Path(args.case), args.weights, args.threads)))
         return 0
+    if args.encode:
+        print(json.dumps(encode_case(Path(args.encode), args.weights, args.threads)))
+        return 0
 
+    cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True,
+                text=True).stdout.splitlines() if line.startswith("Model name")), "unknown CPU")
+    print(f"{cpu}, {os.cpu_count()} CPUs, {args.threads} threads\n")
     cases = [("720p", 1280, 720)] + ([] if args.skip_24mp else [("24mp", 6000, 4000)])
-    results = {}
     with tempfile.TemporaryDirectory(prefix="blur2clip-bench-") as tmp:
-        for name, w, h in cases:
-            photo = make_photo(Path(tmp) / f"{name}.jpg", w, h)
-            cmd = [sys.executable, __file__, "--case", str(photo), "--threads", str(args.threads)]
-            if args.weights:
-                cmd += ["--weights", args.weights]
-            t = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode:
-                print(proc.stderr, file=sys.stderr)
-                return proc.returncode
-            results[name] = r = json.loads(proc.stdout.strip().splitlines()[-1])
-            r["process"] = time.perf_counter() - t
-            print(f"{name}: {r['size']} -> {r['frames']}-frame MP4 ({r['mp4_mb']:.1f} MB), "
-                  f"tile {r['tile']}/{r['overlap']}, {args.threads} threads, {r['source']}")
-            print(f"  load {r['load']:.2f} s | decode {r['decode']:.2f} s | model {r['model']:.2f} s | "
-                  f"encode {r['encode']:.2f} s | clip total {r['total']:.2f} s "
-                  f"(process {r['process']:.1f} s)")
-            print(f"  peak RSS {r['peak_gb']:.2f} GB; child processes (ffmpeg) at most "
-                  f"{r['ffmpeg_peak_gb']:.2f} GB (a forked child first counts its parent's pages)")
+        tmp = Path(tmp)
+        base = None if args.skip_base else export_base(args.base, Path(tempfile.mkdtemp(dir=tmp)))
+        photos = {name: make_photo(tmp / f"{name}.jpg", w, h) for name, w, h in cases}
 
-    if "720p" in results:
-        s = results["720p"]["total"]
-        print(f"\n720p end to end: {s:.2f} s = {s / FLOOR_720P_S:.2f}x the {FLOOR_720P_S:.0f} s floor "
-              f"({'meets' if s <= FLOOR_720P_S else 'misses'} it)")
-    if "24mp" in results:
-        g = results["24mp"]["peak_gb"]
-        print(f"24 MP peak memory: {g:.2f} GB = {g / FLOOR_24MP_GB:.2f}x the {FLOOR_24MP_GB:.0f} GB floor "
-              f"({'meets' if g <= FLOOR_24MP_GB else 'misses'} it); {results['24mp']['total']:.0f} s")
+        cmd = [sys.executable, __file__, "--encode", str(photos["720p"]), "--threads", str(args.threads)]
+        enc = json.loads(subprocess.run(cmd + (["--weights", args.weights] if args.weights else []),
+                                        capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        print(f"encode: {enc['frames']} (best of 3)")
+        (t0, mb0, _), = [v for k, v in enc["rows"].items() if k.startswith("base")]
+        for name, (seconds, mb, db) in {**enc["rows"], **enc["sweep"]}.items():
+            print(f"  {name:28s} {seconds:6.2f} s ({seconds / t0:.2f}x base)  {mb:6.2f} MB ({mb / mb0:.2f}x)  "
+                  f"PSNR {db:.2f} dB")
+
+        for name, _, _ in cases:
+            runs = {"now": run_child(photos[name], args, None)}
+            if base is not None:
+                runs["base"] = run_child(photos[name], args, base)
+            print(f"\n{name}: -> {runs['now']['frames']}-frame MP4 x{LOOPS}, tile {runs['now']['tile']}/"
+                  f"{runs['now']['overlap']}")
+            for who, r in runs.items():
+                print(f"  {who:4s} {r['package']}, {r['source']}")
+            for who, r in runs.items():
+                print(f"  {who:4s} clip {r['mp4']} level {r['level']:.1f}, {r['mp4_mb']:.1f} MB | load "
+                      f"{r['load']:.2f} s | decode {r['decode']:.2f} s | model {r['model']:.2f} s | encode "
+                      f"{r['encode']:.2f} s | clip total {r['total']:.2f} s (process {r['process']:.1f} s) | "
+                      f"tree peak {r['tree_gb']:.2f} GB (Python alone {r['python_gb']:.2f}, ffmpeg alone "
+                      f"{r['ffmpeg_gb']:.2f})")
+            if "base" in runs:
+                n, b = runs["now"], runs["base"]
+                print(f"  now/base: encode {n['encode'] / b['encode']:.2f}x, clip total {n['total'] / b['total']:.2f}x, "
+                      f"MP4 size {n['mp4_mb'] / b['mp4_mb']:.2f}x, tree peak {n['tree_gb'] / b['tree_gb']:.2f}x")
+            if name == "24mp":
+                g = runs["now"]["tree_gb"]
+                print(f"  24 MP tree peak {g:.2f} GB = {g / FLOOR_24MP_GB:.2f}x the {FLOOR_24MP_GB:.0f} GB floor "
+                      f"({'meets' if g <= FLOOR_24MP_GB else 'misses'} it); level {runs['now']['level']:.1f} "
+                      f"({'meets' if runs['now']['level'] <= 5.1 else 'misses'} the 5.1 limit)")
     return 0
 
 
