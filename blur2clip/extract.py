@@ -83,6 +83,26 @@ def _ramp(n: int) -> np.ndarray:
 # The extractor
 
 
+STILL_BELOW, MOVED_ABOVE = 0.03, 0.08  # largest departure from the photo (0..1) near a pixel
+STILL_RADIUS = 4  # px: the departure is spread this far, so a moving edge keeps its surroundings
+
+
+def keep_still(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Where no predicted frame departs from the photo by more than STILL_BELOW anywhere within
+    STILL_RADIUS px, the photo itself; above MOVED_ABOVE, the frames; a soft step between.
+
+    x: Bx3xhxw photos, y: BxFx3xhxw frames. The network changes a sharp photo or a still background a
+    little in every frame (about 39 dB on sharp photos): this keeps those pixels exactly as they were,
+    while the frames of anything that moved (departures far above the thresholds) pass unchanged. Chosen
+    on synthetic data (training/still.py; the model card has the figures)."""
+    departure = (y - x[:, None]).abs().mean(2).amax(1, keepdim=True)  # Bx1xhxw
+    k = 2 * STILL_RADIUS + 1
+    departure = torch.nn.functional.max_pool2d(departure, k, 1, STILL_RADIUS)
+    departure = torch.nn.functional.avg_pool2d(departure, k, 1, STILL_RADIUS, count_include_pad=False)
+    w = ((departure - STILL_BELOW) / (MOVED_ABOVE - STILL_BELOW)).clamp(0, 1)[:, None]  # Bx1x1xhxw
+    return x[:, None] + w * (y - x[:, None])
+
+
 class Extractor:
     """Loads the weights once; turns photos into frames.
 
@@ -110,6 +130,7 @@ class Extractor:
         overlap: int = 64,
         model=None,
         threads: int = 0,
+        keep_still: bool = True,
     ):
         if tile < 0 or (tile and tile < 32):
             raise ValueError(f"tile {tile}: use 0 (whole image) or at least 32 px")
@@ -128,6 +149,7 @@ class Extractor:
         self.multiple = getattr(config, "multiple", 1)
         self.tile, self.overlap = tile, min(overlap, tile // 2) if tile else overlap
         self.align = True
+        self.keep_still = keep_still
         self.batch = 1 if self.device.type == "cpu" else 4  # several tiles per pass pay off on a GPU only
         self.on_tile = None
 
@@ -173,7 +195,7 @@ class Extractor:
             log.warning("%s output was not usable (NaN/Inf or black); using fp32 from now on", self.precision)
             self.precision = "fp32"
             y = self._run(x, "fp32")
-        return y
+        return keep_still(x.float(), y) if self.keep_still else y
 
     def _run(self, x: torch.Tensor, precision: str) -> torch.Tensor:
         with torch.inference_mode():

@@ -346,3 +346,49 @@ def test_out_of_memory_halves_the_tile(model):
         hopeless(image)
 
 
+
+
+class Departs(torch.nn.Module):
+    """Every frame is the input plus `change(x)` (BxFx3xhxw), F frames: a network with known departures."""
+
+    def __init__(self, config, change, frames: int = 7):
+        super().__init__()
+        self.config, self.change, self.frames = config, change, frames
+
+    def forward(self, x):
+        return x[:, None].expand(-1, self.frames, -1, -1, -1) + self.change(x)
+
+
+def test_still_pixels_keep_the_photo(model):
+    """Departures below STILL_BELOW everywhere (the shimmer a network adds to a sharp photo): every frame
+    is the photo itself; with keep_still=False the network's frames come back as they are."""
+    img = photo_like(96, 128)
+    small = Departs(model.config, lambda x: 0.5 * extract.STILL_BELOW * torch.sin(
+        torch.arange(7.0).view(1, 7, 1, 1, 1) + 40 * x[:, None]))
+    kept = Ex(model=small, tile=0)(img)
+    assert np.abs(kept - img[None]).max() < 1e-6
+    raw = Ex(model=small, tile=0, keep_still=False)(img)
+    assert np.abs(raw - img[None]).max() > 0.4 * extract.STILL_BELOW
+
+
+def test_what_moved_passes_and_its_surroundings_stay(model):
+    """Frames that depart strongly inside a square keep the network's frames there; pixels farther than
+    twice STILL_RADIUS from the square are the photo."""
+    img = np.full((96, 96, 3), 0.5, np.float32)
+    r = extract.STILL_RADIUS
+    square = np.s_[..., 32:64, 32:64]
+    step = torch.tensor([-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3]).view(1, 7, 1, 1, 1)
+
+    def change(x):
+        d = torch.zeros(x.shape[0], 7, *x.shape[1:]) + 0.01  # a faint shimmer everywhere
+        d[square] += step.expand_as(d[square])
+        return d
+
+    out = Ex(model=Departs(model.config, change), tile=0, keep_still=True)(img)
+    expected = img[None] + change(torch.from_numpy(img).permute(2, 0, 1)[None])[0].permute(0, 2, 3, 1).numpy()
+    inner = np.s_[:, 32 + r:64 - r, 32 + r:64 - r]
+    assert np.abs(out[inner] - expected[inner]).max() < 1e-6
+    far = np.ones((96, 96), bool)
+    far[32 - 2 * r - 1:64 + 2 * r + 1, 32 - 2 * r - 1:64 + 2 * r + 1] = False
+    assert np.abs(out[:, far] - 0.5).max() < 1e-6
+    assert np.abs(out.mean(0)[inner[1:]] - 0.51).max() < 1e-5  # inside, the network's own mean
