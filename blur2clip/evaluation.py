@@ -2,7 +2,7 @@
 
 `evaluate(data, predict)` runs `predict` (a 3xHxW blurred photo, sRGB 0..1 -> Fx3xHxW frames) on every
 evaluation sample of a `data.Data` (`Data.items`: a few exposures spread over each sequence; of a photos
-folder the held-out photos, given synthetic motion) and averages `metrics.evaluate` (PSNR and SSIM figures)
+folder the held-out photos, given synthetic motion) and averages `metrics.score` (PSNR and SSIM figures)
 per sequence and over all samples. The baseline is the blurred input copied to every frame; the reblur has
 none (`metrics.NO_BASELINE`). `on_sample(name)` follows the progress; `save` writes every scored sample as
 PNG files. `predictor(extractor)` makes `predict` from a pipeline.Extractor.
@@ -70,7 +70,7 @@ def evaluate(data: Data, predict: Callable[[torch.Tensor], torch.Tensor], per_se
         mine, base = meters.setdefault(name, (metrics.Meter(), metrics.Meter()))
         if save is not None:
             save_sample(Path(save) / name / f"{mine.count:03d}", blurred, pred[0], frames)
-        mine.add(metrics.evaluate(pred, f, b))
+        mine.add(metrics.score(pred, f, b))
         base.add({k: v for k, v in metrics.baseline(f, b).items() if k not in metrics.NO_BASELINE})
         if on_sample:
             on_sample(name)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import footage
+from .files import atomic_path
 from .footage import IMAGE_SUFFIXES, FrameSequence
 from .samples import BlurSample, FootageBlur, SyntheticBlur, decode_rgb, synthetic_sample, to_tensor
 from .synth import SynthConfig
@@ -143,10 +144,9 @@ class Data:
                 return load_file(str(path))
         val = self.make_validation(count, size)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        # written as bytes, so the file gets the mode the umask gives (safetensors' own files are 0600)
-        tmp.write_bytes(save({k: v.contiguous() for k, v in val.items()}, metadata={"data": key}))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            # written as bytes, so the file gets the mode the umask gives (safetensors' own files are 0600)
+            tmp.write_bytes(save({k: v.contiguous() for k, v in val.items()}, metadata={"data": key}))
         return val
 
     def items(self, per_sequence: int = 4, size: int | None = None, all_photos: bool = False):

@@ -53,7 +53,7 @@ def reblur(frames: torch.Tensor) -> torch.Tensor:
     return frames.clamp(0, 1).pow(GAMMA).mean(1).pow(1 / GAMMA)
 
 
-def evaluate(pred: torch.Tensor, gt: torch.Tensor, blurred: torch.Tensor) -> dict[str, float]:
+def score(pred: torch.Tensor, gt: torch.Tensor, blurred: torch.Tensor) -> dict[str, float]:
     """All figures for one batch: pPSNR and its SSIM, middle-frame PSNR and SSIM, outer-frame pPSNR, reblur
     PSNR (keys ppsnr, ssim, middle, middle_ssim, outer, reblur).
 
@@ -83,7 +83,7 @@ def baseline(gt: torch.Tensor, blurred: torch.Tensor) -> dict[str, float]:
     input itself, 100 dB: NO_BASELINE lists such figures, which have no baseline to show)."""
     frames = gt.shape[1] if gt.shape[1] > 1 else 7  # a middle frame alone is still scored against a clip
     copies = blurred.unsqueeze(1).expand(-1, frames, -1, -1, -1)
-    return evaluate(copies, gt, blurred)
+    return score(copies, gt, blurred)
 
 
 class Meter:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from . import device as devices
 from . import metrics, runconfig, weights
 from .data import StreamSampler, open_data
+from .files import atomic_path
 from .logbook import Logbook
 from .model import Blur2Clip, ModelConfig, count_parameters, stage_frames, with_frames
 from .runconfig import TrainConfig  # noqa: F401 -- the training API: train(TrainConfig(...))
@@ -90,7 +91,7 @@ def validate(model, val: dict, batch: int = 8) -> dict[str, float]:
     device = next(model.parameters()).device
     for s in range(0, len(val["blurred"]), batch):
         b, f = val["blurred"][s:s + batch].to(device), val["frames"][s:s + batch].to(device)
-        meter.add(metrics.evaluate(model(b).float(), f, b), len(b))
+        meter.add(metrics.score(model(b).float(), f, b), len(b))
     model.train()
     return meter.mean()
 
@@ -137,9 +138,8 @@ class Average:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _umask_mode(path: Path) -> Path:
@@ -314,7 +314,7 @@ class Trainer:
                 if self.stop_requested:
                     raise Stopped(f"stopped at stage {stage} step {step}; checkpoint written")
                 if self.main and (step % cfg.val_every == 0 or step == total):
-                    self.report(model, stage, step)
+                    self.validate_and_keep_best(model, stage, step)
         except KeyboardInterrupt:
             self.checkpoint(model, opt, stage, step, start + (step - step0) * per_rank * self.world)
             raise
@@ -359,7 +359,7 @@ class Trainer:
         """What validates and what a stage file holds: the averaged weights when there are any."""
         return self.ema.model if self.ema else model
 
-    def report(self, model, stage: int, step: int) -> None:
+    def validate_and_keep_best(self, model, stage: int, step: int) -> None:
         shipped = self.shipped(model)
         v = validate(shipped, self.val)
         self.last_val = v

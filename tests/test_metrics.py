@@ -17,14 +17,14 @@ def test_ppsnr_ignores_the_direction_of_time_per_sample():
     pred = gt + 0.01 * torch.randn_like(gt)
     mixed = torch.stack([pred[0], pred[1].flip(0)])  # the second sample played backwards
     blurred = to_srgb(to_linear(gt).mean(1))
-    a, b = metrics.evaluate(pred, gt, blurred), metrics.evaluate(mixed, gt, blurred)
+    a, b = metrics.score(pred, gt, blurred), metrics.score(mixed, gt, blurred)
     assert abs(a["ppsnr"] - b["ppsnr"]) < 1e-4 and abs(a["outer"] - b["outer"]) < 1e-4
 
 
 def test_ground_truth_scores_the_maximum_and_reblurs_to_the_input():
     gt = clip()
     blurred = metrics.reblur(gt)
-    m = metrics.evaluate(gt, gt, blurred)
+    m = metrics.score(gt, gt, blurred)
     assert m["ppsnr"] == m["middle"] == m["outer"] == 100.0  # MSE floored at 1e-10
     assert m["reblur"] > 60
 
@@ -57,20 +57,20 @@ def test_ssim_is_torchmetrics_on_the_frames_in_the_order_ppsnr_chose():
     pred = (gt + 0.1 * torch.randn_like(gt)).clamp(0, 1)
     mixed = torch.stack([pred[0], pred[1].flip(0)])  # the second sample played backwards
     blurred = metrics.reblur(gt)
-    a, b = metrics.evaluate(pred, gt, blurred), metrics.evaluate(mixed, gt, blurred)
+    a, b = metrics.score(pred, gt, blurred), metrics.score(mixed, gt, blurred)
     assert abs(a["ssim"] - b["ssim"]) < 1e-6 and abs(a["middle_ssim"] - b["middle_ssim"]) < 1e-6
     expected = tm_ssim(pred.flatten(0, 1), gt.flatten(0, 1), data_range=1.0, reduction="none").view(2, 7)
     assert a["ssim"] == pytest.approx(expected.mean().item(), abs=1e-6)
     assert a["middle_ssim"] == pytest.approx(expected[:, 3].mean().item(), abs=1e-6)
     assert 0.2 < a["ssim"] < 0.99
-    perfect = metrics.evaluate(gt, gt, blurred)
+    perfect = metrics.score(gt, gt, blurred)
     assert perfect["ssim"] == pytest.approx(1.0, abs=1e-6) and perfect["middle_ssim"] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_ssim_of_the_middle_frame_alone_and_in_chunks():
     gt = clip(h=24, w=24)
     pred = (gt + 0.1 * torch.randn_like(gt)).clamp(0, 1)
-    figures = metrics.evaluate(pred, gt[:, 3:4], metrics.reblur(gt))
+    figures = metrics.score(pred, gt[:, 3:4], metrics.reblur(gt))
     assert set(figures) == {"middle", "middle_ssim", "reblur"}
     assert figures["middle_ssim"] == pytest.approx(metrics.ssim(pred[:, 3], gt[:, 3]).mean().item(), abs=1e-6)
     assert torch.allclose(metrics.ssim(pred, gt, chunk=3), metrics.ssim(pred, gt, chunk=100), atol=1e-6)

@@ -59,7 +59,7 @@ def validation_figures(model, val: dict) -> dict:
     meter = metrics.Meter()
     for s in range(0, len(val["blurred"]), 8):
         b, f = val["blurred"][s:s + 8], val["frames"][s:s + 8]
-        meter.add(metrics.evaluate(model(b), f, b), len(b))
+        meter.add(metrics.score(model(b), f, b), len(b))
     return meter.mean()
 
 

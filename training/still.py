@@ -55,7 +55,7 @@ def scores(ex: Extractor, photos: list[np.ndarray], cfg: SynthConfig, key: int) 
         if len(pred) != len(s.frames):  # score the instants the truth has: window centres
             idx = np.round((np.arange(len(s.frames)) + 0.5) * len(pred) / len(s.frames) - 0.5).astype(int)
             pred = pred[idx]
-        model.add(metrics.evaluate(pred[None], s.frames[None], s.blurred[None]))
+        model.add(metrics.score(pred[None], s.frames[None], s.blurred[None]))
         base.add(metrics.baseline(s.frames[None], s.blurred[None]))
         worst.append(metrics.frame_psnr(pred[None], s.frames[None]).min().item())
     m, b = model.mean(), base.mean()
