@@ -87,8 +87,8 @@ def write_clip(
         raise ValueError(f"fps must be 0.01 .. 1000 and loops >= 1, got {fps}, {loops}")
     if crf is not None and not 0 <= crf <= 51:
         raise ValueError(f"crf must be 0 .. 51, got {crf}")
-    if max_size is not None and max_size < 2:
-        raise ValueError(f"max_size must be 2 or more, got {max_size}")
+    if max_size is not None and max_size < 1:
+        raise ValueError(f"max_size must be 1 or more, got {max_size}")
     hw = _frame_size(frames)
     out = Path(out)
     check_target(out, overwrite, folder=fmt == "frames")

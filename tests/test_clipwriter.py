@@ -108,6 +108,7 @@ def test_mp4_scaled_to_the_cap_or_to_max_size(tmp_path, monkeypatch):
     assert np.abs(clip["frames"][:4].astype(int) - expect).mean() < 5  # the whole picture, scaled
     assert probe(clipwriter.write_clip(frames, tmp_path / "big.mp4", "mp4", max_size=64))["size"] == (62, 42)
     assert probe(clipwriter.write_clip(frames, tmp_path / "small.mp4", "mp4", max_size=20))["size"] == (20, 14)
+    assert probe(clipwriter.write_clip(frames, tmp_path / "tiny.mp4", "mp4", max_size=1))["size"] == (2, 2)
     gif = clipwriter.write_clip(frames, tmp_path / "c.gif", "gif")  # only an MP4 is capped
     assert Image.open(gif).size == (61, 41)
 
