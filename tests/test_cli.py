@@ -444,9 +444,11 @@ def test_a_real_blurred_photo_with_the_shipped_weights(shared_blurred, tmp_path)
     meta = next(reader)
     frames = [np.frombuffer(f, np.uint8).reshape(meta["size"][1], meta["size"][0], 3) for f in reader]
     assert meta["size"] == (320, 180) and len(frames) == 2 * CLIP_FRAMES - 2  # played forward and back
-    # The frames follow a path: the further apart in time, the more they differ.
+    # The frames follow a path: the further apart in time, the more they differ. Where nothing moved the
+    # photo is kept (extract.keep_still), so the mean difference comes from the moving parts alone; copies
+    # of one image encoded together differ by less than 0.05.
     apart = [np.abs(frames[0].astype(float) - frames[k]).mean() for k in (3, 10, CLIP_FRAMES - 1)]
-    assert 0.5 < apart[0] < apart[1] < apart[2]
+    assert 0.2 < apart[0] < apart[1] < apart[2], apart
 
 
 def test_a_big_photo_shows_tiles_and_time_left_on_a_terminal_only(tmp_path, tiny_weights):
