@@ -44,7 +44,9 @@ Reverse = Annotated[bool, typer.Option("--reverse", rich_help_panel=OUTPUT,
                                        help="Start from the other end of the exposure.")]
 MaxSize = Annotated[Optional[int], typer.Option(
     min=1, metavar="PX", show_default=False, rich_help_panel=OUTPUT,
-    help="Shrink the photo first so its long side is at most PX (faster, smaller clip).")]
+    help="Shrink the photo first so its long side is at most PX (faster, smaller clip). Without it an MP4 "
+         "is scaled to at most 3840 px (H.264 level 5.1) and a GIF or WebP to 1080 px; the still and a frames "
+         "folder keep the photo's size.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT,
                                          help="Replace outputs that already exist.")]
 Weights = Annotated[Optional[str], typer.Option(
