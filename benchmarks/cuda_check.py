@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from blur2clip.pipeline import Extractor
+from blur2clip.extract import Extractor
 
 
 def timed(ex: Extractor, image: np.ndarray, repeats: int = 5) -> tuple[float, np.ndarray]:

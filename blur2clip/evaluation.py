@@ -5,7 +5,7 @@ evaluation sample of a `data.Data` (`Data.items`: a few exposures spread over ea
 folder the held-out photos, given synthetic motion) and averages `metrics.score` (PSNR and SSIM figures)
 per sequence and over all samples. The baseline is the blurred input copied to every frame; the reblur has
 none (`metrics.NO_BASELINE`). `on_sample(name)` follows the progress; `save` writes every scored sample as
-PNG files. `predictor(extractor)` makes `predict` from a pipeline.Extractor.
+PNG files. `predictor(extractor)` makes `predict` from an extract.Extractor.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Evaluation:
 
 def predictor(extractor, frames: int | None = None, interpolate: str = "guarded"
               ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`predict` for `evaluate` from a pipeline.Extractor (tiles, device and precision as it is set): the
+    """`predict` for `evaluate` from an extract.Extractor (tiles, device and precision as it is set): the
     network's own frames, or `frames` instants of the exposure made from them (`timeline.resample`)."""
     from .timeline import resample
 

@@ -1,5 +1,6 @@
-"""The names of the earlier single module, for code written against it: the extractor is `extract`,
-the file job `job`, device and precision `device`."""
+"""The names of the earlier single module, kept so that code written against it (a notebook's
+`from blur2clip.pipeline import Extractor`) still runs; new code imports from `extract` (the extractor),
+`job` (the file job) and `device` (device and precision). Nothing in the package imports this."""
 
 from .device import pick as pick_device  # noqa: F401
 from .device import precision as pick_precision  # noqa: F401

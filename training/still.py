@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from blur2clip import metrics  # noqa: E402
-from blur2clip.pipeline import Extractor  # noqa: E402
+from blur2clip.extract import Extractor  # noqa: E402
 from blur2clip.synth import SynthConfig, synthesize  # noqa: E402
 
 LENGTHS = (4, 8, 16, 32, 64)
