@@ -392,3 +392,11 @@ def test_what_moved_passes_and_its_surroundings_stay(model):
     far[32 - 2 * r - 1:64 + 2 * r + 1, 32 - 2 * r - 1:64 + 2 * r + 1] = False
     assert np.abs(out[:, far] - 0.5).max() < 1e-6
     assert np.abs(out.mean(0)[inner[1:]] - 0.51).max() < 1e-5  # inside, the network's own mean
+
+
+def test_the_earlier_module_names_still_import():
+    """Code written against the single module before the split (`blur2clip.pipeline`) still runs."""
+    from blur2clip import job, pipeline
+
+    assert pipeline.Extractor is Extractor and pipeline.make_clip is job.make_clip
+    assert pipeline.pick_device("cpu") == device.pick("cpu")
