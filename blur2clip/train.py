@@ -66,7 +66,7 @@ def staged_loss(pred, gt, clean, stage: int, cfg: TrainConfig, progress: float):
     parts = {"rec": rec.item()}
     loss = rec
     # Pairwise terms: x_i + x_j and |x_i - x_j| for symmetric pairs j = F-1-i do not depend on the order.
-    fade = max(0.0, 1 - 2 * progress)
+    fade = max(0.0, 1 - progress / cfg.pairs_fade) if cfg.pairs_fade > 0 else 1.0
     pairs = [(i, nf - 1 - i) for i in active if i < nf // 2]
     if cfg.w_pairs > 0 and fade > 0 and pairs:
         i, j = zip(*pairs)

@@ -283,3 +283,18 @@ def test_bf16_autocast_trains_and_keeps_float32_weights(photos, tmp_path):
     assert all(t.dtype == torch.float32 for t in tensors.values())
     assert tensors["ending.weight"].abs().sum() > 0 and all(torch.isfinite(t).all() for t in tensors.values())
     assert weights.read_metadata(path)["training"]["bf16"] is True
+
+
+def test_the_pairwise_term_fades_over_the_fraction_asked():
+    """pairs_fade 0.5: the pairwise term is gone past the middle of a stage; 0: it stays the whole stage,
+    with the same weight as at the start."""
+    g = torch.Generator().manual_seed(0)
+    pred, gt = torch.rand(2, 7, 3, 8, 8, generator=g), torch.rand(2, 7, 3, 8, 8, generator=g)
+    clean = gt.mean(1)
+    faded = TrainConfig(data="d", out="o")
+    kept = TrainConfig(data="d", out="o", pairs_fade=0.0)
+    start, start_parts = staged_loss(pred, gt, clean, 3, faded, 0.0)
+    late, late_parts = staged_loss(pred, gt, clean, 3, faded, 0.75)
+    assert "pairs" in start_parts and "pairs" not in late_parts and late < start
+    kept_late, kept_parts = staged_loss(pred, gt, clean, 3, kept, 0.75)
+    assert kept_parts["pairs"] == start_parts["pairs"] and torch.isclose(kept_late, start)

@@ -23,9 +23,12 @@ TRIALS = {
     # 21 frames per pass (3 per window of 7), the head started from the shipped one interpolated in time;
     # 2 sub-frames per frame at least keeps the synthesis as fast as 7 frames of 4
     "objects-k21": dict(synth={**OBJECTS, "min_sub": 2}, model=ModelConfig(frames=21)),
+    # the pairwise term (mirrored frames' sum and difference) kept for the whole stage instead of fading
+    # out over its first half: does it make the frames move apart?
+    "pairs-kept": dict(pairs_fade=0.0),
 }
 
 name = sys.argv[1]
 train(TrainConfig(data="../shared/data/photos", out=f"runs/trial-{name}", stage="3", steps=[600] * 3,
-                  init="stage3", batch=8, crop=160, lr=5e-4, warmup=50, seed=2, workers=1, threads=1,
+                  init="stage3", batch=8, crop=160, lr=5e-4, warmup=50, seed=2, workers=1, threads=2,
                   val_every=300, ckpt_every=100, resume="--resume" in sys.argv, **TRIALS[name]))
