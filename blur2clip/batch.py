@@ -94,6 +94,9 @@ def run_batch(
     folders made for outputs are removed at the end when they stayed empty.
     """
     given, extractor_options = ClipOptions.split(settings)
+    unknown = set(extractor_options) - {"weights", "device", "precision", "tile", "threads"}
+    if unknown:  # now, not when the first photo reaches the network
+        raise TypeError(f"run_batch() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
     options = (options or ClipOptions()).with_(**given)
     overwrite, max_size, max_pixels, metadata = options.overwrite, options.max_size, options.max_pixels, \
         options.metadata

@@ -267,7 +267,12 @@ def _ffmpeg_run(cmd: list[str], out: Path, feed=None) -> None:
             if feed:
                 with suppress(BrokenPipeError):
                     proc.stdin.close()
-            proc.wait()
+            try:
+                proc.wait()
+            except BaseException:  # Ctrl-C or a stop signal while it works on: it must not outlive us
+                proc.kill()
+                proc.wait()
+                raise
         if proc.returncode != 0:
             log.seek(0)
             raise output_error(out, f"ffmpeg failed: {_last_line(log.read()) or f'exit status {proc.returncode}'}")

@@ -29,13 +29,14 @@ def _mps() -> bool:
 
 
 def pick(name: str | torch.device = "auto") -> torch.device:
-    """'auto' -> this process's CUDA device (LOCAL_RANK, else 0) when there is CUDA, then mps, then cpu.
+    """'auto' -> this process's CUDA device (LOCAL_RANK under torchrun, else the current one) when there is
+    CUDA, then mps, then cpu.
     Anything else is checked: DeviceError names a device that is not here. A CUDA device is made the
     current one (so caches, autocast and streams use it, not GPU 0)."""
     text = str(name)
     if text == "auto":
         if torch.cuda.is_available():
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            device = torch.device("cuda", _local_index())
         elif _mps():
             return torch.device("mps")
         else:
@@ -49,7 +50,7 @@ def pick(name: str | torch.device = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise DeviceError(f"device {text!r}: CUDA is not available here")
         if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            device = torch.device("cuda", _local_index())
         count = torch.cuda.device_count()
         if device.index >= count:
             raise DeviceError(f"device {text!r}: this machine has {count} CUDA device{'s' * (count != 1)}")
@@ -57,6 +58,17 @@ def pick(name: str | torch.device = "auto") -> torch.device:
     elif device.type == "mps" and not _mps():
         raise DeviceError(f"device {text!r}: MPS is not available here")
     return device
+
+
+def _local_index() -> int:
+    """The CUDA device of this process: LOCAL_RANK under a launcher (torchrun sets it with WORLD_SIZE),
+    else the current device."""
+    if "WORLD_SIZE" not in os.environ or "LOCAL_RANK" not in os.environ:
+        return torch.cuda.current_device()
+    rank = os.environ["LOCAL_RANK"]
+    if not rank.isdigit():
+        raise DeviceError(f"LOCAL_RANK={rank!r}: not a device number")
+    return int(rank)
 
 
 def precision(name: str, device: torch.device) -> str:

@@ -203,11 +203,7 @@ def make_clip(photo, out=None, options: ClipOptions | None = None, *, still=None
                 raise output_error(claim.out, e.strerror or e) from e
         _check_outputs(photo, out, still, options)  # made meanwhile by another run?
 
-        t = time.perf_counter()
-        extractor = loaded(extractor, **model_settings)
-        timings = {"load": time.perf_counter() - t}
-
-        step("Reading photo…")
+        step("Reading photo…")  # before the weights load: a bad photo is reported at once, as a bad photo
         t = time.perf_counter()
         picture = media.read_photo(photo, max_pixels=options.max_pixels)
         limit = media.clip_max_size(fmt, options.max_size)
@@ -215,7 +211,11 @@ def make_clip(photo, out=None, options: ClipOptions | None = None, *, still=None
         image = downscale(picture.pixels, limit)
         capture = picture.capture if options.metadata else None
         del picture
-        timings["decode"] = time.perf_counter() - t
+        timings = {"decode": time.perf_counter() - t}
+
+        t = time.perf_counter()
+        extractor = loaded(extractor, **model_settings)
+        timings["load"] = time.perf_counter() - t
 
         step("Extracting frames…")
         t = time.perf_counter()
@@ -240,14 +240,17 @@ def make_clip(photo, out=None, options: ClipOptions | None = None, *, still=None
             claim.release()
         outputs.remove_folders([folder for claim in claims for folder in claim.created])  # the empty ones
 
+    size = predicted.shape[1:3]  # what the file holds: an MP4 may be scaled to fit H.264 level 5.1
+    if fmt == "mp4":
+        size = clipwriter.mp4_size(*size, options.fps, options.max_size)
     return ClipResult(
         photo=photo,
         output=Path(output),
         still=None if still is None else Path(still),
         frames=len(media.play_order(options.frames or len(predicted), pingpong=options.pingpong and fmt != "frames",
                                     reverse=options.reverse)),
-        width=predicted.shape[2],
-        height=predicted.shape[1],
+        width=size[1],
+        height=size[0],
         seconds=time.perf_counter() - start,
         timings=timings,
         motion=moved,

@@ -106,6 +106,25 @@ def test_a_refused_output_never_loads_the_network(real_photo, model):
     with pytest.raises(MediaError, match="missing.jpg: no such file") as e:
         make_clip(real_photo.with_name("missing.jpg"), extractor=Ex(model=model, tile=0))
     assert e.value.kind == "input"
+    # a bad photo is reported as a bad photo before any weights load (they might be missing too)
+    bad = real_photo.with_name("bad.jpg")
+    bad.write_bytes(b"not a jpeg")
+    for photo in (real_photo.with_name("missing.jpg"), bad):
+        with pytest.raises(MediaError) as e:
+            make_clip(photo, extractor=lambda: pytest.fail("loaded before the photo was read"))
+        assert e.value.kind == "input"
+
+
+def test_the_size_reported_is_the_size_of_the_file(tmp_path, model):
+    """An MP4 scaled to fit H.264 level 5.1 (at 1000 fps a 640x480 frame is too many macroblocks a
+    second) reports the size the file holds, not the network's."""
+    import imageio_ffmpeg
+
+    photo = tmp_path / "wide.png"
+    Image.fromarray((photo_like(480, 640) * 255 + 0.5).astype(np.uint8)).save(photo)
+    res = make_clip(photo, extractor=Ex(model=model, tile=0), frames=3, fps=1000)
+    meta = next(imageio_ffmpeg.read_frames(str(res.output)))
+    assert (res.width, res.height) == tuple(meta["size"]) and res.width < 640
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "frames"])
