@@ -131,7 +131,11 @@ def check_job(photo, out, still=None, *, folder: bool, overwrite: bool) -> tuple
 def _frames_refusal(out: Path, st, link, inputs) -> str | None:
     if stat.S_ISLNK(link.st_mode) or not stat.S_ISDIR(st.st_mode):
         return "exists and is not a folder of frames; refusing to replace it"
-    for entry in os.scandir(out):
+    try:
+        entries = list(os.scandir(out))
+    except OSError as e:  # an output problem, with its reason (not a failed read of an input)
+        return f"cannot be listed ({e.strerror or e}); refusing to replace it"
+    for entry in entries:
         if not (_FRAME.match(entry.name) and entry.is_file(follow_symlinks=False)):
             return f"holds {entry.name!r}, not only frames; refusing to replace it"
         if identity(entry.path) in inputs:
