@@ -90,3 +90,19 @@ def isolate_weights(monkeypatch, manifest: Path, home: Path) -> None:
     monkeypatch.setattr(download, "TIMEOUT", 2.0)
     monkeypatch.setattr(download, "BACKOFF", 0.01)
     monkeypatch.setattr(download, "RETRIES", 3)
+
+
+class Interrupted:
+    """A clip's frames (a sequence) whose frame `at` is never delivered: Ctrl-C arrives while the clip is
+    being written."""
+
+    def __init__(self, frames, at: int):
+        self.frames, self.at = frames, at
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, i):
+        if i == self.at:
+            raise KeyboardInterrupt
+        return self.frames[i]

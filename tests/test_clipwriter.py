@@ -11,7 +11,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from conftest import tiny_model
+from conftest import Interrupted, tiny_model
 from PIL import Image
 
 from blur2clip import clipwriter, media
@@ -126,22 +126,10 @@ def test_the_still_and_a_folder_of_frames_keep_the_full_size(tmp_path, monkeypat
     assert probe(kept.output)["size"] == (62, 42)
 
 
-class Interrupted:
-    """Seven frames whose sixth is never delivered: Ctrl-C arrives while the clip is being encoded."""
-
-    def __len__(self):
-        return 7
-
-    def __getitem__(self, i):
-        if i == 5:
-            raise KeyboardInterrupt
-        return moving(7)[i]
-
-
 @pytest.mark.parametrize("loops", [1, 3])
 def test_interrupted_or_failed_mp4_leaves_nothing(tmp_path, loops):
     with pytest.raises(KeyboardInterrupt):
-        clipwriter.write_clip(Interrupted(), tmp_path / "c.mp4", "mp4", loops=loops)
+        clipwriter.write_clip(Interrupted(moving(7), at=5), tmp_path / "c.mp4", "mp4", loops=loops)
     with pytest.raises(ValueError, match="frame 2"):  # a frame of another size, found while encoding
         clipwriter.write_clip([moving(1)[0]] * 2 + [moving(1, 9, 9)[0]], tmp_path / "c.mp4", "mp4", loops=loops)
     assert list(tmp_path.iterdir()) == []

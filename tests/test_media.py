@@ -22,6 +22,7 @@ from PIL import Image, ImageCms, ImageFile, ImageOps
 from blur2clip import clipwriter, media, photocheck
 from blur2clip.capture import Capture
 from blur2clip.media import MediaError, MediaWarning
+from conftest import Interrupted
 from forge import SEEDS, corrupt_exif_jpeg, forge_size, picture, seed_photos, stray_marker_tiff
 
 RED, BLUE = (220, 30, 40), (20, 40, 200)
@@ -607,22 +608,10 @@ def test_no_temp_left_after_failures(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-class Interrupted:
-    """Frames whose fourth one is never delivered: Ctrl-C arrives while the clip is being written."""
-
-    def __len__(self):
-        return 6
-
-    def __getitem__(self, i):
-        if i == 3:
-            raise KeyboardInterrupt
-        return clip(1)[0]
-
-
 @pytest.mark.parametrize("fmt", ["mp4", "frames"])
 def test_keyboard_interrupt_leaves_nothing(tmp_path, fmt):
     with pytest.raises(KeyboardInterrupt):
-        clipwriter.write_clip(Interrupted(), tmp_path / f"c.{fmt}", fmt)
+        clipwriter.write_clip(Interrupted([clip(1)[0]] * 6, at=3), tmp_path / f"c.{fmt}", fmt)
     assert list(tmp_path.iterdir()) == []
 
 
