@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import clipwriter, media, outputs
+from . import files, media, outputs
 from .motion import motion_px
 from .batchplan import (DONE, EXISTS, FAILED, OTHER_RUN, PHOTO_SUFFIXES, SKIPPED, SYSTEM_NAMES,  # noqa: F401
                         BatchReport, Found, Job, PhotoResult, default_out_dir, find_photos, is_system_file, plan,
@@ -105,7 +105,7 @@ def run_batch(
     jobs = list(jobs)
     expected = _expected() + (_Skip,)
     state = {"extractor": None}
-    clipwriter.protect(job.input for job in jobs)  # before the first write: no output is ever a photo of the run
+    files.protect(job.input for job in jobs)  # before the first write: no output is ever a photo of the run
     inputs = {i for i in (outputs.identity(job.input) for job in jobs) if i is not None}
     held: dict[Job, outputs.Claim] = {}  # the outputs this run is making
     made: list[Path] = []  # folders made for them

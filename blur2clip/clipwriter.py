@@ -8,7 +8,7 @@ re-encoding), and an MP4 is scaled to fit MP4_MAX_SIZE and H.264 level 5.1 unles
 atomic: the file (or folder) is written under a hidden temporary name `.NAME.partXXXXXXXX` beside the
 target and renamed only when complete, so the final name never holds half a file, and the temporary is
 removed on any error or KeyboardInterrupt. Existing outputs are refused unless overwrite=True, and a
-file read by `media.read_photo` (or named to `protect`) is never overwritten, even with overwrite=True.
+file read by `media.read_photo` (or named to `files.protect`) is never overwritten, even with overwrite=True.
 
 No torch here.
 """
@@ -31,7 +31,7 @@ from PIL import Image
 
 from .capture import Capture
 from .errors import output_error
-from .files import atomic_dir, atomic_file, check_target, protect, temp_beside  # noqa: F401 -- protect: batch's
+from .files import atomic_dir, atomic_file, check_target, temp_beside
 from .media import FORMATS, _ffmpeg, _last_line
 
 QUALITIES = ("high", "medium", "low")
