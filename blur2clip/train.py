@@ -142,14 +142,6 @@ def _atomic_save(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _umask_mode(path: Path) -> Path:
-    """Give a file the mode a newly created file gets (0666 less the umask): safetensors creates 0600."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-    return path
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig, log=print):
         self.cfg, self.log = cfg, log
@@ -321,8 +313,7 @@ class Trainer:
         finally:
             del it  # shuts the data workers down now; at interpreter exit they would be waited for forever
         if self.main:
-            path = _umask_mode(weights.save(self.shipped(model), self.stage_path(stage),
-                                            training=self.facts(stage, total)))
+            path = weights.save(self.shipped(model), self.stage_path(stage), training=self.facts(stage, total))
             digest = weights.sha256(path)
             Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
             self.checkpoint(model, opt, stage + 1, 0, 0, with_optimizer=False)
@@ -373,8 +364,8 @@ class Trainer:
         key = "ppsnr" if "ppsnr" in v else "middle"
         if stage == self.stages()[-1] and (self.best is None or v[key] > self.best[key]):
             self.best = {key: v[key], "step": step}
-            _umask_mode(weights.save(shipped, self.out / "best.safetensors",
-                                     training={**self.facts(stage, step), "best": self.best}))
+            weights.save(shipped, self.out / "best.safetensors",
+                         training={**self.facts(stage, step), "best": self.best})
         self.log("  val " + "  ".join(f"{k} {v[k]:{'.3f' if 'ssim' in k else '.2f'}}"
                                       + (f" ({v[k] - self.base[k]:+{'.3f' if 'ssim' in k else '.2f'}})"
                                          if k in self.base else "") for k in v)

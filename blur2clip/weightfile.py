@@ -50,6 +50,9 @@ def save(model, path: str | os.PathLike, half: bool = False, **info) -> Path:
     meta.update({k: json.dumps(v) for k, v in info.items()})
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # the mode any new file gets (safetensors creates its files 0600)
     return path
 
 
