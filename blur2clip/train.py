@@ -29,57 +29,15 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from . import device as devices
 from . import metrics, runconfig, weights
 from .data import StreamSampler, open_data
 from .files import atomic_path
 from .logbook import Logbook
+from .losses import staged_loss
 from .model import Blur2Clip, ModelConfig, count_parameters, stage_frames, with_frames
 from .runconfig import TrainConfig  # noqa: F401 -- the training API: train(TrainConfig(...))
-from .synth import to_linear
-
-
-# ---------------------------------------------------------------- losses
-
-def charbonnier(a: torch.Tensor, b: torch.Tensor, dims) -> torch.Tensor:
-    return torch.sqrt((a - b) ** 2 + 1e-6).mean(dim=dims)
-
-
-def staged_loss(pred, gt, clean, stage: int, cfg: TrainConfig, progress: float):
-    """Loss of BxFx3xHxW predictions at a stage; `progress` 0..1 through the stage. Returns (loss, parts)."""
-    nf = pred.shape[1]
-    if gt.shape[1] == 1:  # only the middle frame is known (GoPro_Large)
-        if stage != 1:
-            raise ValueError("only the middle frame is known: such data trains stage 1")
-        rec = charbonnier(pred[:, nf // 2], gt[:, 0], dims=(1, 2, 3)).mean()
-        return rec, {"rec": rec.item()}
-    active = stage_frames(stage, nf)
-    w = torch.ones(nf, device=pred.device)
-    w[nf // 2] += cfg.w_middle
-    w = w[active] / w[active].sum()  # weights over the active frames
-    # Order-invariant reconstruction: per sample, the better of forward and reversed time.
-    per_frame_f = charbonnier(pred[:, active], gt[:, active], dims=(2, 3, 4))  # B x A
-    per_frame_r = charbonnier(pred[:, active], gt.flip(1)[:, active], dims=(2, 3, 4))
-    rec = torch.minimum((per_frame_f * w).sum(1), (per_frame_r * w).sum(1)).mean()
-    parts = {"rec": rec.item()}
-    loss = rec
-    # Pairwise terms: x_i + x_j and |x_i - x_j| for symmetric pairs j = F-1-i do not depend on the order.
-    fade = max(0.0, 1 - progress / cfg.pairs_fade) if cfg.pairs_fade > 0 else 1.0
-    pairs = [(i, nf - 1 - i) for i in active if i < nf // 2]
-    if cfg.w_pairs > 0 and fade > 0 and pairs:
-        i, j = zip(*pairs)
-        p_i, p_j, g_i, g_j = pred[:, list(i)], pred[:, list(j)], gt[:, list(i)], gt[:, list(j)]
-        pair = F.l1_loss(p_i + p_j, g_i + g_j) + F.l1_loss((p_i - p_j).abs(), (g_i - g_j).abs())
-        loss = loss + cfg.w_pairs * fade * pair
-        parts["pairs"] = pair.item()
-    if cfg.w_reblur > 0 and len(active) == nf:
-        blur = to_linear(pred).mean(1)
-        rb = F.l1_loss(blur, to_linear(clean))
-        loss = loss + cfg.w_reblur * rb
-        parts["reblur"] = rb.item()
-    return loss, parts
 
 
 # ---------------------------------------------------------------- validation

@@ -131,7 +131,7 @@ def test_train_option_defaults_match_the_training_config():
     params = {p.name: p.default for p in typer.main.get_command(cli.commands).commands["train"].params}
     cfg, model = TrainConfig(data="", out=""), ModelConfig()
     for name in ("stage", "batch", "crop", "lr", "warmup", "weight_decay", "w_middle", "w_pairs", "w_reblur",
-                 "ckpt_every", "val_every", "val_count", "val_size", "log_every", "seed", "workers", "threads",
+                 "order", "ckpt_every", "val_every", "val_count", "val_size", "log_every", "seed", "workers", "threads",
                  "init", "resume"):
         assert params[name] == getattr(cfg, name), name
     assert cli_train._steps(params["steps"]) == cfg.steps

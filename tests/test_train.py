@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 from blur2clip import weights
 from blur2clip.data import SyntheticBlur, list_photos, split_photos
 from blur2clip.synth import SynthConfig
-from blur2clip.train import TrainConfig, staged_loss, train
+from blur2clip.losses import staged_loss
+from blur2clip.train import TrainConfig, train
 from conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent

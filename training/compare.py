@@ -43,7 +43,8 @@ sys.path.append(str(ROOT))  # appended: a blur2clip snapshot on PYTHONPATH (e.g.
 from blur2clip.data import SyntheticBlur, list_photos, split_photos  # noqa: E402
 from blur2clip.model import Blur2Clip, ModelConfig, count_macs, count_parameters, stage_frames  # noqa: E402
 from blur2clip.synth import SynthConfig  # noqa: E402
-from blur2clip.train import TrainConfig, _lr, baseline, staged_loss, validate  # noqa: E402
+from blur2clip.losses import staged_loss  # noqa: E402
+from blur2clip.train import TrainConfig, _lr, baseline, validate  # noqa: E402
 
 FRAMES = 7
 KEYS = ("ppsnr", "middle", "outer", "reblur")

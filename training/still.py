@@ -7,7 +7,9 @@ On N Kodak photos (synthetic motion, `synth`), per weights file (the default whe
 - objects L: one object moving L px over the exposure on a still camera, L = 4, 8, 16, 32, 64;
 - camera L: the whole picture moving L px, no object;
 - mix: the default training mix, noise, JPEG and highlights included (the other cases have none).
-For the moving cases, pPSNR of the model and of the blurred input copied to every frame, and the gain.
+For the moving cases, pPSNR of the model and of the blurred input copied to every frame, and the gain;
+for every case, how far the first and last frames move apart (`motion.motion_px`), the model's beside the
+truth's: a model that deblurs but keeps its frames together scores near 0 px.
 Every case draws the same samples for every weights file (seeded by case and photo). Prints a markdown table.
 """
 
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from blur2clip import metrics  # noqa: E402
+from blur2clip.motion import motion_px  # noqa: E402
 from blur2clip.extract import Extractor  # noqa: E402
 from blur2clip.synth import SynthConfig, synthesize  # noqa: E402
 
@@ -47,7 +50,7 @@ def cases(size: int, frames: int) -> dict[str, SynthConfig]:
 
 
 def scores(ex: Extractor, photos: list[np.ndarray], cfg: SynthConfig, key: int) -> dict[str, float]:
-    model, base, worst = metrics.Meter(), metrics.Meter(), []
+    model, base, worst, moved, true_moved = metrics.Meter(), metrics.Meter(), [], [], []
     for i, photo in enumerate(photos):
         s = synthesize(photo, np.random.default_rng([key, i]), cfg)
         out = ex(s.blurred.permute(1, 2, 0).numpy())  # the model's own frame count
@@ -58,8 +61,11 @@ def scores(ex: Extractor, photos: list[np.ndarray], cfg: SynthConfig, key: int) 
         model.add(metrics.score(pred[None], s.frames[None], s.blurred[None]))
         base.add(metrics.baseline(s.frames[None], s.blurred[None]))
         worst.append(metrics.frame_psnr(pred[None], s.frames[None]).min().item())
+        moved.append(motion_px(pred.permute(0, 2, 3, 1).numpy()))
+        true_moved.append(motion_px(s.frames.permute(0, 2, 3, 1).numpy()))
     m, b = model.mean(), base.mean()
-    return {"ppsnr": m["ppsnr"], "base": b["ppsnr"], "worst": min(worst), "reblur": m["reblur"]}
+    return {"ppsnr": m["ppsnr"], "base": b["ppsnr"], "worst": min(worst), "reblur": m["reblur"],
+            "moved": float(np.mean(moved)), "true_moved": float(np.mean(true_moved))}
 
 
 def main() -> None:
@@ -75,13 +81,14 @@ def main() -> None:
     for name in args.weights:
         ex = Extractor(weights=name, device="cpu")
         print(f"\n{name} ({args.photos} Kodak photos, {args.size} px, {args.frames} true frames)\n")
-        print("| case | blurred input | model | gain | worst frame | reblur |\n|---|---|---|---|---|---|")
+        print("| case | blurred input | model | gain | worst frame | reblur | frames move, model / truth (px) |\n"
+              "|---|---|---|---|---|---|---|")
         for key, (case, cfg) in enumerate(cases(args.size, args.frames).items()):
             r = scores(ex, photos, cfg, key)
             gain = "" if case == "sharp" else f"{r['ppsnr'] - r['base']:+.2f}"
             base = "identical" if case == "sharp" else f"{r['base']:.2f}"
-            print(f"| {case} | {base} | {r['ppsnr']:.2f} | {gain} | {r['worst']:.2f} | {r['reblur']:.1f} |",
-                  flush=True)
+            print(f"| {case} | {base} | {r['ppsnr']:.2f} | {gain} | {r['worst']:.2f} | {r['reblur']:.1f} "
+                  f"| {r['moved']:.1f} / {r['true_moved']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

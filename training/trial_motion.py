@@ -26,6 +26,9 @@ TRIALS = {
     # the pairwise term (mirrored frames' sum and difference) kept for the whole stage instead of fading
     # out over its first half: does it make the frames move apart?
     "pairs-kept": dict(pairs_fade=0.0),
+    # each 32 px cell scored against its canonical direction of time (losses.py) instead of the better
+    # order per sample: can the frames move apart when the target no longer depends on a coin toss?
+    "local": dict(order="local"),
 }
 
 name = sys.argv[1]
