@@ -17,6 +17,8 @@ So a prediction is never scored against one fixed order of the true frames. Two 
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 
@@ -37,15 +39,14 @@ def charbonnier(a: torch.Tensor, b: torch.Tensor, dims) -> torch.Tensor:
 def against_canonical(gt: torch.Tensor, cell: int = CELL) -> torch.Tensor:
     """Bx1x1xHxW bool: True where the true frames (BxFx3xHxW, F >= 3) run against the canonical
     direction of time of their cell, so that gt.flip(1) is the canonical order there."""
-    b, f, _, h, w = gt.shape
+    f, h, w = gt.shape[1], gt.shape[-2], gt.shape[-1]
     m = f // 2
     lum = F.avg_pool2d(gt.float().mean(2), SCALE, ceil_mode=True)  # BxFxhxw
     mid = lum[:, m : m + 1]
     gx = F.pad(mid[..., 2:] - mid[..., :-2], (1, 1)) / 2
     gy = F.pad(mid[..., 2:, :] - mid[..., :-2, :], (0, 0, 1, 1)) / 2
     dt = lum[:, m + 1 : m + 2] - lum[:, m - 1 : m]  # content moving by d: dt ~ -(d . grad)
-    k = max(1, cell // SCALE)
-    pool = lambda t: F.avg_pool2d(t, k, ceil_mode=True)  # noqa: E731 -- per-cell sums (as means)
+    pool = partial(F.avg_pool2d, kernel_size=max(1, cell // SCALE), ceil_mode=True)  # per-cell means
     sxx, sxy, syy = pool(gx * gx), pool(gx * gy), pool(gy * gy)
     bx, by = pool(-dt * gx), pool(-dt * gy)
     dx, dy = syy * bx - sxy * by, sxx * by - sxy * bx  # d times det(S) >= 0: the sign is d's
