@@ -61,9 +61,9 @@ Event = Callable[[str, "Job", "PhotoResult | None"], None]
 
 def _expected() -> tuple[type[BaseException], ...]:
     """Errors that are about one photo: they fail it, and the batch goes on."""
-    from .device import OutOfMemory
+    from .device import out_of_memory
 
-    return (media.MediaError, OSError, ValueError, MemoryError, OutOfMemory)
+    return (media.MediaError, OSError, ValueError, *out_of_memory())
 
 
 def run_batch(
@@ -82,7 +82,7 @@ def run_batch(
     options: the clips' job.ClipOptions (its format is each job's own); its fields may also be given as
     keywords, which override it. extractor: a loaded extract.Extractor, or a function that makes one
     (the command line's, which reports downloads), called only when the first photo needs it; None:
-    Extractor(**settings) then (weights, device, precision, tile, threads). A GIF or WebP is made at most
+    Extractor(**settings) then (weights, device, precision, tile, threads, engine). A GIF or WebP is made at most
     media.ANIMATED_MAX_SIZE px on its long side when max_size is not given. min_motion: a photo
     whose frames move less than this many pixels (no motion blur to undo) gets no clip and is skipped
     with the reason and its motion score. An existing output
@@ -94,7 +94,7 @@ def run_batch(
     folders made for outputs are removed at the end when they stayed empty.
     """
     given, extractor_options = ClipOptions.split(settings)
-    unknown = set(extractor_options) - {"weights", "device", "precision", "tile", "threads"}
+    unknown = set(extractor_options) - {"weights", "device", "precision", "tile", "threads", "engine"}
     if unknown:  # now, not when the first photo reaches the network
         raise TypeError(f"run_batch() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
     options = (options or ClipOptions()).with_(**given)
@@ -213,6 +213,7 @@ def run_batch(
                 continue
             with guard.allowed():
                 ex = model()
+            expected = _expected() + (_Skip,)  # with torch's out-of-memory error once the model loaded torch
             size = _group_size(ex)
             depth = max(prefetch, size)
             while len(group) < size and reads:  # on a GPU: the next photos, while they have this size
@@ -360,11 +361,9 @@ def _extract(extractor, images: list[np.ndarray]) -> list[np.ndarray | BaseExcep
 
 
 def _free(extractor) -> None:
-    device = getattr(extractor, "device", None)
-    if device is not None:
-        from .device import free
-
-        free(device)
+    free = getattr(extractor, "free", None)
+    if free is not None:
+        free()
 
 
 def _write(predicted: np.ndarray, job: Job, min_motion: float | None, options: ClipOptions,

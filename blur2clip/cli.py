@@ -31,7 +31,7 @@ import typer
 from . import CLIP_FPS, CLIP_FRAMES, __version__
 from . import cli_train, cli_weights  # noqa: F401 -- their commands join `commands`
 from .cli_batch import capped_note, several_photos
-from .cli_options import (APP_SETTINGS, DEFAULT_TILE, OUTPUT, RUN, Crf, DataDir, Device, Fps, Frames, FramesPerBlur,
+from .cli_options import (APP_SETTINGS, DEFAULT_TILE, OUTPUT, RUN, Crf, DataDir, Device, Engine, Fps, Frames, FramesPerBlur,
                           Layout, Loader, Loops, MaxPixels, MaxSize, Overwrite, Pingpong, Precision, Quality, Quiet,
                           Reverse, StripMetadata, Threads, Tile, Weights, commands)
 from .cli_train import data_errors
@@ -39,6 +39,8 @@ from .report import PROG, ExitCode, Report, duration, exit_codes_help, score_tab
 
 # ----------------------------------------------------------------------------------------------------
 # blur2clip PHOTO: the single-photo app
+
+ENGINE_NAMES = {"onnx": "onnxruntime", "torch": "torch"}
 
 photo_app = typer.Typer(**APP_SETTINGS)
 
@@ -79,6 +81,7 @@ def clip(
     weights: Weights = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    engine: Engine = "auto",
     tile: Tile = DEFAULT_TILE,
     threads: Threads = 0,
     max_pixels: MaxPixels = None,
@@ -98,7 +101,7 @@ def clip(
     options = ClipOptions(fmt=kind, frames=frames, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
                           max_size=max_size, quality=quality, crf=crf, metadata=not strip_metadata,
                           overwrite=overwrite, max_pixels=max_pixels)
-    model = dict(weights=weights, device=device, precision=precision, tile=tile, threads=threads)
+    model = dict(weights=weights, device=device, precision=precision, tile=tile, threads=threads, engine=engine)
     if len(photos) > 1:
         if still is not None:
             _usage(ctx, "--still takes one photo; give one PHOTO", "--still")
@@ -114,7 +117,7 @@ def clip(
         repeats = f" x{loops}" if kind == "mp4" and loops > 1 else ""
         report.info(f"{result.output}: {result.width}x{result.height}, {result.frames} frames{repeats} at "
                     f"{fps:g} fps, motion {result.motion:.1f} px, made in {result.seconds:.1f} s on "
-                    f"{used.device} ({used.precision})")
+                    f"{used.device} ({used.precision}, {ENGINE_NAMES[used.engine]})")
         if result.capped:
             report.info(capped_note(kind))
     report.exit()
@@ -221,7 +224,7 @@ def eval_command(
                            threads=threads).load()
         report.step("Reading the data…")
         with data_errors():
-            d = open_data(data, layout, frames_per_blur, frames=frames or extractor.model.config.frames)
+            d = open_data(data, layout, frames_per_blur, frames=frames or extractor.config.frames)
         for line in d.summary():
             report.info(line)
         total, done = d.count_items(samples, all_photos), []

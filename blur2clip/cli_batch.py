@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from . import CLIP_FPS, CLIP_FRAMES
-from .cli_options import (DEFAULT_TILE, OUTPUT, Crf, Device, Fps, Frames, Loader, Loops, MaxPixels, MaxSize,
+from .cli_options import (DEFAULT_TILE, OUTPUT, Crf, Device, Engine, Fps, Frames, Loader, Loops, MaxPixels, MaxSize,
                           Overwrite, Pingpong, Precision, Quality, Quiet, Reverse, StripMetadata, Threads, Tile,
                           Weights, commands)
 from .report import BatchProgress, ExitCode, Report, exit_code
@@ -73,6 +73,7 @@ def batch_command(
     weights: Weights = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    engine: Engine = "auto",
     tile: Tile = DEFAULT_TILE,
     threads: Threads = 0,
     max_pixels: MaxPixels = None,
@@ -106,7 +107,7 @@ def batch_command(
     options = ClipOptions(fmt=fmt, frames=frames, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
                           max_size=max_size, quality=quality, crf=crf, metadata=not strip_metadata,
                           overwrite=overwrite, max_pixels=max_pixels)
-    model = dict(weights=weights, device=device, precision=precision, tile=tile, threads=threads)
+    model = dict(weights=weights, device=device, precision=precision, tile=tile, threads=threads, engine=engine)
     others = [batch.PhotoResult(path, None, batch.SKIPPED, 0.0, reason) for path, reason in found.others]
     _run_jobs(report, jobs, others, options, model, json_lines, fail_fast, min_motion)
 

@@ -68,9 +68,13 @@ DEFAULT_TILE = 512
 Tile = Annotated[int, typer.Option(
     min=0, metavar="PX", callback=_tile, rich_help_panel=MODEL,
     help="Work in overlapping tiles of PX (bounds memory; 0: the whole photo in one pass).")]
+Engine = Annotated[Literal["auto", "onnx", "torch"], typer.Option(
+    envvar="BLUR2CLIP_ENGINE", rich_help_panel=MODEL,
+    help="What runs the network. auto: onnxruntime on the CPU when the weights have an ONNX file (the shipped "
+         "ones do; `blur2clip weights export` makes one), else torch (GPUs, bf16/fp16, weights without one).")]
 Threads = Annotated[int, typer.Option(
     min=0, metavar="N", envvar="BLUR2CLIP_THREADS", rich_help_panel=MODEL,
-    help="CPU threads for the network (0: torch's default).")]
+    help="CPU threads for the network (0: the engine's default).")]
 MaxPixels = Annotated[Optional[int], typer.Option(
     min=1, metavar="N", show_default=False, envvar="BLUR2CLIP_MAX_PIXELS", rich_help_panel=MODEL,
     help="Refuse photos with more than N pixels (default: 200 million).")]
@@ -141,7 +145,7 @@ class Loader:
                 path = resolve(key, progress=progress)  # a name or URL may download; a bar shows it
             self.report.step("Loading weights…")
             self.extractor = Extractor(**{**self.options, "weights": path})
-            slow = emulated(self.extractor.device.type, self.extractor.precision)
+            slow = emulated(str(self.extractor.device), self.extractor.precision)
             if slow is not None:
                 logging.getLogger(PROG).warning(slow)  # one line: blur2clip: warning: ...
             self.extractor.on_tile = self._progress

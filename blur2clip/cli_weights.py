@@ -160,3 +160,30 @@ def weights_import(
         report.info(f"imported {file} as {info.name} (stage {info.stage}): "
                     f"blur2clip PHOTO --weights {info.name}")
     report.exit()
+
+
+@weights_app.command("export", no_args_is_help=True)
+def weights_export(
+    file: Annotated[str, typer.Argument(metavar="FILE", show_default=False,
+                                        help="A .safetensors file (e.g. one that `blur2clip train` wrote), or a "
+                                             "weights name.")],
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", metavar="OUT.onnx", show_default=False,
+        help="Where to write it. Default: beside FILE, as FILE.onnx, where --weights FILE finds it.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")] = False,
+) -> None:
+    """Write the ONNX file of a weights file, for the onnxruntime engine (no torch needed to run it).
+
+    With the ONNX file beside it, `blur2clip PHOTO --weights FILE` runs on the CPU in onnxruntime. Prints
+    the ONNX file's path. Needs torch and onnx (pip install 'blur2clip[torch]'); the same weights always
+    give the same bytes.
+    """
+    from .onnxfile import export_onnx
+
+    report = Report(quiet)
+    with report.running("Exporting…"):
+        out = export_onnx(file, output, overwrite)
+        report.result(out)
+        report.info(f"exported {file} to {out}: blur2clip PHOTO --weights {file}")
+    report.exit()

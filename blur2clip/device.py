@@ -5,26 +5,76 @@ command: 'auto' is this process's CUDA device (LOCAL_RANK under torchrun, else t
 here, then MPS, then the CPU; a name is checked (DeviceError when that device is not here). `precision`
 picks the inference precision, `train_bf16` the training one, `emulated` says when a CPU would emulate
 it; `place` puts a model on a device (channels_last), and `OutOfMemory` / `free` are out-of-memory's type
-and cache freeing.
+and cache freeing. torch is imported when a function here first needs it (DTYPES and OutOfMemory
+too), so the onnxruntime engine never loads it; `out_of_memory()` names the errors that can happen.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-
-import torch
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DeviceError
 
+if TYPE_CHECKING:
+    import torch
+
 PRECISIONS = ("fp32", "bf16", "fp16")
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-OutOfMemory: type[BaseException] = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
 
 _CPUINFO = "/proc/cpuinfo"
 _NATIVE = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
 
 
+TORCH_EXTRA = "pip install 'blur2clip[torch]'"
+
+
+def has(module: str) -> bool:
+    """Whether a package is installed (without importing it)."""
+    return importlib.util.find_spec(module) is not None
+
+
+def gpu_possible() -> bool:
+    """Whether 'auto' could find a GPU, told without importing torch: torch is installed and built for
+    CUDA or ROCm (torch/version.py says so), or this is a Mac with Apple silicon (MPS)."""
+    if "torch" in sys.modules:  # loaded anyway: ask it
+        return pick("auto").type != "cpu"
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    if sys.platform == "darwin":
+        return True
+    try:
+        text = (Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text(encoding="utf-8")
+    except OSError:
+        return True  # unknown: ask torch
+    built = {line.split("=", 1)[0].split(":")[0].strip(): line.split("=", 1)[1].strip()
+             for line in text.splitlines() if "=" in line}
+    return any(built.get(k, "None") != "None" for k in ("cuda", "hip"))
+
+
+def __getattr__(name: str):
+    if name == "DTYPES":
+        import torch
+
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}
+    if name == "OutOfMemory":
+        import torch
+
+        return getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def out_of_memory() -> tuple[type[BaseException], ...]:
+    """The out-of-memory errors that can have happened: MemoryError, and torch's once torch is loaded."""
+    return (MemoryError, __getattr__("OutOfMemory")) if "torch" in sys.modules else (MemoryError,)
+
+
 def _mps() -> bool:
+    import torch
+
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
@@ -33,6 +83,8 @@ def pick(name: str | torch.device = "auto") -> torch.device:
     CUDA, then mps, then cpu.
     Anything else is checked: DeviceError names a device that is not here. A CUDA device is made the
     current one (so caches, autocast and streams use it, not GPU 0)."""
+    import torch
+
     text = str(name)
     if text == "auto":
         if torch.cuda.is_available():
@@ -63,6 +115,8 @@ def pick(name: str | torch.device = "auto") -> torch.device:
 def _local_index() -> int:
     """The CUDA device of this process: LOCAL_RANK under a launcher (torchrun sets it with WORLD_SIZE),
     else the current device."""
+    import torch
+
     if "WORLD_SIZE" not in os.environ or "LOCAL_RANK" not in os.environ:
         return torch.cuda.current_device()
     rank = os.environ["LOCAL_RANK"]
@@ -74,6 +128,8 @@ def _local_index() -> int:
 def precision(name: str, device: torch.device) -> str:
     """Inference: 'auto' -> fp32 on the CPU, bf16 on CUDA where supported (else fp16), fp16 on MPS; a
     name is checked (ValueError)."""
+    import torch
+
     if name == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -86,6 +142,8 @@ def precision(name: str, device: torch.device) -> str:
 def train_bf16(name: str, device: torch.device) -> bool:
     """Training: whether the forward pass runs under bf16 autocast ('auto': on a CUDA device that has
     bf16; the weights stay float32). ValueError for a name other than auto, fp32, bf16."""
+    import torch
+
     if name not in ("auto", "fp32", "bf16"):
         raise ValueError(f"unknown precision {name!r}; one of auto, fp32, bf16")
     return name == "bf16" or (name == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
@@ -110,6 +168,8 @@ def emulated(device: str, precision: str) -> str | None:
 def place(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """The model on `device`, its convolutions channels_last (the faster layout on CPUs and GPUs; MPS
     keeps the plain one)."""
+    import torch
+
     model = model.to(device)
     if device.type != "mps":
         model = model.to(memory_format=torch.channels_last)
@@ -119,6 +179,8 @@ def place(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 def channels_last_for_training(model: torch.nn.Module) -> torch.nn.Module:
     """channels_last for the convolutions. Parameters of 1x1 spatial size keep the plain strides that their
     gradients come with (the same memory either way), or DDP warns that grad strides do not match."""
+    import torch
+
     model = model.to(memory_format=torch.channels_last)
     for p in model.parameters():
         if p.dim() == 4 and p.shape[2:] == (1, 1):
@@ -128,6 +190,8 @@ def channels_last_for_training(model: torch.nn.Module) -> torch.nn.Module:
 
 def free(device: torch.device) -> None:
     """Give the device's cached memory back after running out of it."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.empty_cache()
     elif device.type == "mps" and hasattr(torch, "mps"):

@@ -10,77 +10,11 @@ Images are Bx3xHxW float tensors in sRGB, 0..1; any H and W (padded to the netwo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-@dataclass
-class ModelConfig:
-    """Everything that fixes the network's shape; stored inside every weights file."""
-
-    width: int = 16  # channels at full resolution; doubled at each level down
-    enc_blocks: list[int] = field(default_factory=lambda: [1, 1, 2, 4])  # NAFBlocks per encoder level
-    middle_blocks: int = 2  # NAFBlocks at the bottom (1/16 resolution)
-    dec_blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 1])  # NAFBlocks per decoder level
-    frames: int = 7  # frames predicted per photo; the middle one is the middle of the exposure
-    stage: int = 3  # training stage the weights come from: 1 middle frame, 2 adds 3/5, 3 all frames
-
-    @property
-    def multiple(self) -> int:
-        """Height and width are padded to a multiple of this."""
-        return 2 ** len(self.enc_blocks)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        """The config stored as `d` (keys it does not know are ignored, missing ones take their defaults),
-        checked: ValueError with the reason when a value has the wrong type or lies out of range."""
-        if not isinstance(d, dict):
-            raise ValueError(f"the model config is a JSON {_json_type(d)}, not an object")
-        known = {f.name for f in fields(cls)}
-        config = cls(**{k: v for k, v in d.items() if k in known})
-        config.check()
-        return config
-
-    def check(self) -> None:
-        """ValueError unless every field has its type and lies in a range this network can be built in."""
-        for name, (low, high) in _RANGES.items():
-            value = getattr(self, name)
-            if not _is_int(value):
-                raise ValueError(f"model config {name}: {value!r} is not an integer")
-            if not low <= value <= high:
-                raise ValueError(f"model config {name}: {value} is out of range ({low} to {high})")
-        for name in ("enc_blocks", "dec_blocks"):
-            value = getattr(self, name)
-            if not isinstance(value, list) or not all(_is_int(n) for n in value):
-                raise ValueError(f"model config {name}: {value!r} is not a list of integers")
-            if len(value) > MAX_LEVELS or not all(0 <= n <= MAX_BLOCKS for n in value):
-                raise ValueError(f"model config {name}: {value} is out of range "
-                                 f"(at most {MAX_LEVELS} levels of 0 to {MAX_BLOCKS} blocks)")
-        if len(self.enc_blocks) != len(self.dec_blocks):
-            raise ValueError(f"model config: {len(self.enc_blocks)} encoder levels but "
-                             f"{len(self.dec_blocks)} decoder levels")
-        if self.width << len(self.enc_blocks) > MAX_CHANNELS:
-            raise ValueError(f"model config: width {self.width} over {len(self.enc_blocks)} levels makes "
-                             f"{self.width << len(self.enc_blocks)} channels (at most {MAX_CHANNELS})")
-
-
-MAX_LEVELS, MAX_BLOCKS, MAX_CHANNELS = 6, 64, 8192  # far beyond any trainable network, far below a crash
-_RANGES = {"width": (1, 1024), "middle_blocks": (0, MAX_BLOCKS), "frames": (1, 255), "stage": (1, 3)}
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _json_type(value) -> str:
-    names = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "array"}
-    return names.get(type(value), type(value).__name__)
+from .netconfig import MAX_BLOCKS, MAX_CHANNELS, MAX_LEVELS, ModelConfig  # noqa: F401 -- the API of model
 
 
 def stage_frames(stage: int, frames: int = 7) -> list[int]:
@@ -164,10 +98,17 @@ class Blur2Clip(nn.Module):
         nn.init.zeros_(self.ending.bias)
 
     def forward(self, x):  # x: Bx3xHxW
-        b, _, h, w = x.shape
+        h, w = x.shape[2:]
         m = self.config.multiple
         ph, pw = (-h) % m, (-w) % m
         xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x  # Bx3xH'xW'
+        return self.predict(xp, x)
+
+    def predict(self, xp, x):
+        """The frames of x (Bx3xHxW), given xp: x padded (replicated) to H'xW', multiples of
+        config.multiple. forward pads, then calls this; an exported graph takes both, padded beforehand
+        (so its height and width stay free: engine.py)."""
+        b, _, h, w = x.shape
         f = self.intro(xp)  # BxCxH'xW'
         skips = []
         for enc, down in zip(self.encoders, self.downs):

@@ -61,10 +61,10 @@ def read_metadata(path: str | os.PathLike) -> dict:
     (types and ranges, see ModelConfig.from_dict) before anything is built from it."""
     from safetensors import safe_open
 
-    from .model import ModelConfig
+    from .netconfig import ModelConfig
 
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # numpy: no torch to read the header
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for a damaged header
         raise WeightsError(f"{path}: not a readable safetensors weights file ({_one_line(e)})") from None
@@ -118,6 +118,11 @@ def build(path: Path):
 
     The config is checked first, then the tensors' names, shapes and types against a network built on
     the meta device (no memory), so a file cannot make this allocate more than its tensors hold."""
+    from .device import TORCH_EXTRA, has
+
+    if not has("torch"):
+        raise WeightsError(f"{path}: a .safetensors file is loaded with torch, which is not installed "
+                           f"({TORCH_EXTRA}); its ONNX file beside it needs no torch")
     import torch
     from safetensors.torch import load_file
 

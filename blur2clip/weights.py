@@ -132,12 +132,15 @@ def manifest_entry(path: str | os.PathLike, name: str, stage: int | None = None,
     config = read_metadata(path)["config"]
     if stage is not None and config.get("stage") not in (None, stage):
         raise WeightsError(f"{path}: stage {stage} given, but the file's config says stage {config['stage']}")
+    onnx = path.with_suffix(".onnx")
     return {
         "stage": stage if stage is not None else config.get("stage"),
         "file": path.name,
         "sha256": sha256(path),
         "size": path.stat().st_size,
         "config": config,
+        **({"onnx": {"file": onnx.name, "sha256": sha256(onnx), "size": onnx.stat().st_size}}
+           if onnx.is_file() else {}),
         "urls": list(urls),
         "license": license,
         "data": data,
@@ -282,6 +285,10 @@ def verify() -> list[Verified]:
                 if reason is None and not entry.get("sha256"):
                     reason = unusable(path)
                 out.append(Verified(name, path, reason is None, reason or "ok"))
+        onnx = entry.get("onnx")
+        if onnx and (path := manifest_path().parent / onnx["file"]).is_file():
+            reason = mismatch(path, onnx["sha256"], onnx["size"])
+            out.append(Verified(name, path, reason is None, reason or "ok"))
     for name, record in read_imported().items():
         path = cache_dir() / record["file"]
         reason = mismatch(path, record["sha256"]) if path.is_file() else "missing"
@@ -386,3 +393,4 @@ def load_model(name_or_path: str | os.PathLike | None = None, device="cpu", prog
     """Build the network from weights (a name, path or URL; see resolve), on `device`, in eval mode."""
     model, _ = build(resolve(name_or_path, progress))
     return model.to(device).eval()
+

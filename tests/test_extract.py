@@ -10,9 +10,11 @@ import pytest
 import torch
 from conftest import SHARED, tiny_model
 
-from blur2clip import device, extract
+from blur2clip import device, extract, torchnet
+from blur2clip.engine import NumpyOps
 from blur2clip.errors import DeviceError
 from blur2clip.extract import Extractor, extract_frames, ramp_weights, tile_spans
+from blur2clip.torchnet import TorchOps
 
 Ex = functools.partial(Extractor, device="cpu")  # pinned: "auto" would pick a GPU and reduced precision
 
@@ -263,11 +265,12 @@ def test_uint8_output_and_input(model):
     np.testing.assert_allclose(ex(as_uint8), ex(as_uint8.astype(np.float32) / 255))
 
 
-def test_conversion_clamps_and_drops_nan():
+@pytest.mark.parametrize("ops", [NumpyOps(), TorchOps(torch.device("cpu"))], ids=["numpy", "torch"])
+def test_conversion_clamps_and_drops_nan(ops):
     x = np.array([np.nan, np.inf, -np.inf, -0.2, 0.5, 1.3, 0.998], np.float32)
-    as_float = extract.to_array(torch.from_numpy(x), np.dtype(np.float32))
+    as_float = ops.finish(ops.put(x.copy()), np.dtype(np.float32))
     np.testing.assert_allclose(as_float, [0, 1, 0, 0, 0.5, 1, 0.998], rtol=1e-6)
-    as_uint8 = extract.to_array(torch.from_numpy(x), np.dtype(np.uint8))
+    as_uint8 = ops.finish(ops.put(x.copy()), np.dtype(np.uint8))
     np.testing.assert_array_equal(as_uint8, [0, 255, 0, 0, 128, 255, 254])
 
 
@@ -363,19 +366,19 @@ def test_still_pixels_keep_the_photo(model):
     """Departures below STILL_BELOW everywhere (the shimmer a network adds to a sharp photo): every frame
     is the photo itself; with keep_still=False the network's frames come back as they are."""
     img = photo_like(96, 128)
-    small = Departs(model.config, lambda x: 0.5 * extract.STILL_BELOW * torch.sin(
+    small = Departs(model.config, lambda x: 0.5 * torchnet.STILL_BELOW * torch.sin(
         torch.arange(7.0).view(1, 7, 1, 1, 1) + 40 * x[:, None]))
     kept = Ex(model=small, tile=0)(img)
     assert np.abs(kept - img[None]).max() < 1e-6
     raw = Ex(model=small, tile=0, keep_still=False)(img)
-    assert np.abs(raw - img[None]).max() > 0.4 * extract.STILL_BELOW
+    assert np.abs(raw - img[None]).max() > 0.4 * torchnet.STILL_BELOW
 
 
 def test_what_moved_passes_and_its_surroundings_stay(model):
     """Frames that depart strongly inside a square keep the network's frames there; pixels farther than
     twice STILL_RADIUS from the square are the photo."""
     img = np.full((96, 96, 3), 0.5, np.float32)
-    r = extract.STILL_RADIUS
+    r = torchnet.STILL_RADIUS
     square = np.s_[..., 32:64, 32:64]
     step = torch.tensor([-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3]).view(1, 7, 1, 1, 1)
 

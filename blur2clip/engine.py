@@ -1,0 +1,154 @@
+"""Which engine runs the network: onnxruntime on the CPU (no torch), or torch (GPUs, and weights that
+have no ONNX file). Nothing here imports torch; torchnet.py is the torch side.
+
+`load` picks by one rule. engine "auto": onnxruntime when the device is the CPU (asked for, or 'auto'
+on a machine whose torch has no GPU, or that has no torch), onnxruntime is installed, the weights have
+an ONNX file made from them (beside the .safetensors file, same name; onnxfile.onnx_for) and nothing
+asks for torch (a torch `model`, bf16/fp16, the guard switched off); torch otherwise. "onnx" and
+"torch" insist, and say in one line what is missing (DeviceError: exit code 6; WeightsError: 5).
+
+An engine's network takes Bxhxwx3 float32 tiles (numpy) and gives BxFxhxwx3 float32 frames, guarded
+(torchnet.keep_still), not clamped: numpy from onnxruntime, a torch tensor on its device from torch;
+its `ops` are the few blending operations that differ between the two (NumpyOps here, TorchOps there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .device import TORCH_EXTRA, gpu_possible, has
+from .errors import DeviceError, WeightsError
+from .netconfig import ModelConfig
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("auto", "onnx", "torch")
+
+
+def load(weights=None, model=None, device: str = "auto", precision: str = "auto", threads: int = 0,
+         guard: bool = True, engine: str = "auto"):
+    """The network that the options ask for: an OnnxNet or a torchnet.TorchNet (see the module's rule)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: use one of {', '.join(ENGINES)}")
+    cpu = str(device) == "cpu" or (str(device) == "auto" and not gpu_possible())
+    if engine == "onnx":
+        why = ("a torch model was given" if model is not None else
+               f"device {device} is not the CPU" if not cpu else
+               f"precision {precision} runs in torch only" if precision not in ("auto", "fp32") else
+               "the still guard is part of the ONNX graph" if not guard else
+               "onnxruntime is not installed (pip install onnxruntime)" if not has("onnxruntime") else None)
+        if why:
+            raise DeviceError(f"--engine onnx: {why}; use --engine torch")
+    path = onnx = None
+    if model is None:
+        from .onnxfile import onnx_for
+        from .weights import resolve, sha256
+
+        path = resolve(weights)
+        if engine == "onnx" or (engine == "auto" and cpu and precision in ("auto", "fp32") and guard
+                                and has("onnxruntime")):
+            onnx = onnx_for(path)
+            net = OnnxNet(onnx, threads) if onnx is not None else None
+            if net is not None and (onnx == path or net.source == sha256(path)):
+                return net
+            if net is not None:  # a file left from other weights of that name (a run that went on)
+                if engine == "onnx":
+                    raise WeightsError(f"{onnx}: made from other weights than {path}; export it again "
+                                       f"(blur2clip weights export {path} --overwrite)")
+                log.warning("%s was made from other weights than %s; using torch", onnx, path)
+                onnx = None
+            if engine == "onnx":
+                raise WeightsError(f"{path}: no ONNX file made from these weights beside it; make one with "
+                                   f"`blur2clip weights export {path}`, or use --engine torch")
+    if not has("torch"):
+        why = ("--engine torch" if engine == "torch" else
+               "onnxruntime is not installed" if not has("onnxruntime") else
+               f"device {device}" if not cpu else
+               f"precision {precision}" if precision not in ("auto", "fp32") else
+               "the still guard is off" if not guard else f"{path.name} has no ONNX file beside it")
+        raise DeviceError(f"this needs torch ({TORCH_EXTRA}): {why}")
+    from .torchnet import TorchNet
+
+    if model is None:
+        from .weights import load_model
+
+        model = load_model(path)
+    return TorchNet(model, device, precision, threads, guard)
+
+
+class OnnxNet:
+    """An exported graph (torchnet.export) in onnxruntime, on the CPU: tiles are padded to the network's
+    multiple here (numpy, edge values repeated, as the network pads), so the graph's size stays free.
+    Attributes as TorchNet's: device 'cpu', precision 'fp32', batch 1, config (from the file's metadata)."""
+
+    engine, device, precision, batch = "onnx", "cpu", "fp32", 1
+    out_of_memory: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, path: str | os.PathLike, threads: int = 0):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads > 0:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            meta = self.session.get_modelmeta().custom_metadata_map
+            self.config = ModelConfig.from_dict(json.loads(meta["config"]))
+            self.source = meta.get("source_sha256")  # of the weights file it was made from
+        except Exception as e:  # noqa: BLE001 -- onnxruntime's own error types for a damaged file
+            raise WeightsError(f"{path}: not a usable blur2clip ONNX file ({' '.join(str(e).split())[:200]})") from None
+        self.path, self.ops = Path(path), NumpyOps()
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        """Bxhxwx3 float32 -> BxFxhxwx3 float32 (guarded, not clamped)."""
+        m = self.config.multiple
+        h, w = tiles.shape[1:3]
+        padded = np.pad(tiles, ((0, 0), (0, -h % m), (0, -w % m), (0, 0)), mode="edge") if h % m or w % m else tiles
+        return self.session.run(None, {"padded": padded, "tiles": tiles})[0]
+
+    def free(self) -> None:
+        pass
+
+    def to_cpu(self) -> bool:
+        return False
+
+
+class NumpyOps:
+    """extract.py's blending in numpy: the operations whose spelling differs from torch's (TorchOps)."""
+
+    @staticmethod
+    def zeros(shape) -> np.ndarray:
+        return np.zeros(shape, np.float32)
+
+    @staticmethod
+    def put(a: np.ndarray) -> np.ndarray:
+        return a
+
+    @staticmethod
+    def flip(a: np.ndarray) -> np.ndarray:
+        return a[::-1]
+
+    @staticmethod
+    def copy(a: np.ndarray) -> np.ndarray:
+        return a.copy()
+
+    @staticmethod
+    def l1(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.abs(a - b).sum(dtype=np.float64))
+
+    @staticmethod
+    def finish(frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """Frames changed in place: NaN -> 0, clamped to 0..1 (uint8: scaled by 255, rounded half up)."""
+        np.nan_to_num(frames, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        np.clip(frames, 0, 1, out=frames)
+        if dtype == np.uint8:
+            frames *= 255
+            frames += 0.5
+            return frames.astype(np.uint8)  # truncation of v + 0.5: round half up
+        return np.ascontiguousarray(frames)
