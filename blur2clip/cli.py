@@ -35,6 +35,7 @@ from .cli_options import (APP_SETTINGS, DEFAULT_TILE, OUTPUT, RUN, Crf, DataDir,
                           Layout, Loader, Loops, MaxPixels, MaxSize, Overwrite, Pingpong, Precision, Quality, Quiet,
                           Reverse, StripMetadata, Threads, Tile, Weights, commands)
 from .cli_train import data_errors
+from .device import TORCH_EXTRA
 from .report import PROG, ExitCode, Report, duration, exit_codes_help, score_table
 
 # ----------------------------------------------------------------------------------------------------
@@ -351,7 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: {'terminated' if terminated() else 'interrupted'}", file=sys.stderr)
         return int(ExitCode.TERMINATED if terminated() else ExitCode.INTERRUPTED)
-    except Exception:  # noqa: BLE001 -- a bug: show everything, then say so in one line
+    except Exception as e:  # noqa: BLE001 -- a bug: show everything, then say so in one line
+        missing = (e.name or "").split(".")[0] if isinstance(e, ModuleNotFoundError) else None
+        if missing in ("torch", "torchmetrics"):  # train or eval on an install without torch: not a bug
+            print(f"{PROG}: error: this needs {missing}, which is not installed ({TORCH_EXTRA})", file=sys.stderr)
+            return int(ExitCode.DEVICE)
         traceback.print_exc()
         print(f"{PROG}: internal error (a bug; please report it with the traceback above)", file=sys.stderr)
         return int(ExitCode.INTERNAL)

@@ -1,0 +1,170 @@
+"""The two engines (engine.py): onnxruntime and torch give the same frames; which one `auto` picks; the ONNX
+files (onnxfile.py): the shipped ones re-export to the same bytes and match the manifest, `blur2clip
+weights export` on a user's file and its errors; the onnxruntime path of the command line loads no torch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, tiny_model
+from test_cli import env, photo
+from test_extract import photo_like
+
+from blur2clip import cli, weights
+from blur2clip.cli import ExitCode
+from blur2clip.errors import DeviceError, WeightsError
+from blur2clip.extract import Extractor
+from blur2clip.onnxfile import export_onnx, onnx_for
+
+SHIPPED = ROOT / "weights" / "blur2clip-w16-stage3.safetensors"
+
+
+@pytest.fixture(scope="module")
+def user_file(tmp_path_factory):
+    """A user's weights file (a tiny random network) with its ONNX file beside it."""
+    path = weights.save(tiny_model(seed=3), tmp_path_factory.mktemp("user") / "mine.safetensors")
+    export_onnx(path)
+    return path
+
+
+def both(weights_file, **kw) -> tuple[Extractor, Extractor]:
+    return (Extractor(weights_file, device="cpu", engine="onnx", **kw),
+            Extractor(weights_file, device="cpu", engine="torch", **kw))
+
+
+@pytest.mark.parametrize("h, w, tile", [(37, 53, 0), (101, 77, 0), (150, 203, 64), (97, 130, 48)])
+def test_onnxruntime_and_torch_give_the_same_frames(user_file, h, w, tile):
+    """Odd sizes (padded to the network's multiple before the graph), whole and in tiles, guard on."""
+    onnx, torch_ = both(user_file, tile=tile, overlap=16)
+    assert (onnx.engine, torch_.engine) == ("onnx", "torch")
+    image = photo_like(h, w)
+    a, b = onnx(image), torch_(image)
+    assert a.shape == b.shape == (7, h, w, 3)
+    assert np.abs(a - b).max() < 1e-4
+    assert np.abs(a - image[None]).max() > 0.01  # the network did change the frames
+    assert np.abs(onnx(image, np.uint8).astype(int) - torch_(image, np.uint8)).max() <= 1
+
+
+def test_the_shipped_weights_agree_in_both_engines():
+    onnx, torch_ = both(SHIPPED, tile=96, overlap=16)
+    image = photo_like(123, 181)
+    assert np.abs(onnx(image) - torch_(image)).max() < 1e-4
+
+
+def test_auto_picks_onnxruntime_where_it_can(user_file, tmp_path, caplog):
+    assert Extractor(None, device="cpu").engine == "onnx"  # the shipped default has its ONNX file
+    assert Extractor(user_file, device="cpu").engine == "onnx"
+    assert Extractor(user_file, device="cpu", precision="bf16").engine == "torch"
+    assert Extractor(user_file, device="cpu", keep_still=False).engine == "torch"
+    assert Extractor(model=tiny_model(), device="cpu").engine == "torch"
+    bare = weights.save(tiny_model(seed=4), tmp_path / "bare.safetensors")
+    assert Extractor(bare, device="cpu").engine == "torch"  # no ONNX file
+    with pytest.raises(WeightsError, match="weights export"):
+        Extractor(bare, device="cpu", engine="onnx")
+    (tmp_path / "bare.onnx").write_bytes(user_file.with_suffix(".onnx").read_bytes())  # other weights'
+    with caplog.at_level(logging.WARNING):
+        assert Extractor(bare, device="cpu").engine == "torch"
+    assert "made from other weights" in caplog.text
+    with pytest.raises(WeightsError, match="made from other weights"):
+        Extractor(bare, device="cpu", engine="onnx")
+    with pytest.raises(DeviceError, match="torch model"):
+        Extractor(model=tiny_model(), engine="onnx")
+    with pytest.raises(ValueError, match="engine"):
+        Extractor(user_file, engine="tensorflow")
+    onnx_file = Extractor(user_file.with_suffix(".onnx"), device="cpu")  # the ONNX file itself
+    assert onnx_file.engine == "onnx" and onnx_file.config == tiny_model().config
+
+
+def test_shipped_onnx_files_re_export_to_the_same_bytes_and_match_the_manifest(tmp_path, monkeypatch):
+    """What training/ship.py does (export_onnx of each shipped file) gives the shipped bytes again."""
+    monkeypatch.delenv("BLUR2CLIP_MANIFEST", raising=False)
+    manifest = weights.read_manifest()
+    for name, entry in manifest.items():
+        if "alias" in entry:
+            continue
+        onnx = weights.shipped_dir() / entry["onnx"]["file"]
+        assert onnx == onnx_for(weights.shipped_dir() / entry["file"]), name
+        assert weights.mismatch(onnx, entry["onnx"]["sha256"], entry["onnx"]["size"]) is None, name
+    again = export_onnx(SHIPPED, tmp_path / "again.onnx")
+    assert again.read_bytes() == SHIPPED.with_suffix(".onnx").read_bytes()
+    assert {v.path.name for v in weights.verify() if v.ok} >= {SHIPPED.with_suffix(".onnx").name}
+
+
+def test_a_damaged_shipped_onnx_file_is_refused(tmp_path, monkeypatch):
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for suffix in (".safetensors", ".onnx"):
+        (shipped / SHIPPED.with_suffix(suffix).name).write_bytes(SHIPPED.with_suffix(suffix).read_bytes())
+    entry = weights.manifest_entry(shipped / SHIPPED.name, "stage3")
+    (shipped / "manifest.json").write_text(json.dumps({"default": {"alias": "stage3"}, "stage3": entry}))
+    monkeypatch.setenv("BLUR2CLIP_MANIFEST", str(shipped / "manifest.json"))
+    onnx = shipped / SHIPPED.with_suffix(".onnx").name
+    onnx.write_bytes(onnx.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        Extractor("default", device="cpu")
+    assert any(not v.ok and v.path == onnx for v in weights.verify())
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    return code, out, err
+
+
+def test_weights_export_on_a_user_file(tmp_path, capsys):
+    src = weights.save(tiny_model(seed=5), tmp_path / "run" / "stage3.safetensors")
+    code, out, err = run(capsys, "weights", "export", src)
+    assert code == ExitCode.OK, err
+    assert out.splitlines() == [str(src.with_suffix(".onnx"))]
+    first = src.with_suffix(".onnx").read_bytes()
+    code, out, err = run(capsys, "weights", "export", src, "-o", tmp_path / "copy.onnx")
+    assert code == ExitCode.OK and (tmp_path / "copy.onnx").read_bytes() == first  # the same bytes
+    assert Extractor(src, device="cpu").engine == "onnx"
+
+    code, out, err = run(capsys, "weights", "export", src)  # never over an existing file without --overwrite
+    assert code == ExitCode.OUTPUT and out == "" and "already exists" in err and len(err.splitlines()) == 1
+    (tmp_path / "keep.onnx").write_bytes(b"mine")
+    code, _, err = run(capsys, "weights", "export", src, "-o", tmp_path / "keep.onnx")
+    assert code == ExitCode.OUTPUT and (tmp_path / "keep.onnx").read_bytes() == b"mine"
+    code, _, err = run(capsys, "weights", "export", src, "-o", tmp_path / "keep.onnx", "--overwrite")
+    assert code == ExitCode.OK and (tmp_path / "keep.onnx").read_bytes() == first
+    code, _, err = run(capsys, "weights", "export", src, "-o", tmp_path / "x.txt")
+    assert code == ExitCode.OUTPUT and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("content", [None, b"", b"not a weights file", b"\x08\x00\x00\x00\x00\x00\x00\x00{}"])
+def test_weights_export_of_a_missing_or_broken_file_is_one_line(tmp_path, capsys, content):
+    src = tmp_path / "broken.safetensors"
+    if content is not None:
+        src.write_bytes(content)
+    code, out, err = run(capsys, "weights", "export", src)
+    assert code == ExitCode.WEIGHTS and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("blur2clip: error: ") and str(src) in err
+    assert not src.with_suffix(".onnx").exists()
+
+
+def test_a_broken_onnx_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a graph")
+    photo(tmp_path / "p.png", h=40, w=40)
+    code, out, err = run(capsys, tmp_path / "p.png", "--weights", bad, "--device", "cpu", "-q")
+    assert code == ExitCode.WEIGHTS and out == "" and len(err.splitlines()) == 1 and str(bad) in err
+
+
+def test_the_onnxruntime_path_loads_no_torch(tmp_path):
+    """`blur2clip PHOTO` with the shipped weights on the CPU: a clip, and torch never imported."""
+    photo(tmp_path / "p.png", h=64, w=96)
+    code = ("import sys; from blur2clip.cli import main; code = main(sys.argv[1:]); "
+            "heavy = sorted(m for m in ('torch', 'torchmetrics', 'onnx', 'onnxscript') if m in sys.modules); "
+            "print('heavy', heavy); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code, "p.png", "--device", "cpu"], cwd=tmp_path, env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "p.mp4").is_file() and "onnxruntime" in proc.stderr
+    assert "heavy []" in proc.stdout
