@@ -1,17 +1,27 @@
-"""End to end: a blurred JPEG in, an MP4 out (24 frames, ping-pong, 3 loops: the CLI's defaults), timed
-step by step, with the peak memory of the whole process tree; this tree's code beside a base commit's.
+"""End to end: a blurred JPEG in, an MP4 out, timed step by step; onnxruntime beside torch; the network's
+multiply-accumulate rate beside the CPU's; the peak memory of the whole process tree; this tree's code
+beside a base commit's.
 
-    python benchmarks/clip_speed.py [--weights PATH] [--threads 2] [--base REV] [--skip-24mp] [--skip-base]
+    python benchmarks/clip_speed.py [--weights PATH] [--threads 2] [--base REV] [--main REV]
+                                    [--parts engines,encode,720p,24mp] [--skip-base]
 
-Three parts, every figure measured in this one run:
+Every figure is measured in this one run, and the machine may be shared (training runs beside it): read
+them as ratios within the run, not as absolute speeds. Parts (all by default):
+  engines: 1280x720 JPEG -> 7-frame MP4 (`--frames 7`, ping-pong, 3 loops), each case in a fresh process:
+          the whole command line (`python -m blur2clip`, best of 3) with --engine onnx, --engine torch and
+          the `--main` commit (before onnxruntime; torch); then each engine's process split into start-up
+          (interpreter, imports, weights), decode, network, blending (tiles, alignment, conversion) and
+          encode; the import time of each heavy module alone; the network's MACs/s (model.count_macs over
+          one whole 720p pass, best of 3) beside the CPU's peak (a 4096x4096 fp32 matrix product in torch,
+          the same threads).
   encode: the 720p clip's frames encoded as the base commit did (the played sequence fed to x264 once per
           loop) and as now (encoded once, then copied `loops` times by ffmpeg's stream copy): time, size
           and PSNR against the frames; then x264 presets and rate factors on the sequence, to choose by.
-  720p:   a 1280x720 JPEG -> MP4, base and now, each in a fresh process: time per step, MP4 size;
+  720p:   a 1280x720 JPEG -> MP4 (24 frames), base and now, each in a fresh process: time per step, size;
   24mp:   a 6000x4000 JPEG -> MP4, base and now: peak memory of the process tree (Python and its ffmpeg
           children, their RSS summed, polled from /proc every 20 ms; floor 2 GB), time, the MP4's size
           and H.264 level (5.1 at most to play on 4K players).
-The base commit's package is exported with `git archive` into a temporary folder and put first on the
+A base commit's package is exported with `git archive` into a temporary folder and put first on the
 child's PYTHONPATH. The photos are made in a temporary folder (a real blurred GoPro frame when ../shared
 has one, else a Kodak photo or synthetic texture, scaled up) and deleted afterwards. Without shipped
 weights a random ModelConfig() network stands in (same cost).
@@ -41,6 +51,9 @@ SHARED = ROOT.parent / "shared" / "data"
 FLOOR_24MP_GB = 2.0
 LOOPS = 3
 BASE = "2645e26"  # the last commit that encoded every loop and wrote MP4 clips at full size
+MAIN = "e33647d"  # the last commit before onnxruntime: torch only
+HEAVY = ("torch", "onnxruntime", "numpy", "PIL", "imageio_ffmpeg")
+PEAK_N = 4096  # side of the matrices whose product measures the CPU's peak
 
 
 def make_photo(path: Path, w: int, h: int) -> Path:
@@ -176,6 +189,138 @@ def export_base(rev: str, into: Path) -> Path:
     return into
 
 
+# ------------------------------------------------------------------------------------ onnxruntime vs torch
+
+
+def engine_case(photo: Path, engine: str, weights: str | None, threads: int) -> dict:
+    """Runs in a fresh child process, as the command line does: the extractor made once the photo is
+    read (so its load is in the clip's time), every network pass timed apart from the blending."""
+    from blur2clip.extract import Extractor
+    from blur2clip.job import ClipOptions, make_clip
+
+    network = []
+
+    class Timed:  # the engine's network, timed per pass
+        def __init__(self, net):
+            self.net = net
+
+        def __getattr__(self, name):
+            return getattr(self.net, name)
+
+        def __call__(self, tiles):
+            t = time.perf_counter()
+            out = self.net(tiles)
+            network.append(time.perf_counter() - t)
+            return out
+
+    def make() -> Extractor:
+        ex = Extractor(weights, device="cpu", threads=threads, engine=engine)
+        ex.net = Timed(ex.net)
+        return ex
+
+    out = photo.with_name(f"{photo.stem}-{engine}-{os.getpid()}.mp4")
+    res = make_clip(photo, out, ClipOptions(frames=7, loops=LOOPS), extractor=make, overwrite=True)
+    t = res.timings
+    return {"torch_loaded": "torch" in sys.modules, "load": t["load"], "decode": t["decode"],
+            "network": sum(network), "blend": t["model"] - sum(network), "encode": t["encode"],
+            "clip": res.seconds}
+
+
+def cli_seconds(photo: Path, args: list[str], package: Path | None, repeats: int = 3) -> float:
+    """Best wall time of `python -m blur2clip PHOTO -o ... ARGS` in a fresh process."""
+    env = dict(os.environ)
+    if package is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(package), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    out = photo.with_name(f"{photo.stem}-cli.mp4")
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "blur2clip", str(photo), "-o", str(out), "--overwrite", "-q", *args],
+                       check=True, env=env, cwd=photo.parent, stdout=subprocess.DEVNULL)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def import_seconds(module: str, repeats: int = 3) -> float:
+    """Best time to import `module` alone in a fresh interpreter."""
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    return min(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                    check=True).stdout) for _ in range(repeats))
+
+
+def macs_case(weights: str | None, threads: int) -> dict:
+    """Runs in a child: one whole 1280x720 pass per engine (best of 3) against the network's MACs, and the
+    CPU's peak from a large fp32 matrix product, all on `threads` threads."""
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from model_speed import load_network
+
+    from blur2clip.extract import Extractor
+    from blur2clip.model import count_macs
+
+    torch.set_num_threads(threads)
+    model, _ = load_network(weights)
+    macs = count_macs(model, 720, 1280)
+    image = np.random.default_rng(0).random((1, 720, 1280, 3), dtype=np.float32)
+    out = {"macs": macs}
+    for engine in ("onnx", "torch"):
+        ex = Extractor(weights, device="cpu", threads=threads, engine=engine, tile=0)
+        ex.net(image)  # warm up
+        out[engine] = min(_timed(lambda: ex.net(image)) for _ in range(3))
+    a, b = torch.rand(PEAK_N, PEAK_N), torch.rand(PEAK_N, PEAK_N)
+    a @ b
+    out["peak"] = PEAK_N**3 / min(_timed(lambda: a @ b) for _ in range(3))
+    return out
+
+
+def _timed(run) -> float:
+    t = time.perf_counter()
+    run()
+    return time.perf_counter() - t
+
+
+def print_engines(photo: Path, args, main_package: Path | None) -> None:
+    print(f"engines: {photo.name} 1280x720 -> 7-frame MP4 (--frames 7, ping-pong, {LOOPS} loops), "
+          f"{args.threads} threads")
+    weights = ["--weights", args.weights] if args.weights else []
+    common = ["--frames", "7", "--threads", str(args.threads), *weights]
+    whole = {e: cli_seconds(photo, [*common, "--engine", e], None) for e in ("onnx", "torch")}
+    if main_package is not None:
+        whole[f"main {args.main}"] = cli_seconds(photo, common, main_package)
+    ref = whole["onnx"]
+    print("  whole process, `python -m blur2clip` (best of 3):")
+    for name, seconds in whole.items():
+        print(f"    {name:14s} {seconds:6.2f} s  {seconds / ref:5.2f}x onnx")
+    if main_package is not None:
+        print(f"    onnx / main {whole['onnx'] / whole[f'main {args.main}']:.2f}x (floor: 0.4x)")
+
+    print("  each step's share of the process (one fresh process per engine):")
+    for engine in ("onnx", "torch"):
+        cmd = [sys.executable, __file__, "--engine-case", str(photo), "--engine", engine, "--threads",
+               str(args.threads), *weights]
+        t = time.perf_counter()
+        r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        process = time.perf_counter() - t
+        steps = {"start-up": process - (r["decode"] + r["network"] + r["blend"] + r["encode"]),
+                 "decode": r["decode"], "network": r["network"], "blending": r["blend"], "encode": r["encode"]}
+        shares = " | ".join(f"{k} {v:.2f} s {100 * v / process:3.0f}%" for k, v in steps.items())
+        print(f"    {engine:6s} process {process:5.2f} s: {shares} (torch loaded: {r['torch_loaded']})")
+
+    times = {m: import_seconds(m) for m in HEAVY}
+    print("  import alone, fresh interpreter (best of 3): " + ", ".join(f"{m} {s:.2f} s" for m, s in times.items()))
+
+    cmd = [sys.executable, __file__, "--macs-case", "--threads", str(args.threads), *weights]
+    r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    print(f"  network, one whole 1280x720 pass, {r['macs'] / 1e9:.1f} GMAC (model.count_macs), best of 3:")
+    for engine in ("onnx", "torch"):
+        rate = r["macs"] / r[engine]
+        print(f"    {engine:6s} {r[engine]:5.2f} s = {rate / 1e9:6.1f} GMAC/s = {r['peak'] / rate:4.1f}x below the "
+              f"CPU's peak (floor: 3x)")
+    print(f"    peak   {r['peak'] / 1e9:6.1f} GMAC/s ({PEAK_N}x{PEAK_N} fp32 matrix product in torch)\n")
+
+
+
 # ---------------------------------------------------------------------------------------------- encoding
 
 
@@ -253,10 +398,15 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--base", default=BASE, help="the commit to compare with (default %(default)s)")
+    ap.add_argument("--main", default=MAIN, help="the commit before onnxruntime (default %(default)s)")
+    ap.add_argument("--parts", default="engines,encode,720p,24mp", help="what to measure (default %(default)s)")
     ap.add_argument("--skip-24mp", action="store_true")
     ap.add_argument("--skip-base", action="store_true", help="measure this tree only")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     ap.add_argument("--encode", help=argparse.SUPPRESS)  # internal: the encoding comparison
+    ap.add_argument("--engine-case", help=argparse.SUPPRESS)  # internal: one engine's clip, step by step
+    ap.add_argument("--engine", help=argparse.SUPPRESS)
+    ap.add_argument("--macs-case", action="store_true", help=argparse.SUPPRESS)  # internal: MACs/s and peak
     args = ap.parse_args(argv)
 
     if args.case:
@@ -265,49 +415,69 @@ def main(argv=None) -> int:
     if args.encode:
         print(json.dumps(encode_case(Path(args.encode), args.weights, args.threads)))
         return 0
+    if args.engine_case:
+        print(json.dumps(engine_case(Path(args.engine_case), args.engine, args.weights, args.threads)))
+        return 0
+    if args.macs_case:
+        print(json.dumps(macs_case(args.weights, args.threads)))
+        return 0
+    parts = set(args.parts.split(",")) - ({"24mp"} if args.skip_24mp else set())
 
     cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True,
                 text=True).stdout.splitlines() if line.startswith("Model name")), "unknown CPU")
-    print(f"{cpu}, {os.cpu_count()} CPUs, {args.threads} threads\n")
-    cases = [("720p", 1280, 720)] + ([] if args.skip_24mp else [("24mp", 6000, 4000)])
+    print(f"{cpu}, {os.cpu_count()} CPUs, {args.threads} threads")
+    print("All figures come from this one run on a machine that may be shared: compare them as ratios.\n")
+    cases = [("720p", 1280, 720)] + ([("24mp", 6000, 4000)] if "24mp" in parts else [])
     with tempfile.TemporaryDirectory(prefix="blur2clip-bench-") as tmp:
         tmp = Path(tmp)
-        base = None if args.skip_base else export_base(args.base, Path(tempfile.mkdtemp(dir=tmp)))
+        skip = args.skip_base or not parts & {"720p", "24mp"}
+        base = None if skip else export_base(args.base, Path(tempfile.mkdtemp(dir=tmp)))
         photos = {name: make_photo(tmp / f"{name}.jpg", w, h) for name, w, h in cases}
-
-        cmd = [sys.executable, __file__, "--encode", str(photos["720p"]), "--threads", str(args.threads)]
-        enc = json.loads(subprocess.run(cmd + (["--weights", args.weights] if args.weights else []),
-                                        capture_output=True, text=True, check=True).stdout.splitlines()[-1])
-        print(f"encode: {enc['frames']} (best of 3)")
-        (t0, mb0, _), = [v for k, v in enc["rows"].items() if k.startswith("base")]
-        for name, (seconds, mb, db) in {**enc["rows"], **enc["sweep"]}.items():
-            print(f"  {name:28s} {seconds:6.2f} s ({seconds / t0:.2f}x base)  {mb:6.2f} MB ({mb / mb0:.2f}x)  "
-                  f"PSNR {db:.2f} dB")
-
+        if "engines" in parts:
+            main_package = None if args.skip_base else export_base(args.main, Path(tempfile.mkdtemp(dir=tmp)))
+            print_engines(photos["720p"], args, main_package)
+        if "encode" in parts:
+            print_encode(photos["720p"], args)
         for name, _, _ in cases:
-            runs = {"now": run_child(photos[name], args, None)}
-            if base is not None:
-                runs["base"] = run_child(photos[name], args, base)
-            print(f"\n{name}: -> {runs['now']['frames']}-frame MP4 x{LOOPS}, tile {runs['now']['tile']}/"
-                  f"{runs['now']['overlap']}")
-            for who, r in runs.items():
-                print(f"  {who:4s} {r['package']}, {r['source']}")
-            for who, r in runs.items():
-                print(f"  {who:4s} clip {r['mp4']} level {r['level']:.1f}, {r['mp4_mb']:.1f} MB | load "
-                      f"{r['load']:.2f} s | decode {r['decode']:.2f} s | model {r['model']:.2f} s | encode "
-                      f"{r['encode']:.2f} s | clip total {r['total']:.2f} s (process {r['process']:.1f} s) | "
-                      f"tree peak {r['tree_gb']:.2f} GB (Python alone {r['python_gb']:.2f}, ffmpeg alone "
-                      f"{r['ffmpeg_gb']:.2f})")
-            if "base" in runs:
-                n, b = runs["now"], runs["base"]
-                print(f"  now/base: encode {n['encode'] / b['encode']:.2f}x, clip total {n['total'] / b['total']:.2f}x, "
-                      f"MP4 size {n['mp4_mb'] / b['mp4_mb']:.2f}x, tree peak {n['tree_gb'] / b['tree_gb']:.2f}x")
-            if name == "24mp":
-                g = runs["now"]["tree_gb"]
-                print(f"  24 MP tree peak {g:.2f} GB = {g / FLOOR_24MP_GB:.2f}x the {FLOOR_24MP_GB:.0f} GB floor "
-                      f"({'meets' if g <= FLOOR_24MP_GB else 'misses'} it); level {runs['now']['level']:.1f} "
-                      f"({'meets' if runs['now']['level'] <= 5.1 else 'misses'} the 5.1 limit)")
+            if name in parts:
+                print_case(name, photos[name], args, base)
     return 0
+
+
+def print_encode(photo: Path, args) -> None:
+    cmd = [sys.executable, __file__, "--encode", str(photo), "--threads", str(args.threads)]
+    enc = json.loads(subprocess.run(cmd + (["--weights", args.weights] if args.weights else []),
+                                    capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    print(f"encode: {enc['frames']} (best of 3)")
+    (t0, mb0, _), = [v for k, v in enc["rows"].items() if k.startswith("base")]
+    for name, (seconds, mb, db) in {**enc["rows"], **enc["sweep"]}.items():
+        print(f"  {name:28s} {seconds:6.2f} s ({seconds / t0:.2f}x base)  {mb:6.2f} MB ({mb / mb0:.2f}x)  "
+              f"PSNR {db:.2f} dB")
+
+
+def print_case(name: str, photo: Path, args, base: Path | None) -> None:
+    runs = {"now": run_child(photo, args, None)}
+    if base is not None:
+        runs["base"] = run_child(photo, args, base)
+    print(f"\n{name}: -> {runs['now']['frames']}-frame MP4 x{LOOPS}, tile {runs['now']['tile']}/"
+          f"{runs['now']['overlap']}")
+    for who, r in runs.items():
+        print(f"  {who:4s} {r['package']}, {r['source']}")
+    for who, r in runs.items():
+        print(f"  {who:4s} clip {r['mp4']} level {r['level']:.1f}, {r['mp4_mb']:.1f} MB | load "
+              f"{r['load']:.2f} s | decode {r['decode']:.2f} s | model {r['model']:.2f} s | encode "
+              f"{r['encode']:.2f} s | clip total {r['total']:.2f} s (process {r['process']:.1f} s) | "
+              f"tree peak {r['tree_gb']:.2f} GB (Python alone {r['python_gb']:.2f}, ffmpeg alone "
+              f"{r['ffmpeg_gb']:.2f})")
+    if "base" in runs:
+        n, b = runs["now"], runs["base"]
+        print(f"  now/base: encode {n['encode'] / b['encode']:.2f}x, clip total {n['total'] / b['total']:.2f}x, "
+              f"MP4 size {n['mp4_mb'] / b['mp4_mb']:.2f}x, tree peak {n['tree_gb'] / b['tree_gb']:.2f}x")
+    if name == "24mp":
+        g = runs["now"]["tree_gb"]
+        print(f"  24 MP tree peak {g:.2f} GB = {g / FLOOR_24MP_GB:.2f}x the {FLOOR_24MP_GB:.0f} GB floor "
+              f"({'meets' if g <= FLOOR_24MP_GB else 'misses'} it); level {runs['now']['level']:.1f} "
+              f"({'meets' if runs['now']['level'] <= 5.1 else 'misses'} the 5.1 limit)")
 
 
 if __name__ == "__main__":

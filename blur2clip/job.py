@@ -179,7 +179,7 @@ def make_clip(photo, out=None, options: ClipOptions | None = None, *, still=None
     from .errors import output_error
 
     given, model_settings = ClipOptions.split(settings)
-    unknown = set(model_settings) - {"weights", "device", "precision", "tile", "threads"}
+    unknown = set(model_settings) - {"weights", "device", "precision", "tile", "threads", "engine"}
     if unknown:
         raise TypeError(f"make_clip() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
     options = (options or ClipOptions()).with_(**given)

@@ -71,7 +71,7 @@ def test_manifest_entry_is_computed_from_the_file(tiny_file):
 
 def test_shipped_manifest_matches_the_shipped_files(monkeypatch):
     """Every file the shipped manifest names is shipped beside it, with the size, sha256 and config the
-    manifest gives: a missing or changed weights file fails here."""
+    manifest gives, and its ONNX file with the size and sha256 given: a missing or changed file fails here."""
     monkeypatch.delenv("BLUR2CLIP_MANIFEST", raising=False)
     manifest = weights.read_manifest()
     assert manifest["default"] == {"alias": "stage3"}
@@ -82,6 +82,9 @@ def test_shipped_manifest_matches_the_shipped_files(monkeypatch):
         assert path.is_file(), f"{name}: {path} is missing"
         assert weights.mismatch(path, entry["sha256"], entry["size"]) is None, name
         assert weights.read_metadata(path)["config"] == entry["config"], name
+        onnx = weights.shipped_dir() / entry["onnx"]["file"]  # each one's graph for onnxruntime, beside it
+        assert onnx == path.with_suffix(".onnx"), name
+        assert weights.mismatch(onnx, entry["onnx"]["sha256"], entry["onnx"]["size"]) is None, name
 
 
 def test_cache_dir_follows_blur2clip_home(monkeypatch, tmp_path):

@@ -59,6 +59,7 @@ def test_the_installed_wheel_makes_a_clip_offline_with_its_own_weights(tmp_path)
     src = source_copy(tmp_path / "src")
     manifest = json.loads((src / "weights" / "manifest.json").read_text())
     shipped = {entry["file"] for entry in manifest.values() if "file" in entry}
+    shipped |= {entry["onnx"]["file"] for entry in manifest.values() if "onnx" in entry}  # onnxruntime's
     assert SHIPPED in shipped and all((src / "weights" / name).is_file() for name in shipped)
 
     wheel = build_wheel(src, tmp_path / "dist")
@@ -84,8 +85,12 @@ def test_the_installed_wheel_makes_a_clip_offline_with_its_own_weights(tmp_path)
     assert Path(package).is_relative_to(site), package  # the installed copy, not the repository
     assert Path(default) == site / "blur2clip" / "_weights" / SHIPPED
     assert clip == "photo.mp4" and (work / "photo.mp4").stat().st_size > 0
+    assert "on cpu (fp32, onnxruntime)" in proc.stderr  # the installed ONNX file, run without torch
     assert list(home.iterdir()) == []  # nothing downloaded, nothing cached
     installed = site / "blur2clip" / "_weights"
     for entry in manifest.values():  # the installed files are the manifest's, byte for byte
         if "file" in entry:
             assert weights.mismatch(installed / entry["file"], entry["sha256"], entry["size"]) is None
+        if "onnx" in entry:
+            onnx = entry["onnx"]
+            assert weights.mismatch(installed / onnx["file"], onnx["sha256"], onnx["size"]) is None
