@@ -124,7 +124,8 @@ class TreePeak(threading.Thread):
 
 
 def run_case(photo: Path, weights: str | None, threads: int) -> dict:
-    """Runs in the child process: load the extractor, make the clip, report times and sizes."""
+    """Runs in the child process: load the extractor (the weights as the command line does: onnxruntime
+    where the tree has it; a random network when there are none), make the clip, report times and sizes."""
     sys.path.insert(0, str(HERE))
     from model_speed import load_network
 
@@ -133,8 +134,12 @@ def run_case(photo: Path, weights: str | None, threads: int) -> dict:
     from blur2clip.job import make_clip
 
     t = time.perf_counter()
-    model, source = load_network(weights)
-    extractor = Extractor(model=model, device="cpu", threads=threads)
+    try:
+        extractor = Extractor(weights, device="cpu", threads=threads)
+        source = f"weights {weights or 'default'}, engine {getattr(extractor, 'engine', 'torch')}"
+    except blur2clip.WeightsError:
+        model, source = load_network(weights)
+        extractor = Extractor(model=model, device="cpu", threads=threads)
     load = time.perf_counter() - t
     out = photo.with_name(f"{photo.stem}-{os.getpid()}.mp4")
     res = make_clip(photo, out, extractor=extractor, overwrite=True, loops=LOOPS)
