@@ -82,8 +82,8 @@ def run_batch(
     options: the clips' job.ClipOptions (its format is each job's own); its fields may also be given as
     keywords, which override it. extractor: a loaded extract.Extractor, or a function that makes one
     (the command line's, which reports downloads), called only when the first photo needs it; None:
-    Extractor(**settings) then (weights, device, precision, tile, threads, engine). A GIF or WebP is made at most
-    media.ANIMATED_MAX_SIZE px on its long side when max_size is not given. min_motion: a photo
+    Extractor(**settings) then (weights, device, precision, tile, threads, engine). A GIF or WebP is made
+    at most media.ANIMATED_MAX_SIZE px on its long side when max_size is not given. min_motion: a photo
     whose frames move less than this many pixels (no motion blur to undo) gets no clip and is skipped
     with the reason and its motion score. An existing output
     is skipped (status skipped, error EXISTS) unless overwrite; one that may not be written (see

@@ -31,9 +31,9 @@ import typer
 from . import CLIP_FPS, CLIP_FRAMES, __version__
 from . import cli_train, cli_weights  # noqa: F401 -- their commands join `commands`
 from .cli_batch import capped_note, several_photos
-from .cli_options import (APP_SETTINGS, DEFAULT_TILE, OUTPUT, RUN, Crf, DataDir, Device, Engine, Fps, Frames, FramesPerBlur,
-                          Layout, Loader, Loops, MaxPixels, MaxSize, Overwrite, Pingpong, Precision, Quality, Quiet,
-                          Reverse, StripMetadata, Threads, Tile, Weights, commands)
+from .cli_options import (APP_SETTINGS, DEFAULT_TILE, OUTPUT, RUN, Crf, DataDir, Device, Engine, Fps, Frames,
+                          FramesPerBlur, Layout, Loader, Loops, MaxPixels, MaxSize, Overwrite, Pingpong, Precision,
+                          Quality, Quiet, Reverse, StripMetadata, Threads, Tile, Weights, commands)
 from .cli_train import data_errors
 from .device import TORCH_EXTRA
 from .report import PROG, ExitCode, Report, duration, exit_codes_help, score_table

@@ -9,9 +9,9 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from . import CLIP_FPS, CLIP_FRAMES
-from .cli_options import (DEFAULT_TILE, OUTPUT, Crf, Device, Engine, Fps, Frames, Loader, Loops, MaxPixels, MaxSize,
-                          Overwrite, Pingpong, Precision, Quality, Quiet, Reverse, StripMetadata, Threads, Tile,
-                          Weights, commands)
+from .cli_options import (DEFAULT_TILE, OUTPUT, Crf, Device, Engine, Fps, Frames, Loader, Loops, MaxPixels,
+                          MaxSize, Overwrite, Pingpong, Precision, Quality, Quiet, Reverse, StripMetadata, Threads,
+                          Tile, Weights, commands)
 from .report import BatchProgress, ExitCode, Report, exit_code
 
 def capped_note(kind: str) -> str:

@@ -12,8 +12,9 @@ loading never runs code from a file. `--weights X` (and load_model(X)) accepts, 
 4. a name given to a file with import_file (`blur2clip weights import`), kept in the cache.
 
 The manifest (weights/manifest.json, installed as blur2clip/_weights/manifest.json) is a plain dict:
-name -> {"stage", "file", "sha256", "size", "config", "urls", "license", "data"}, or name -> {"alias":
-other name}. Files embedded in the package sit beside it.
+name -> {"stage", "file", "sha256", "size", "config", "onnx", "urls", "license", "data"}, or name ->
+{"alias": other name}; "onnx" ({"file", "sha256", "size"}: the file's graph for onnxruntime, onnxfile.py)
+is there when that file sits beside the weights. Files embedded in the package sit beside it.
 
 Environment: BLUR2CLIP_HOME (cache root; weights go to $BLUR2CLIP_HOME/weights, default: the user cache
 folder), BLUR2CLIP_WEIGHTS_URL (a mirror: <mirror>/<file> is tried before an entry's URLs),
@@ -393,4 +394,3 @@ def load_model(name_or_path: str | os.PathLike | None = None, device="cpu", prog
     """Build the network from weights (a name, path or URL; see resolve), on `device`, in eval mode."""
     model, _ = build(resolve(name_or_path, progress))
     return model.to(device).eval()
-
