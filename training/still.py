@@ -1,6 +1,6 @@
 """Where nothing moved, does anything change? The still-content figures of the model card.
 
-    python training/still.py [WEIGHTS ...] [--photos N] [--size 256]
+    python training/still.py [WEIGHTS ...] [--photos N] [--size 256] [--cases CASE ...]
 
 On N Kodak photos (synthetic motion, `synth`), per weights file (the default when none is named):
 - sharp: a photo with no motion and no degradation; the worst and the mean frame PSNR against the photo;
@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=12)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--frames", type=int, default=7, help="true frames per sample")
+    ap.add_argument("--cases", nargs="*", help="only these cases (e.g. sharp 'camera 16'); default: all")
     args = ap.parse_args()
     torch.set_num_threads(2)
     kodak = sorted((ROOT.parent / "shared" / "data" / "photos" / "kodak24").glob("*.png"))[:args.photos]
@@ -84,6 +85,8 @@ def main() -> None:
         print("| case | blurred input | model | gain | worst frame | reblur | frames move, model / truth (px) |\n"
               "|---|---|---|---|---|---|---|")
         for key, (case, cfg) in enumerate(cases(args.size, args.frames).items()):
+            if args.cases and case not in args.cases:
+                continue
             r = scores(ex, photos, cfg, key)
             gain = "" if case == "sharp" else f"{r['ppsnr'] - r['base']:+.2f}"
             base = "identical" if case == "sharp" else f"{r['base']:.2f}"
