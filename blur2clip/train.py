@@ -169,8 +169,9 @@ class Trainer:
         done = []
         try:
             for stage in self.stages():
-                if ckpt and stage < ckpt["stage"] and self.stage_path(stage).is_file():
-                    done.append(self.stage_path(stage))
+                if ckpt and stage < ckpt["stage"]:  # done, or never part of this run (it started later)
+                    if self.stage_path(stage).is_file():
+                        done.append(self.stage_path(stage))
                     continue
                 mine = ckpt if ckpt and ckpt["stage"] == stage and ckpt["step"] > 0 else None
                 done.append(self.run_stage(stage, mine))

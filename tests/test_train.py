@@ -299,3 +299,25 @@ def test_the_pairwise_term_fades_over_the_fraction_asked():
     assert "pairs" in start_parts and "pairs" not in late_parts and late < start
     kept_late, kept_parts = staged_loss(pred, gt, clean, 3, kept, 0.75)
     assert kept_parts["pairs"] == start_parts["pairs"] and torch.isclose(kept_late, start)
+
+
+def test_a_resume_never_goes_back_to_a_stage_before_its_checkpoint(photos, tmp_path):
+    """A run started at stage 3 from other weights (--init) and resumed as "all" (the stages before have
+    no files in its folder) goes on with stage 3 from its checkpoint: it does not train stage 1 anew, nor
+    write a stage-1 checkpoint over the stage-3 one."""
+    (start,) = train(tiny_cfg(photos, tmp_path / "first", steps=[2]), log=lambda *_: None)
+    run = tmp_path / "run"
+
+    def interrupt_at_step_2(line):
+        if line.startswith("stage 3 step 2/"):
+            raise KeyboardInterrupt  # as Ctrl-C there: the checkpoint is written
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(photos, run, stage="3", steps=[4, 4, 4], init=str(start)), log=interrupt_at_step_2)
+    lines = []
+    paths = train(tiny_cfg(photos, run, stage="all", steps=[4, 4, 4], resume=True), log=lines.append)
+    assert any("resuming stage 3 at step 2" in line for line in lines), lines
+    assert not any(line.startswith(("stage 1", "stage 2")) for line in lines), lines
+    assert [p.name for p in paths] == ["stage3.safetensors"]
+    assert not (run / "stage1.safetensors").exists()
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["stage"] == 4  # past stage 3: finished
