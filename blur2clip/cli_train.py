@@ -142,7 +142,8 @@ def train_command(
                                             help="Frames must average back to the blur (stage 3).")] = 0.5,
     order: Annotated[Literal["sample", "local"], typer.Option(
         rich_help_panel=LOSS, help="Direction of time each prediction is scored against: per sample the "
-        "better of forward and reversed, or per 32 px cell the one its content moves in to the right (or down).")] = "sample",
+        "better of forward and reversed, or per 32 px cell the one its content moves in to the right "
+        "(or down).")] = "sample",
     width: Annotated[int, typer.Option(min=1, rich_help_panel=NETWORK,
                                        help="Channels at full resolution.")] = 16,
     enc_blocks: Annotated[str, typer.Option(metavar="N,N,..", rich_help_panel=NETWORK,

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from .model import stage_frames
 from .synth import to_linear
 
-ORDERS = ("sample", "local")
 CELL = 32  # px: the order is chosen per cell of this side
 SCALE = 4  # the motion is measured at 1/SCALE size (a blur of 64 px becomes a few px between frames)
 TILT = 0.5  # canonical direction (1, TILT): its boundary, motion along (-TILT, 1), is neither a pan nor a tilt
@@ -68,7 +67,7 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float):
     w = torch.ones(nf, device=pred.device)
     w[nf // 2] += cfg.w_middle
     w = w[active] / w[active].sum()  # weights over the active frames
-    if getattr(cfg, "order", "sample") == "local" and nf >= 3:
+    if cfg.order == "local" and nf >= 3:
         target = torch.where(against_canonical(gt), gt.flip(1), gt)
         rec = (charbonnier(pred[:, active], target[:, active], dims=(2, 3, 4)) * w).sum(1).mean()
     else:  # per sample, the better of forward and reversed time

@@ -57,7 +57,7 @@ class TrainConfig:
     w_pairs: float = 0.5  # order-invariant pairwise term (x_i + x_j and |x_i - x_j| of mirrored frames)
     pairs_fade: float = 0.5  # the pairwise term fades to zero over this fraction of each stage (0: never)
     w_reblur: float = 0.5  # frames must average back to the blur, in linear light (stage 3)
-    order: str = "sample"  # direction of time scored against: "sample" or "local" (losses.ORDERS)
+    order: str = "sample"  # direction of time scored against: "sample" or "local" (losses.py says how)
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved (0: none)
     ckpt_every: int = 200
     val_every: int = 500
@@ -81,7 +81,8 @@ OPERATIONAL = ("resume", "threads", "workers", "device", "log_every", "val_every
                "tensorboard")  # free to change on a resume, not logged
 NOT_RECORDED = ("resume",)  # how this start was asked for, not a setting of the run
 
-CHOICES = {"stage": ("1", "2", "3", "all"), "order": ("sample", "local"), "precision": ("auto", "fp32", "bf16"), "layout": ("auto", *LAYOUTS)}
+CHOICES = {"stage": ("1", "2", "3", "all"), "order": ("sample", "local"), "precision": ("auto", "fp32", "bf16"),
+           "layout": ("auto", *LAYOUTS)}
 LEAST = {"frames_per_blur": 1, "batch": 1, "crop": 16, "lr": 0, "weight_decay": 0, "warmup": 0, "w_middle": 0,
          "w_pairs": 0, "pairs_fade": 0, "w_reblur": 0, "ema": 0, "ckpt_every": 1, "val_every": 1, "val_count": 1, "val_size": 16,
          "log_every": 1, "workers": 0, "threads": 0}
