@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .netconfig import MAX_BLOCKS, MAX_CHANNELS, MAX_LEVELS, ModelConfig  # noqa: F401 -- the API of model
+from .netconfig import ModelConfig  # noqa: F401 -- where the network is, its config too
 
 
 def stage_frames(stage: int, frames: int = 7) -> list[int]:
