@@ -154,7 +154,7 @@ class Data:
         Footage is scored at full frame unless `size` asks for centred crops; photos get `size` px synthetic
         samples (256 by default) of the held-out photos, or of all of them with `all_photos`."""
         for name, sample in self.scored_samples(per_sequence, size, all_photos):
-            yield (name, *sample)
+            yield (name, *sample[:3])
 
 
 def _count(n: int, noun: str) -> str:

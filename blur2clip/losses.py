@@ -13,6 +13,11 @@ So a prediction is never scored against one fixed order of the true frames. Two 
   from the frames beside the middle one), so it applies to any data with true frames. The network can
   see the axis of a blur streak, so the canonical order is a function of the photo that it can learn,
   and each region moves on its own (objects moving in different directions do not fight over one order).
+
+A network with the "travel" head (model.py) says how far each pixel travels over the exposure. Where the
+true travel is known (synthetic samples), the canonical order is taken from it pixel by pixel, and the
+predicted travel is scored against the true one turned the same way (`w_travel`); elsewhere (real
+frames) the order is the "local" rule's.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from .model import stage_frames
+from .model import TRAVEL_PX, stage_frames
 from .synth import to_linear
 
 CELL = 32  # px: the order is chosen per cell of this side
@@ -54,8 +59,18 @@ def against_canonical(gt: torch.Tensor, cell: int = CELL) -> torch.Tensor:
     return against.unsqueeze(2)  # Bx1x1xHxW
 
 
-def staged_loss(pred, gt, clean, stage: int, cfg, progress: float):
-    """Loss of BxFx3xHxW predictions at a stage; `progress` 0..1 through the stage; cfg a TrainConfig.
+def canonical_travel(gt: torch.Tensor, true: torch.Tensor):
+    """(against Bx1x1xHxW bool, the true travel turned to the canonical direction Bx2xHxW). The true
+    travel (Bx2xHxW px) decides where it is known; where it is NaN, `against_canonical` measures the order
+    from the true frames (the travel there stays NaN)."""
+    known = true.isfinite().all(1, keepdim=True)  # Bx1xHxW
+    against = torch.where(known, (true[:, :1] + TILT * true[:, 1:]) < 0, against_canonical(gt)[:, 0])
+    return against.unsqueeze(2), torch.where(against, -true, true)
+
+
+def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, true_travel=None):
+    """Loss of BxFx3xHxW predictions at a stage; `progress` 0..1 through the stage; cfg a TrainConfig;
+    travel: the travel head's Bx2xHxW (px), with the samples' true travel (NaN where unknown).
     Returns (loss, parts)."""
     nf = pred.shape[1]
     if gt.shape[1] == 1:  # only the middle frame is known (GoPro_Large)
@@ -67,7 +82,11 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float):
     w = torch.ones(nf, device=pred.device)
     w[nf // 2] += cfg.w_middle
     w = w[active] / w[active].sum()  # weights over the active frames
-    if cfg.order == "local" and nf >= 3:
+    if travel is not None and nf >= 3:
+        against, d = canonical_travel(gt, true_travel)
+        target = torch.where(against, gt.flip(1), gt)
+        rec = (charbonnier(pred[:, active], target[:, active], dims=(2, 3, 4)) * w).sum(1).mean()
+    elif cfg.order == "local" and nf >= 3:
         target = torch.where(against_canonical(gt), gt.flip(1), gt)
         rec = (charbonnier(pred[:, active], target[:, active], dims=(2, 3, 4)) * w).sum(1).mean()
     else:  # per sample, the better of forward and reversed time
@@ -76,6 +95,11 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float):
         rec = torch.minimum((per_frame_f * w).sum(1), (per_frame_r * w).sum(1)).mean()
     parts = {"rec": rec.item()}
     loss = rec
+    if travel is not None and nf >= 3 and cfg.w_travel > 0 and d.isfinite().any():
+        known = d.isfinite().all(1, keepdim=True).expand_as(d)
+        err = charbonnier(travel[known] / TRAVEL_PX, d[known] / TRAVEL_PX, dims=0)
+        loss = loss + cfg.w_travel * err
+        parts["travel"] = err.item()
     # Pairwise terms: x_i + x_j and |x_i - x_j| for symmetric pairs j = F-1-i do not depend on the order.
     fade = max(0.0, 1 - progress / cfg.pairs_fade) if cfg.pairs_fade > 0 else 1.0
     pairs = [(i, nf - 1 - i) for i in active if i < nf // 2]

@@ -1,9 +1,14 @@
 """The network: one blurred photo in, the sharp frames of its exposure out.
 
 A NAFNet-style U-Net (per-pixel LayerNorm, depthwise 3x3 convolutions, SimpleGate, simplified channel
-attention; no batch statistics) whose head predicts every frame at once as a residual on the input:
-frame_i = blurred + r_i. The head and the block scales start at zero, so an untrained network returns
-the input for every frame (a stable start that already satisfies the reblur constraint).
+attention; no batch statistics) with one of two heads (config.head):
+- "frames": every frame at once as a residual on the input, frame_i = blurred + r_i;
+- "travel": the middle frame as a residual on the input, and how far each pixel travels over the
+  exposure (2 channels, px); the frame at instant tau (-1/2 .. 1/2 of the exposure) is the middle frame
+  moved along tau times that travel (`render`). The frames cannot disagree with one motion, a still pixel
+  stays still in every frame, and nothing is ever shown twice.
+The head and the block scales start at zero, so an untrained network returns the input for every frame
+(a stable start that already satisfies the reblur constraint).
 
 Images are Bx3xHxW float tensors in sRGB, 0..1; any H and W (padded to the network's multiple inside).
 """
@@ -15,6 +20,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .netconfig import ModelConfig  # noqa: F401 -- where the network is, its config too
+
+
+TRAVEL_PX = 8.0  # px of travel per unit of the travel head's output
+
+
+def instants(n: int) -> torch.Tensor:
+    """The centres of n equal windows of the exposure, as offsets from its middle: -1/2 .. 1/2."""
+    return (torch.arange(n, dtype=torch.float32) + 0.5) / n - 0.5
+
+
+def render(mid: torch.Tensor, travel: torch.Tensor, n: int) -> torch.Tensor:
+    """Bx3xHxW middle frames moved along Bx2xHxW travel (px, x then y) to the n instants: Bxnx3xHxW. The
+    frame at instant tau shows at p what the middle frame shows at p - tau * travel (bilinear): what was
+    at q in the middle of the exposure is at q + tau * travel at instant tau."""
+    b, _, h, w = mid.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=mid.dtype, device=mid.device),
+                            torch.arange(w, dtype=mid.dtype, device=mid.device), indexing="ij")
+    base = torch.stack([xs * (2 / max(w - 1, 1)) - 1, ys * (2 / max(h - 1, 1)) - 1], -1)  # HxWx2, -1..1
+    scale = travel.new_tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)]).view(1, 2, 1, 1)
+    step = (travel * scale).permute(0, 2, 3, 1)  # BxHxWx2, in grid units
+    frames = [F.grid_sample(mid, base - float(t) * step, mode="bilinear", padding_mode="border",
+                            align_corners=True) for t in instants(n)]
+    return torch.stack(frames, 1)
 
 
 def stage_frames(stage: int, frames: int = 7) -> list[int]:
@@ -93,18 +121,19 @@ class Blur2Clip(nn.Module):
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
             self.decoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
-        self.ending = nn.Conv2d(c, 3 * cfg.frames, 3, padding=1)
+        self.ending = nn.Conv2d(c, 3 * cfg.frames if cfg.head == "frames" else 5, 3, padding=1)
         nn.init.zeros_(self.ending.weight)  # every frame starts equal to the input
         nn.init.zeros_(self.ending.bias)
 
-    def forward(self, x):  # x: Bx3xHxW
+    def forward(self, x, with_travel: bool = False):  # x: Bx3xHxW
+        """The frames; with_travel: (frames, travel Bx2xHxW px, or None for the "frames" head)."""
         h, w = x.shape[2:]
         m = self.config.multiple
         ph, pw = (-h) % m, (-w) % m
         xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x  # Bx3xH'xW'
-        return self.predict(xp, x)
+        return self.predict(xp, x, with_travel)
 
-    def predict(self, xp, x):
+    def predict(self, xp, x, with_travel: bool = False):
         """The frames of x (Bx3xHxW), given xp: x padded (replicated) to H'xW', multiples of
         config.multiple. forward pads, then calls this; an exported graph takes both, padded beforehand
         (so its height and width stay free: engine.py)."""
@@ -118,8 +147,13 @@ class Blur2Clip(nn.Module):
         f = self.middle(f)  # Bx(16C)x(H'/16)x(W'/16)
         for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
             f = dec(up(f) + skip)  # Bx(C/2)x(2H)x(2W)
-        r = self.ending(f)[:, :, :h, :w]  # Bx3FxHxW residuals
-        return x.unsqueeze(1) + r.view(b, self.config.frames, 3, h, w)  # BxFx3xHxW
+        r = self.ending(f)[:, :, :h, :w]  # Bx3FxHxW residuals, or Bx5xHxW: the middle's and the travel
+        if self.config.head == "frames":
+            frames, travel = x.unsqueeze(1) + r.view(b, self.config.frames, 3, h, w), None  # BxFx3xHxW
+        else:
+            travel = r[:, 3:] * TRAVEL_PX
+            frames = render(x + r[:, :3], travel, self.config.frames)
+        return (frames, travel) if with_travel else frames
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -143,14 +177,32 @@ def count_macs(model: Blur2Clip, height: int = 720, width: int = 1280) -> int:
     return macs
 
 
+def with_travel_head(model: Blur2Clip) -> Blur2Clip:
+    """The same network with the "travel" head: every layer kept, the middle frame's head weights kept,
+    the travel's at zero (a warm start: the middle frame as sharp as before, every frame equal to it)."""
+    if model.config.head == "travel":
+        return model
+    new = Blur2Clip(ModelConfig(**{**model.config.to_dict(), "head": "travel"}))
+    new.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("ending.")}, strict=False)
+    mid = 3 * (model.config.frames // 2)
+    with torch.no_grad():
+        new.ending.weight[:3] = model.ending.weight[mid:mid + 3]
+        new.ending.bias[:3] = model.ending.bias[mid:mid + 3]
+    return new.train(model.training)
+
+
 def with_frames(model: Blur2Clip, frames: int) -> Blur2Clip:
     """The same network predicting `frames` frames: every layer kept, and the head's weights for each new
-    frame interpolated in time between those of the two nearest old frames (a warm start for training)."""
+    frame interpolated in time between those of the two nearest old frames (a warm start for training).
+    A "travel" head renders any count: only its config changes."""
     old = model.config.frames
     if frames == old:
         return model
     config = ModelConfig(**{**model.config.to_dict(), "frames": frames})
     new = Blur2Clip(config)
+    if config.head == "travel":
+        new.load_state_dict(model.state_dict())
+        return new.train(model.training)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("ending.")}
     new.load_state_dict(state, strict=False)
     w, b = model.ending.weight.detach(), model.ending.bias.detach()  # (3*old)xCx3x3, (3*old)

@@ -16,6 +16,9 @@ class ModelConfig:
     middle_blocks: int = 2  # NAFBlocks at the bottom (1/16 resolution)
     dec_blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 1])  # NAFBlocks per decoder level
     frames: int = 7  # frames predicted per photo; the middle one is the middle of the exposure
+    # "frames": a residual per frame on the photo; "travel": the middle frame and how far each pixel travels
+    # over the exposure, every frame the middle one moved along that travel (model.py)
+    head: str = "frames"
     stage: int = 3  # training stage the weights come from: 1 middle frame, 2 adds 3/5, 3 all frames
 
     @property
@@ -52,6 +55,8 @@ class ModelConfig:
             if len(value) > MAX_LEVELS or not all(0 <= n <= MAX_BLOCKS for n in value):
                 raise ValueError(f"model config {name}: {value} is out of range "
                                  f"(at most {MAX_LEVELS} levels of 0 to {MAX_BLOCKS} blocks)")
+        if self.head not in HEADS:
+            raise ValueError(f"model config head: {self.head!r} is not one of {', '.join(HEADS)}")
         if len(self.enc_blocks) != len(self.dec_blocks):
             raise ValueError(f"model config: {len(self.enc_blocks)} encoder levels but "
                              f"{len(self.dec_blocks)} decoder levels")
@@ -60,6 +65,7 @@ class ModelConfig:
                              f"{self.width << len(self.enc_blocks)} channels (at most {MAX_CHANNELS})")
 
 
+HEADS = ("frames", "travel")
 MAX_LEVELS, MAX_BLOCKS, MAX_CHANNELS = 6, 64, 8192  # far beyond any trainable network, far below a crash
 _RANGES = {"width": (1, 1024), "middle_blocks": (0, MAX_BLOCKS), "frames": (1, 255), "stage": (1, 3)}
 

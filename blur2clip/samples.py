@@ -31,6 +31,8 @@ class BlurSample(NamedTuple):
     blurred: torch.Tensor  # 3xHxW, the input the model sees
     frames: torch.Tensor  # Fx3xHxW ground truth in time order, or 1x3xHxW: the middle frame only
     clean: torch.Tensor  # 3xHxW, the blur before noise / highlights / JPEG
+    # 2xHxW px: how far each pixel travels over the exposure (synth.py), NaN where not known (real frames)
+    travel: torch.Tensor | None = None
 
 
 def decode_rgb(path: Path) -> np.ndarray:
@@ -86,13 +88,13 @@ class SyntheticBlur(torch.utils.data.Dataset):
         pick = rng.integers(len(self.photos), size=4)
         s = synthesize(self._photo(int(pick[0])), rng, self.synth,
                        layer_photos=[self._photo(int(j)) for j in pick[1:]])
-        return BlurSample(s.blurred, s.frames, s.clean)
+        return BlurSample(s.blurred, s.frames, s.clean, s.travel)
 
 
 def synthetic_sample(photo: np.ndarray, seed: list[int], cfg: SynthConfig) -> BlurSample:
     """One photo given the motion that `seed` draws (its own layers): the fixed samples of evaluation."""
     s = synthesize(photo, np.random.default_rng(seed), cfg)
-    return BlurSample(s.blurred, s.frames, s.clean)
+    return BlurSample(s.blurred, s.frames, s.clean, s.travel)
 
 
 # ---------------------------------------------------------------- blurs from real frames
@@ -173,4 +175,5 @@ class FootageBlur(torch.utils.data.Dataset):
                 blurred, gt, clean = blurred.flip(-1), gt.flip(-1), clean.flip(-1)
             if rng.random() < 0.2:
                 blurred, gt, clean = blurred.flip(-2), gt.flip(-2), clean.flip(-2)
-        return BlurSample(blurred.contiguous(), gt.contiguous(), clean.contiguous())
+        unknown = torch.full((2, *blurred.shape[1:]), float("nan"))
+        return BlurSample(blurred.contiguous(), gt.contiguous(), clean.contiguous(), unknown)

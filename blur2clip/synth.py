@@ -70,6 +70,7 @@ class Sample:
     blurred: torch.Tensor  # 3xHxW, the degraded input the model sees
     frames: torch.Tensor  # Fx3xHxW, ground truth, in time order
     clean: torch.Tensor  # 3xHxW, the blur before noise / highlights / JPEG (linear mean of frames)
+    travel: torch.Tensor | None = None  # 2xHxW px (x, y): how far each pixel travels over the exposure (_travel)
 
 
 def _bezier(rng: np.random.Generator, end: np.ndarray, wobble: float, t: np.ndarray) -> np.ndarray:
@@ -180,6 +181,9 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
     cam = torch.from_numpy(cam.astype(np.float32))
     grids = _camera_map(p, cam[:, None, None], n) + c  # S x n x n x 2
     subs = _sample_grid(bg, grids).permute(1, 0, 2, 3)  # S x C x n x n (C = 3, or 6 with highlights)
+    # Where the middle frame shows what pixel p shows at sub-frame s: p + flow[s] (the middle frame's
+    # camera state is the identity, so the background's flow is its grid less the centre).
+    flow = (grids - c - p).permute(0, 3, 1, 2)  # S x 2 x n x n
 
     # --- foreground layers, each with its own motion, composited in order ---
     pool = layer_photos or [photo]
@@ -201,12 +205,22 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
         ls = ls.reshape(tex.shape[1], ns, n, n).transpose(0, 1)  # S x (C+1) x n x n
         a = ls[:, -1:] * inside[:, None]
         subs = torch.lerp(subs, ls[:, :-1], a)
+        flow = torch.lerp(flow, (lgrid - (L["size"] - 1) / 2 - q).permute(0, 3, 1, 2), a)
 
     # --- ground truth frames and the (degraded) blurred input ---
     frames_lin = subs[:, :3].clamp(0, 1).reshape(nf, k, 3, n, n).mean(1)  # F x 3 x n x n
     clean_lin = frames_lin.mean(0)
     input_lin = subs[:, 3:].mean(0).clamp(0, 1) if bright else clean_lin
-    return Sample(blurred=degrade(input_lin, rng, cfg), frames=to_srgb(frames_lin), clean=to_srgb(clean_lin))
+    return Sample(blurred=degrade(input_lin, rng, cfg), frames=to_srgb(frames_lin), clean=to_srgb(clean_lin),
+                  travel=_travel(flow, t))
+
+
+def _travel(flow: torch.Tensor, t: np.ndarray) -> torch.Tensor:
+    """2xHxW: how far each pixel's content travels over the exposure, the least-squares straight line d
+    through its flow (Sx2xHxW at sub-frame times t): the frame at instant tau (-1/2 .. 1/2 of the
+    exposure) is close to the middle frame sampled at p - tau * d."""
+    tau = torch.from_numpy((t - 0.5).astype(np.float32))
+    return -torch.einsum("s,schw->chw", tau, flow) / float((tau**2).sum())
 
 
 def degrade(lin: torch.Tensor, rng: np.random.Generator, cfg: SynthConfig) -> torch.Tensor:

@@ -36,7 +36,7 @@ from .data import StreamSampler, open_data
 from .files import atomic_path
 from .logbook import Logbook
 from .losses import staged_loss
-from .model import Blur2Clip, ModelConfig, count_parameters, stage_frames, with_frames
+from .model import Blur2Clip, ModelConfig, count_parameters, stage_frames, with_frames, with_travel_head
 from .runconfig import TrainConfig  # noqa: F401 -- the training API: train(TrainConfig(...))
 
 
@@ -190,7 +190,14 @@ class Trainer:
             if model.config.frames != cfg.model.frames and self.main:
                 self.log(f"  {cfg.init}: {model.config.frames} frames, adapted to {cfg.model.frames} "
                          f"(the head's weights interpolated in time)")
-            return with_frames(model, cfg.model.frames).train()
+            model = with_frames(model, cfg.model.frames)
+            if model.config.head != cfg.model.head:
+                if cfg.model.head != "travel":
+                    raise ValueError(f"{cfg.init}: a {model.config.head} head cannot become a {cfg.model.head} head")
+                if self.main:
+                    self.log(f"  {cfg.init}: given the travel head (its middle frame's weights kept)")
+                model = with_travel_head(model)
+            return model.train()
         if stage == 1:
             torch.manual_seed(cfg.seed)
             return Blur2Clip(cfg.model)
@@ -242,13 +249,14 @@ class Trainer:
         t0, seen = time.time(), 0
         try:
             while step < total:
-                blurred, frames, clean = (t.to(self.device, non_blocking=True) for t in next(it))
+                blurred, frames, clean, true_travel = (t.to(self.device, non_blocking=True) for t in next(it))
                 blurred = blurred.contiguous(memory_format=torch.channels_last)
                 for g in opt.param_groups:
                     g["lr"] = _lr(step, total, cfg)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    pred = net(blurred)
-                loss, parts = staged_loss(pred.float(), frames, clean, stage, cfg, step / total)
+                    pred, travel = net(blurred, with_travel=True)
+                loss, parts = staged_loss(pred.float(), frames, clean, stage, cfg, step / total,
+                                          None if travel is None else travel.float(), true_travel)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)

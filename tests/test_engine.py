@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 from conftest import ROOT, tiny_model
 from test_cli import env, photo
@@ -48,6 +49,25 @@ def test_onnxruntime_and_torch_give_the_same_frames(user_file, h, w, tile):
     assert np.abs(a - b).max() < 1e-4
     assert np.abs(a - image[None]).max() > 0.01  # the network did change the frames
     assert np.abs(onnx(image, np.uint8).astype(int) - torch_(image, np.uint8)).max() <= 1
+
+
+def test_a_travel_head_agrees_in_both_engines(tmp_path):
+    """The travel head's frames are rendered inside the graph (GridSample): the same frames, whole and
+    tiled, and they really move."""
+    from blur2clip.model import with_travel_head
+
+    model = with_travel_head(tiny_model(seed=6))
+    with torch.no_grad():
+        model.ending.weight[3:] = torch.randn_like(model.ending.weight[3:]) * 0.5
+    path = weights.save(model, tmp_path / "travel.safetensors")
+    export_onnx(path)
+    for tile in (0, 64):
+        onnx, torch_ = both(path, tile=tile, overlap=16)
+        image = photo_like(101, 150)
+        a, b = onnx(image), torch_(image)
+        assert a.shape == b.shape == (7, 101, 150, 3)
+        assert np.abs(a - b).max() < 1e-4
+        assert np.abs(a[0] - a[-1]).max() > 0.05  # the frames move
 
 
 def test_the_shipped_weights_agree_in_both_engines():

@@ -46,3 +46,37 @@ def test_the_local_loss_does_not_depend_on_the_order_the_truth_is_given_in():
     assert wrong > 10 * forward
     per_sample, _ = staged_loss(gt, gt, clean, 3, TrainConfig(data="d", out="o", w_pairs=0.0, w_reblur=0.0), 0.0)
     assert per_sample < 2e-3  # the per-sample rule takes either order
+
+
+def test_the_true_travel_decides_the_order_where_it_is_known():
+    """Content moving left (travel -x): the frames run against the canonical order, and the travel turned
+    is +x. Unknown travel (NaN) falls back to the order measured from the frames."""
+    from blur2clip.losses import canonical_travel
+
+    gt = moving(texture(), -3, 0)
+    h, w = gt.shape[-2:]
+    true = torch.tensor([-21.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, h, w).clone()
+    against, turned = canonical_travel(gt, true)
+    assert against.all() and torch.equal(turned, -true)
+    right = torch.tensor([21.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, h, w)
+    assert not canonical_travel(gt, right)[0].any()  # the known travel wins over what the frames show
+    unknown = torch.full((1, 2, h, w), float("nan"))
+    against, turned = canonical_travel(gt, unknown)
+    assert torch.equal(against, against_canonical(gt)) and turned.isnan().all()
+
+
+def test_the_travel_loss_is_least_for_the_canonical_travel():
+    from blur2clip.model import render
+
+    base = texture()[..., 20:-20, 20:-20]
+    true = torch.tensor([-14.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, *base.shape[-2:]).contiguous()
+    gt = render(base, true, 7)
+    cfg = TrainConfig(data="d", out="o", w_pairs=0.0, w_reblur=0.0)
+    turned = render(base, -true, 7)  # the canonical order: moving right
+    right, parts = staged_loss(turned, gt, gt.mean(1), 3, cfg, 0.0, -true, true)
+    assert parts["travel"] < 2e-3 and right < 3e-3  # the Charbonnier floor is 1e-3
+    wrong, parts = staged_loss(gt, gt, gt.mean(1), 3, cfg, 0.0, true, true)  # the true order, not canonical
+    assert parts["travel"] > 1.0 and wrong > 10 * right
+    unknown = torch.full_like(true, float("nan"))
+    _, parts = staged_loss(turned, gt, gt.mean(1), 3, cfg, 0.0, -true, unknown)
+    assert "travel" not in parts

@@ -81,3 +81,61 @@ def test_half_precision_storage_is_half_the_size_and_loads_as_float32(tmp_path):
     x = torch.rand(1, 3, 24, 40)
     with torch.no_grad():
         assert (m(x) - loaded(x)).abs().max() < 1e-2
+
+
+# ---------------------------------------------------------------- the travel head
+
+def test_render_moves_the_middle_frame_along_the_travel():
+    from blur2clip.model import instants, render
+
+    g = torch.Generator().manual_seed(0)
+    mid = torch.rand(1, 3, 40, 60, generator=g)
+    still = render(mid, torch.zeros(1, 2, 40, 60), 5)
+    assert torch.allclose(still, mid.unsqueeze(1).expand(1, 5, 3, 40, 60), atol=1e-5)
+    travel = torch.tensor([10.0, -5.0]).view(1, 2, 1, 1).expand(1, 2, 40, 60)  # 10 px right, 5 px up
+    frames = render(mid, travel, 5)  # instants -0.4 .. 0.4: 4 px right and 2 px up per 0.4
+    assert instants(5).tolist() == pytest.approx([-0.4, -0.2, 0.0, 0.2, 0.4])
+    last = frames[0, 4]  # what was at q is at q + (4, -2)
+    assert torch.allclose(last[:, 10:-10, 14:], mid[0, :, 12:-8, 10:-4], atol=1e-5)
+    assert torch.allclose(frames[0, 2], mid[0], atol=1e-5)
+    assert torch.allclose(frames[0, 0][:, 10:-10, :-14], mid[0, :, 8:-12, 4:-10], atol=1e-5)
+
+
+def test_the_travel_head_starts_from_the_middle_frame_and_renders_any_count():
+    from blur2clip.model import with_frames, with_travel_head
+
+    frames_model = tiny_model().eval()
+    model = with_travel_head(frames_model).eval()
+    assert model.config.head == "travel" and model.ending.out_channels == 5
+    x = torch.rand(2, 3, 29, 43)
+    with torch.no_grad():
+        out, travel = model(x, with_travel=True)
+        before = frames_model(x)
+    assert out.shape == (2, 7, 3, 29, 43) and travel.shape == (2, 2, 29, 43) and not travel.any()
+    assert torch.allclose(out[:, 3], before[:, 3], atol=1e-5)  # the middle frame is kept
+    assert torch.allclose(out, out[:, 3:4].expand_as(out), atol=1e-5)  # no travel yet: every frame the middle
+    more = with_frames(model, 48)
+    assert more.config.frames == 48 and more.ending.out_channels == 5
+    with torch.no_grad():
+        assert more(x).shape == (2, 48, 3, 29, 43)
+
+
+def test_a_travel_head_file_round_trips_with_its_config(tmp_path):
+    from blur2clip.model import with_travel_head
+
+    model = with_travel_head(tiny_model()).eval()
+    with torch.no_grad():
+        model.ending.weight[3:] += 0.01  # some travel
+    path = weights.save(model, tmp_path / "travel.safetensors")
+    loaded = weights.load_model(path).eval()
+    assert loaded.config.head == "travel"
+    x = torch.rand(1, 3, 24, 40)
+    with torch.no_grad():
+        a, ta = model(x, with_travel=True)
+        b, tb = loaded(x, with_travel=True)
+    assert ta.abs().max() > 0.01 and torch.allclose(a, b, atol=1e-5) and torch.allclose(ta, tb, atol=1e-5)
+
+
+def test_an_unknown_head_is_refused():
+    with pytest.raises(ValueError, match="head"):
+        ModelConfig.from_dict({"head": "flow"})

@@ -58,3 +58,25 @@ def test_degradations_touch_the_input_only():
     s = synthesize(photo(), np.random.default_rng(1), cfg)
     assert torch.allclose(to_linear(s.frames).mean(0), to_linear(s.clean), atol=1e-5)
     assert (s.blurred - s.clean).abs().mean() > 1e-3
+
+
+def test_the_travel_says_where_the_middle_frame_moves():
+    """Moved along the synthesis' travel, the middle frame becomes the first and the last frames (camera
+    motion: one straight-ish path); a still sample travels nowhere."""
+    from blur2clip.model import render
+
+    cfg = SynthConfig(size=96, camera_px=12, camera_tail=0.01, p_static_camera=0.0, layer_probs=(1.0,),
+                      p_noise=0, p_jpeg=0, p_highlights=0, camera_rotation=0, camera_zoom=0,
+                      camera_perspective=0)
+    for seed in range(3):
+        s = synthesize(photo(seed, 200, 240), np.random.default_rng(seed), cfg)
+        assert s.travel.shape == (2, 96, 96)
+        assert 8 < float(s.travel.norm(dim=0).mean()) < 18
+        moved = render(s.frames[3][None], s.travel[None], 7)[0]
+        inner = (slice(None), slice(12, -12), slice(12, -12))
+        for k in (0, 6):
+            still_err = (s.frames[3] - s.frames[k])[inner].abs().mean()
+            moved_err = (moved[k] - s.frames[k])[inner].abs().mean()
+            assert moved_err < still_err / 3, (seed, k, float(moved_err), float(still_err))
+    still = synthesize(photo(), np.random.default_rng(3), SynthConfig(size=40).still())
+    assert not still.travel.any()

@@ -26,11 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 from blur2clip import metrics  # noqa: E402
 from blur2clip.data import list_photos  # noqa: E402
-from blur2clip.losses import staged_loss  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from blur2clip.losses import TILT, charbonnier, staged_loss  # noqa: E402
 from blur2clip.model import Blur2Clip, ModelConfig  # noqa: E402
 from blur2clip.motion import motion_px  # noqa: E402
 from blur2clip.runconfig import TrainConfig  # noqa: E402
-from blur2clip.synth import SynthConfig, synthesize  # noqa: E402
+from blur2clip.synth import SynthConfig, synthesize, to_linear  # noqa: E402
 
 RULES = {
     "sample": dict(order="sample"),
@@ -38,7 +40,10 @@ RULES = {
     "local": dict(order="local"),
     "flow, sample": dict(order="sample", flow=True),
     "flow, local": dict(order="local", flow=True),
+    "flow, told": dict(order="sample", flow="told"),
+    "warp, told": dict(order="sample", flow="told", residual=False),
 }
+W_TRAVEL = 0.1  # weight of the field's own loss (in units of FLOW_PX) beside the frames' loss
 FLOW_PX = 8.0  # px of displacement per unit of the flow channels
 
 
@@ -48,32 +53,50 @@ class FlowNet(torch.nn.Module):
     residual of its own for what moving cannot explain. One network of the shipped shape gives the middle
     frame's residual, the field (2 channels of an extra output) and the other frames' residuals."""
 
-    def __init__(self, frames: int = 7):
+    def __init__(self, frames: int = 7, residual: bool = True):
         super().__init__()
-        self.frames = frames
+        self.frames, self.residual = frames, residual
         self.net = Blur2Clip(ModelConfig(frames=frames + 1))
 
     def forward(self, x):
         out = self.net(x)  # Bx(F+1)x3xHxW: x plus residuals
         b, _, _, h, w = out.shape
         field = (out[:, -1, :2] - x[:, :2]) * FLOW_PX  # Bx2xHxW, px
+        self.field = field
         mid = out[:, self.frames // 2]
         ys, xs = torch.meshgrid(torch.arange(h, dtype=x.dtype), torch.arange(w, dtype=x.dtype), indexing="ij")
         frames = []
         for k in range(self.frames):
             t = (k + 0.5) / self.frames - 0.5
-            gx = (xs + t * field[:, 0]) / (w - 1) * 2 - 1
-            gy = (ys + t * field[:, 1]) / (h - 1) * 2 - 1
+            gx = (xs - t * field[:, 0]) / (w - 1) * 2 - 1
+            gy = (ys - t * field[:, 1]) / (h - 1) * 2 - 1
             moved = torch.nn.functional.grid_sample(mid, torch.stack([gx, gy], -1), padding_mode="border",
                                                     align_corners=True)
-            frames.append(mid if k == self.frames // 2 else moved + out[:, k] - x)
+            frames.append(mid if k == self.frames // 2 else moved + (out[:, k] - x if self.residual else 0))
         return torch.stack(frames, 1)
 
 
 def pool(photos, count: int, cfg: SynthConfig, seed: int):
     samples = [synthesize(photos[i % len(photos)], np.random.default_rng([seed, i]), cfg) for i in range(count)]
     return (torch.stack([s.blurred for s in samples]), torch.stack([s.frames for s in samples]),
-            torch.stack([s.clean for s in samples]))
+            torch.stack([s.clean for s in samples]), torch.stack([s.travel for s in samples]))
+
+
+def canonical(gt, travel):
+    """The true frames and travel turned, pixel by pixel, to run towards (1, TILT) (losses.py's canonical
+    direction), measured exactly from the synthesis instead of estimated from the frames."""
+    against = (travel[:, 0] + TILT * travel[:, 1] < 0)[:, None]  # Bx1xHxW
+    return torch.where(against[:, None], gt.flip(1), gt), torch.where(against, -travel, travel)
+
+
+def told_loss(model, pred, gt, clean, travel, cfg):
+    """Frames against the canonical order of the true travel, and the field against that travel."""
+    target, d = canonical(gt, travel)
+    w = torch.ones(pred.shape[1])
+    w[pred.shape[1] // 2] += cfg.w_middle
+    rec = (charbonnier(pred, target, dims=(2, 3, 4)) * w / w.sum()).sum(1).mean()
+    reblur = F.l1_loss(to_linear(pred).mean(1), to_linear(clean))
+    return rec + cfg.w_reblur * reblur + W_TRAVEL * charbonnier(model.field / FLOW_PX, d / FLOW_PX, (1, 2, 3)).mean()
 
 
 def main() -> None:
@@ -96,31 +119,41 @@ def main() -> None:
     train_set, held = pool(photos, args.train, cfg, 1), pool(photos[::-1], 48, replace(cfg, size=160), 2)
     print(f"{len(paths)} photos; pools made in {time.perf_counter() - t:.0f} s; camera {args.length:g} px, "
           f"{args.steps} steps of 8 x {args.size} px", flush=True)
-    print("| rule | pPSNR (gain) | middle | outer | frames move, model / truth (px) | s/step |\n"
-          "|---|---|---|---|---|---|")
+    print("| rule | pPSNR (gain) | middle | outer | frames move, model / truth (px) | field error (px) | s/step |\n"
+          "|---|---|---|---|---|---|---|")
     for rule in args.rules:
         t = time.perf_counter()
         torch.manual_seed(0)
         settings = dict(RULES[rule])
-        model = FlowNet() if settings.pop("flow", False) else Blur2Clip()
+        flow = settings.pop("flow", False)
+        model = FlowNet(residual=settings.pop("residual", True)) if flow else Blur2Clip()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
         tcfg = TrainConfig(data="", out="", **settings)
         order = np.random.default_rng(3).integers(0, len(train_set[0]), (args.steps, 8))
         for step in range(args.steps):
-            b, f, c = (t[order[step]] for t in train_set)
-            loss, _ = staged_loss(model(b), f, c, 3, tcfg, step / args.steps)
+            b, f, c, d = (t[order[step]] for t in train_set)
+            if flow == "told":
+                loss = told_loss(model, model(b), f, c, d, tcfg)
+            else:
+                loss, _ = staged_loss(model(b), f, c, 3, tcfg, step / args.steps)
             opt.zero_grad()
             loss.backward()
             opt.step()
         rate = (time.perf_counter() - t) / args.steps
         model.eval()
         with torch.no_grad():
-            pred = torch.cat([model(held[0][i:i + 8]) for i in range(0, len(held[0]), 8)])
+            pred, err = [], []
+            for i in range(0, len(held[0]), 8):
+                pred.append(model(held[0][i:i + 8]))
+                if flow:
+                    err.append((model.field - canonical(held[1][i:i + 8], held[3][i:i + 8])[1]).norm(dim=1).mean())
+            pred = torch.cat(pred)
         m, base = metrics.score(pred, held[1], held[0]), metrics.baseline(held[1], held[0])
         moved = np.mean([motion_px(p.permute(0, 2, 3, 1).clamp(0, 1).numpy()) for p in pred])
         truth = np.mean([motion_px(g.permute(0, 2, 3, 1).numpy()) for g in held[1]])
         print(f"| {rule} | {m['ppsnr']:.2f} ({m['ppsnr'] - base['ppsnr']:+.2f}) | {m['middle']:.2f} "
-              f"| {m['outer']:.2f} | {moved:.1f} / {truth:.1f} | {rate:.2f} |", flush=True)
+              f"| {m['outer']:.2f} | {moved:.1f} / {truth:.1f} | {np.mean(err) if err else float('nan'):.1f} "
+              f"| {rate:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

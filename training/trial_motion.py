@@ -29,6 +29,9 @@ TRIALS = {
     # each 32 px cell scored against its canonical direction of time (losses.py) instead of the better
     # order per sample: can the frames move apart when the target no longer depends on a coin toss?
     "local": dict(order="local"),
+    # the travel head (model.py): the middle frame and each pixel's travel, scored against the synthesis'
+    # own travel; the middle frame's head starts from the shipped one, the travel at zero
+    "travel": dict(synth=OBJECTS, model=ModelConfig(head="travel")),
 }
 
 name = sys.argv[1]
