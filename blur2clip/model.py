@@ -30,18 +30,22 @@ def instants(n: int) -> torch.Tensor:
     return (torch.arange(n, dtype=torch.float32) + 0.5) / n - 0.5
 
 
-def render(mid: torch.Tensor, travel: torch.Tensor, n: int) -> torch.Tensor:
+def render(mid: torch.Tensor, travel: torch.Tensor, n: int, hold: bool = False) -> torch.Tensor:
     """Bx3xHxW middle frames moved along Bx2xHxW travel (px, x then y) to the n instants: Bxnx3xHxW. The
     frame at instant tau shows at p what the middle frame shows at p - tau * travel (bilinear): what was
-    at q in the middle of the exposure is at q + tau * travel at instant tau."""
+    at q in the middle of the exposure is at q + tau * travel at instant tau. hold (training, n odd): the
+    moved frames take the middle frame as given, so their loss trains the travel and only the middle
+    instant's trains the middle frame (a travel still wrong does not teach it to blur)."""
     b, _, h, w = mid.shape
     ys, xs = torch.meshgrid(torch.arange(h, dtype=mid.dtype, device=mid.device),
                             torch.arange(w, dtype=mid.dtype, device=mid.device), indexing="ij")
     base = torch.stack([xs * (2 / max(w - 1, 1)) - 1, ys * (2 / max(h - 1, 1)) - 1], -1)  # HxWx2, -1..1
     scale = travel.new_tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)]).view(1, 2, 1, 1)
     step = (travel * scale).permute(0, 2, 3, 1)  # BxHxWx2, in grid units
-    frames = [F.grid_sample(mid, base - float(t) * step, mode="bilinear", padding_mode="border",
-                            align_corners=True) for t in instants(n)]
+    held = mid.detach() if hold and n % 2 else mid
+    frames = [mid if t == 0 and n % 2 else
+              F.grid_sample(held, base - t * step, mode="bilinear", padding_mode="border", align_corners=True)
+              for t in instants(n).tolist()]
     return torch.stack(frames, 1)
 
 
@@ -152,7 +156,7 @@ class Blur2Clip(nn.Module):
             frames, travel = x.unsqueeze(1) + r.view(b, self.config.frames, 3, h, w), None  # BxFx3xHxW
         else:
             travel = r[:, 3:] * TRAVEL_PX
-            frames = render(x + r[:, :3], travel, self.config.frames)
+            frames = render(x + r[:, :3], travel, self.config.frames, hold=self.training)
         return (frames, travel) if with_travel else frames
 
 

@@ -139,3 +139,16 @@ def test_a_travel_head_file_round_trips_with_its_config(tmp_path):
 def test_an_unknown_head_is_refused():
     with pytest.raises(ValueError, match="head"):
         ModelConfig.from_dict({"head": "flow"})
+
+
+def test_in_training_only_the_middle_instant_teaches_the_middle_frame():
+    from blur2clip.model import render
+
+    mid = torch.rand(1, 3, 16, 20, requires_grad=True)
+    travel = torch.full((1, 2, 16, 20), 3.0, requires_grad=True)
+    frames = render(mid, travel, 5, hold=True)
+    frames[:, [0, 1, 3, 4]].sum().backward()  # the moved frames only
+    assert mid.grad is None or not mid.grad.any()
+    assert travel.grad.abs().sum() > 0
+    render(mid, travel, 5, hold=True)[:, 2].sum().backward()  # the middle instant is the middle frame itself
+    assert torch.equal(mid.grad, torch.ones_like(mid))

@@ -42,6 +42,7 @@ RULES = {
     "flow, local": dict(order="local", flow=True),
     "flow, told": dict(order="sample", flow="told"),
     "warp, told": dict(order="sample", flow="told", residual=False),
+    "warp, told, detached": dict(order="sample", flow="told", residual=False, detach=True),
 }
 W_TRAVEL = 0.1  # weight of the field's own loss (in units of FLOW_PX) beside the frames' loss
 FLOW_PX = 8.0  # px of displacement per unit of the flow channels
@@ -53,9 +54,9 @@ class FlowNet(torch.nn.Module):
     residual of its own for what moving cannot explain. One network of the shipped shape gives the middle
     frame's residual, the field (2 channels of an extra output) and the other frames' residuals."""
 
-    def __init__(self, frames: int = 7, residual: bool = True):
+    def __init__(self, frames: int = 7, residual: bool = True, detach: bool = False):
         super().__init__()
-        self.frames, self.residual = frames, residual
+        self.frames, self.residual, self.detach = frames, residual, detach
         self.net = Blur2Clip(ModelConfig(frames=frames + 1))
 
     def forward(self, x):
@@ -70,7 +71,8 @@ class FlowNet(torch.nn.Module):
             t = (k + 0.5) / self.frames - 0.5
             gx = (xs - t * field[:, 0]) / (w - 1) * 2 - 1
             gy = (ys - t * field[:, 1]) / (h - 1) * 2 - 1
-            moved = torch.nn.functional.grid_sample(mid, torch.stack([gx, gy], -1), padding_mode="border",
+            src = mid.detach() if self.detach else mid  # detached: the moved frames train the field only
+            moved = torch.nn.functional.grid_sample(src, torch.stack([gx, gy], -1), padding_mode="border",
                                                     align_corners=True)
             frames.append(mid if k == self.frames // 2 else moved + (out[:, k] - x if self.residual else 0))
         return torch.stack(frames, 1)
@@ -126,7 +128,8 @@ def main() -> None:
         torch.manual_seed(0)
         settings = dict(RULES[rule])
         flow = settings.pop("flow", False)
-        model = FlowNet(residual=settings.pop("residual", True)) if flow else Blur2Clip()
+        model = FlowNet(residual=settings.pop("residual", True), detach=settings.pop("detach", False)) if flow \
+            else Blur2Clip()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
         tcfg = TrainConfig(data="", out="", **settings)
         order = np.random.default_rng(3).integers(0, len(train_set[0]), (args.steps, 8))
