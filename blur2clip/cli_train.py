@@ -50,7 +50,7 @@ def _ema(value: float) -> float:
     return value
 
 
-_MODEL_FLAGS = ("width", "enc_blocks", "middle_blocks", "dec_blocks", "frames")
+_MODEL_FLAGS = ("width", "enc_blocks", "middle_blocks", "dec_blocks", "frames", "head")
 
 
 def _train_flags(ctx: typer.Context) -> dict:
@@ -144,6 +144,8 @@ def train_command(
         rich_help_panel=LOSS, help="Direction of time each prediction is scored against: per sample the "
         "better of forward and reversed, or per 32 px cell the one its content moves in to the right "
         "(or down).")] = "sample",
+    w_travel: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS, help="The travel head's travel "
+                                            "against the synthetic motion's.")] = 0.1,
     width: Annotated[int, typer.Option(min=1, rich_help_panel=NETWORK,
                                        help="Channels at full resolution.")] = 16,
     enc_blocks: Annotated[str, typer.Option(metavar="N,N,..", rich_help_panel=NETWORK,
@@ -153,6 +155,10 @@ def train_command(
                                             help="Blocks per decoder level (as many as encoder levels).")]
     = "1,1,1,1",
     frames: Annotated[int, typer.Option(min=3, rich_help_panel=NETWORK, help="Frames per photo (odd).")] = 7,
+    head: Annotated[Literal["frames", "travel"], typer.Option(
+        rich_help_panel=NETWORK, help="frames: a residual per frame; travel: the middle frame and how far "
+        "each pixel travels, every frame the middle one moved (--init from a frames head keeps its middle "
+        "frame).")] = "frames",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")] = False,
 ) -> None:
     """Train staged weights on sharp photos, frame sequences, GoPro_Large or videos.

@@ -19,6 +19,7 @@ import torch
 
 from . import metrics
 from .data import Data
+from .motion import motion_px
 
 
 @dataclass
@@ -70,7 +71,10 @@ def evaluate(data: Data, predict: Callable[[torch.Tensor], torch.Tensor], per_se
         mine, base = meters.setdefault(name, (metrics.Meter(), metrics.Meter()))
         if save is not None:
             save_sample(Path(save) / name / f"{mine.count:03d}", blurred, pred[0], frames)
-        mine.add(metrics.score(pred, f, b))
+        scores = metrics.score(pred, f, b)
+        if len(frames) > 1:  # how far the frames move, first to last (px), beside how far the true ones do
+            scores.update(moves=motion_px(_hwc(pred[0])), moves_true=motion_px(_hwc(frames)))
+        mine.add(scores)
         base.add({k: v for k, v in metrics.baseline(f, b).items() if k not in metrics.NO_BASELINE})
         if on_sample:
             on_sample(name)
@@ -83,6 +87,10 @@ def evaluate(data: Data, predict: Callable[[torch.Tensor], torch.Tensor], per_se
             t.add(meter.mean(), meter.count)
     mean = Scores("mean", sum(r.samples for r in rows), total[0].mean(), total[1].mean())
     return Evaluation(str(data.root), data.layout, weights, rows, mean, list(data.skipped))
+
+
+def _hwc(frames: torch.Tensor) -> np.ndarray:
+    return frames.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def save_sample(folder: Path, blurred: torch.Tensor, pred: torch.Tensor, frames: torch.Tensor) -> None:

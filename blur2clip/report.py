@@ -335,10 +335,12 @@ def score_table(result) -> str:
     """The evaluation as an aligned text table: model (blurred input) per figure; "-" where a figure has no
     baseline (the reblur: the input copied to every frame averages back to itself)."""
     names = {"ppsnr": "pPSNR dB", "ssim": "SSIM", "middle": "middle dB", "middle_ssim": "middle SSIM",
-             "outer": "outer dB", "reblur": "reblur dB"}
+             "outer": "outer dB", "reblur": "reblur dB", "moves": "moves px (true)"}
     figures = [k for k in names if k in result.mean.model]
 
     def cell(scores, k):
+        if k == "moves":  # the frames' travel, first to last, beside the true frames'
+            return f"{scores.model[k]:.1f} ({scores.model['moves_true']:.1f})"
         f = ".4f" if "ssim" in k else ".2f"
         base = format(scores.baseline[k], f) if k in scores.baseline else "-"
         return f"{scores.model[k]:{f}} ({base})"

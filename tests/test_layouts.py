@@ -1,6 +1,7 @@
 """Data layouts: detection, checks and summaries, samples from real consecutive frames, and evaluation."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -233,7 +234,9 @@ def test_eval_command_prints_a_table_or_json(folders, tiny_weights, capsys):
     assert [line.split()[0] for line in lines[2:5]] == ["test/seq_c", "train/seq_a", "train/seq_b"]
     assert set(lines[5]) == {"-"} and lines[6].split()[:2] == ["mean", "6"]
     assert "SSIM" in lines[1] and "middle SSIM" in lines[1]
-    assert all(line.endswith(" (-)") for line in [*lines[2:5], lines[6]])  # the reblur has no baseline
+    assert all(" (-)  " in line for line in [*lines[2:5], lines[6]])  # the reblur has no baseline
+    assert lines[1].endswith("moves px (true)")  # how far the frames move, beside the true frames
+    assert all(re.search(r"\d+\.\d \(\d+\.\d\)$", line) for line in [*lines[2:5], lines[6]])
     assert "2 sequences for training" in err  # the summary goes to stderr
     code = main(["eval", "--data", str(folders["gopro"]), "--weights", str(tiny_weights), "--json", "-q"])
     out, err = capsys.readouterr()
@@ -365,7 +368,8 @@ def test_eval_command_on_clips_and_train_refuses_them(folders, tmp_path, tiny_we
     assert code == 0 and err == ""
     result = json.loads(out)
     assert result["layout"] == "clips" and result["mean"]["samples"] == 3
-    assert set(result["mean"]["model"]) == {"ppsnr", "ssim", "middle", "middle_ssim", "outer", "reblur"}
+    assert set(result["mean"]["model"]) == {"ppsnr", "ssim", "middle", "middle_ssim", "outer", "reblur", "moves",
+                                            "moves_true"}
     code = main(["train", "--data", str(folders["clips"]), "--out", str(tmp_path / "run"), *TINY])
     err = capsys.readouterr().err
     assert code == 3 and "evaluation only" in err and len(err.strip().splitlines()) == 1
