@@ -19,16 +19,22 @@ from blur2clip.train import TrainConfig, train
 # 2 sub-frames per frame at least.
 SYNTH = dict(p_static_camera=0.4, layer_probs=(0.1, 0.4, 0.3, 0.2), layer_px=24.0, layer_tail=0.7,
              camera_tail=1.0, p_still=0.05, min_sub=2)
-FRAMES = 21  # per pass: 3 per window of 7, so 7 frames are exact instants and 24-48 move smoothly
+# The travel head (model.py; trial "travel" in the model card): the middle frame and each pixel's travel,
+# scored on 21 instants per pass (3 per window of 7). Only the middle instant teaches the middle frame, so
+# its weight keeps its share of the loss at the trial's third: (1 + 9) / (21 + 9).
+MODEL = ModelConfig(frames=21, head="travel")
+W_MIDDLE = 9.0
 
 
 def main(args: list[str]) -> None:
-    fresh = "--init" in args  # a new machine: stage 3 goes on from the committed weights
-    init = args[args.index("--init") + 1] if fresh else "stage3"  # else the shipped 7-frame weights, adapted
+    # --init: the weights to start from (a frames head gets the travel head, its middle frame kept); the
+    # run began from trial "travel" (600 steps), and a fresh machine goes on from the weights committed
+    # at the end of the last session (training/long-run.safetensors). Without --init: the shipped weights.
+    init = args[args.index("--init") + 1] if "--init" in args else "stage3"
     train(TrainConfig(
-        data="../shared/data/photos", out="runs/long", stage="3" if fresh else "all", steps=[300, 300, 60000],
-        init=init, model=ModelConfig(frames=FRAMES), synth=SYNTH,  # stages 1-2 are short: init knows all frames
-        batch=8, crop=192, lr=5e-4, warmup=100, w_reblur=1.0, ema=0.999,
+        data="../shared/data/photos", out="runs/long", stage="3", steps=[300, 300, 60000],
+        init=init, model=MODEL, synth=SYNTH,
+        batch=8, crop=192, lr=5e-4, warmup=100, w_middle=W_MIDDLE, w_reblur=1.0, ema=0.999,
         workers=1, threads=2, val_every=1000, ckpt_every=100, resume="--resume" in args,
     ))
 
