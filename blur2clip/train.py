@@ -188,8 +188,8 @@ class Trainer:
         if cfg.init and stage == self.stages()[0]:  # its frame count follows this run's (head interpolated)
             model = weights.load_model(cfg.init)
             if model.config.frames != cfg.model.frames and self.main:
-                self.log(f"  {cfg.init}: {model.config.frames} frames, adapted to {cfg.model.frames} "
-                         f"(the head's weights interpolated in time)")
+                how = "the head's weights interpolated in time" if model.config.head == "frames" else "rendered"
+                self.log(f"  {cfg.init}: {model.config.frames} frames, adapted to {cfg.model.frames} ({how})")
             model = with_frames(model, cfg.model.frames)
             if model.config.head != cfg.model.head:
                 if cfg.model.head != "travel":

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from long import FRAMES, SYNTH  # the long run's recipe, one place
+from long import MODEL, SYNTH, W_MIDDLE  # the long run's recipe, one place
 
 from blur2clip.data import StreamSampler, open_data
 from blur2clip.model import Blur2Clip, ModelConfig
@@ -36,7 +36,7 @@ from blur2clip.weights import load_model, save
 
 def sample_rate(data_root: str, crop: int, workers: int, seconds: float) -> float:
     """Samples per second that `workers` processes synthesize (after their start-up)."""
-    data = open_data(data_root, "auto", 7, FRAMES)
+    data = open_data(data_root, "auto", 7, MODEL.frames)
     loader = torch.utils.data.DataLoader(
         data.train_set(crop, seed=999, synth=SYNTH), batch_size=8, sampler=StreamSampler(10**9),
         num_workers=workers, worker_init_fn=_worker_init, prefetch_factor=2)
@@ -97,8 +97,9 @@ def main() -> None:
     timer.start()
     t0 = time.time()
     cfg = TrainConfig(
-        data=args.data, out=args.out, stage="3", steps=[steps], init=args.init, model=ModelConfig(frames=FRAMES),
-        synth=SYNTH, batch=args.batch, crop=args.crop, lr=args.lr, warmup=min(100, steps // 10), w_reblur=1.0,
+        data=args.data, out=args.out, stage="3", steps=[steps], init=args.init, model=MODEL,
+        synth=SYNTH, batch=args.batch, crop=args.crop, lr=args.lr, warmup=min(100, steps // 10),
+        w_middle=W_MIDDLE, w_reblur=1.0,
         ema=0.999, workers=args.workers, threads=2, val_every=max(100, steps // 5), val_count=args.val_count,
         ckpt_every=200, seed=1)  # seed 1: other samples than the CPU run's stream (seed 0)
     stopped = False

@@ -6,8 +6,14 @@ Camera-only motion of one length (px over the exposure, random direction, no noi
 ../shared/data/photos; one pool of training samples and one of held-out samples, shared by every rule.
 For each rule a network of the shipped shape starts from the same random weights (its head at zero, so
 every frame starts equal to the photo) and trains the same steps on the same batches. Printed per rule,
-on the held-out pool: pPSNR and its gain over the photo, and how far the first and last frames move
-apart (motion.motion_px) beside the truth's.
+on the held-out pool: pPSNR and its gain over the photo, how far the first and last frames move apart
+(motion.motion_px) beside the truth's, and for the flow networks how far their field is from the true
+travel (synth.py), turned to the canonical direction.
+
+Rules: the frames head under the order rules of losses.py; "flow": the middle frame, a field and a
+residual per frame; "flow, told": the field also scored against the true travel (frames in the order
+of the true travel); "warp, told": no residuals (the travel head of model.py); "detached": the moved
+frames do not train the middle frame.
 """
 
 from __future__ import annotations
