@@ -73,7 +73,7 @@ def evaluate(data: Data, predict: Callable[[torch.Tensor], torch.Tensor], per_se
             save_sample(Path(save) / name / f"{mine.count:03d}", blurred, pred[0], frames)
         scores = metrics.score(pred, f, b)
         if len(frames) > 1:  # how far the frames move, first to last (px), beside how far the true ones do
-            scores.update(moves=motion_px(_hwc(pred[0])), moves_true=motion_px(_hwc(frames)))
+            scores.update(moves=motion_px(_ends(pred[0])), moves_true=motion_px(_ends(frames)))
         mine.add(scores)
         base.add({k: v for k, v in metrics.baseline(f, b).items() if k not in metrics.NO_BASELINE})
         if on_sample:
@@ -89,8 +89,9 @@ def evaluate(data: Data, predict: Callable[[torch.Tensor], torch.Tensor], per_se
     return Evaluation(str(data.root), data.layout, weights, rows, mean, list(data.skipped))
 
 
-def _hwc(frames: torch.Tensor) -> np.ndarray:
-    return frames.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+def _ends(frames: torch.Tensor) -> np.ndarray:
+    """The first and last of Fx3xHxW frames as 2xHxWx3 (all that motion_px compares)."""
+    return frames[[0, -1]].clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def save_sample(folder: Path, blurred: torch.Tensor, pred: torch.Tensor, frames: torch.Tensor) -> None:

@@ -129,7 +129,7 @@ class Data:
         """`count` fixed samples of `size` px from the held-out part, stacked: {"blurred", "frames", "clean"}."""
         ds = self.stream(self.val, size, seed, SynthConfig(size=size, frames=self.frames), train=False)
         batch = torch.utils.data.default_collate([ds[i] for i in range(count)])
-        return batch._asdict()
+        return {k: v for k, v in batch._asdict().items() if k != "travel"}  # validation scores frames only
 
     def validation(self, path: Path, count: int = 48, size: int = 256) -> dict:
         """The validation set cached at `path`: made once, then read back so every run scores the same."""

@@ -64,14 +64,16 @@ def canonical_travel(gt: torch.Tensor, true: torch.Tensor):
     travel (Bx2xHxW px) decides where it is known; where it is NaN, `against_canonical` measures the order
     from the true frames (the travel there stays NaN)."""
     known = true.isfinite().all(1, keepdim=True)  # Bx1xHxW
-    against = torch.where(known, (true[:, :1] + TILT * true[:, 1:]) < 0, against_canonical(gt)[:, 0])
+    against = (true[:, :1] + TILT * true[:, 1:]) < 0
+    if not known.all():
+        against = torch.where(known, against, against_canonical(gt)[:, 0])
     return against.unsqueeze(2), torch.where(against, -true, true)
 
 
 def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, true_travel=None):
     """Loss of BxFx3xHxW predictions at a stage; `progress` 0..1 through the stage; cfg a TrainConfig;
-    travel: the travel head's Bx2xHxW (px), with the samples' true travel (NaN where unknown).
-    Returns (loss, parts)."""
+    travel: the travel head's Bx2xHxW (px), with the samples' true travel (NaN where unknown; None: not
+    known at all). Returns (loss, parts)."""
     nf = pred.shape[1]
     if gt.shape[1] == 1:  # only the middle frame is known (GoPro_Large)
         if stage != 1:
@@ -82,12 +84,14 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
     w = torch.ones(nf, device=pred.device)
     w[nf // 2] += cfg.w_middle
     w = w[active] / w[active].sum()  # weights over the active frames
+    against, d = None, None  # where the true frames run against the canonical order; the travel turned
     if travel is not None and nf >= 3:
-        against, d = canonical_travel(gt, true_travel)
-        target = torch.where(against, gt.flip(1), gt)
-        rec = (charbonnier(pred[:, active], target[:, active], dims=(2, 3, 4)) * w).sum(1).mean()
+        unknown = torch.full_like(travel, float("nan"))
+        against, d = canonical_travel(gt, unknown if true_travel is None else true_travel)
     elif cfg.order == "local" and nf >= 3:
-        target = torch.where(against_canonical(gt), gt.flip(1), gt)
+        against = against_canonical(gt)
+    if against is not None:
+        target = torch.where(against, gt.flip(1), gt)
         rec = (charbonnier(pred[:, active], target[:, active], dims=(2, 3, 4)) * w).sum(1).mean()
     else:  # per sample, the better of forward and reversed time
         per_frame_f = charbonnier(pred[:, active], gt[:, active], dims=(2, 3, 4))  # B x A
@@ -95,7 +99,7 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
         rec = torch.minimum((per_frame_f * w).sum(1), (per_frame_r * w).sum(1)).mean()
     parts = {"rec": rec.item()}
     loss = rec
-    if travel is not None and nf >= 3 and cfg.w_travel > 0 and d.isfinite().any():
+    if d is not None and cfg.w_travel > 0 and d.isfinite().any():
         known = d.isfinite().all(1, keepdim=True).expand_as(d)
         err = charbonnier(travel[known] / TRAVEL_PX, d[known] / TRAVEL_PX, dims=0)
         loss = loss + cfg.w_travel * err

@@ -20,32 +20,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .netconfig import ModelConfig  # noqa: F401 -- where the network is, its config too
+from .timeline import instants as window_centres
 
 
 TRAVEL_PX = 8.0  # px of travel per unit of the travel head's output
 
 
-def instants(n: int) -> torch.Tensor:
-    """The centres of n equal windows of the exposure, as offsets from its middle: -1/2 .. 1/2."""
-    return (torch.arange(n, dtype=torch.float32) + 0.5) / n - 0.5
-
-
 def render(mid: torch.Tensor, travel: torch.Tensor, n: int, hold: bool = False) -> torch.Tensor:
-    """Bx3xHxW middle frames moved along Bx2xHxW travel (px, x then y) to the n instants: Bxnx3xHxW. The
-    frame at instant tau shows at p what the middle frame shows at p - tau * travel (bilinear): what was
-    at q in the middle of the exposure is at q + tau * travel at instant tau. hold (training, n odd): the
-    moved frames take the middle frame as given, so their loss trains the travel and only the middle
-    instant's trains the middle frame (a travel still wrong does not teach it to blur)."""
+    """Bx3xHxW middle frames moved along Bx2xHxW travel (px, x then y) to n instants, the centres of n
+    equal windows of the exposure (timeline.instants): Bxnx3xHxW. The frame at instant tau (-1/2 .. 1/2)
+    shows at p what the middle frame shows at p - tau * travel (bilinear): what was at q in the middle of
+    the exposure is at q + tau * travel at instant tau; the middle instant (n odd) is the middle frame.
+    hold (training, n odd): the moved frames take the middle frame as given, so their loss trains the travel and
+    only the middle instant's trains the middle frame (a travel still wrong does not teach it to blur)."""
     b, _, h, w = mid.shape
     ys, xs = torch.meshgrid(torch.arange(h, dtype=mid.dtype, device=mid.device),
                             torch.arange(w, dtype=mid.dtype, device=mid.device), indexing="ij")
-    base = torch.stack([xs * (2 / max(w - 1, 1)) - 1, ys * (2 / max(h - 1, 1)) - 1], -1)  # HxWx2, -1..1
-    scale = travel.new_tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)]).view(1, 2, 1, 1)
-    step = (travel * scale).permute(0, 2, 3, 1)  # BxHxWx2, in grid units
-    held = mid.detach() if hold and n % 2 else mid
-    frames = [mid if t == 0 and n % 2 else
-              F.grid_sample(held, base - t * step, mode="bilinear", padding_mode="border", align_corners=True)
-              for t in instants(n).tolist()]
+    base = torch.stack([(2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1], -1)  # HxWx2: pixel centres in -1..1
+    step = (travel * travel.new_tensor([2 / w, 2 / h]).view(1, 2, 1, 1)).permute(0, 2, 3, 1)  # BxHxWx2
+    held = mid.detach() if hold and n % 2 else mid  # (n even: no middle instant to teach the middle frame)
+    frames = [mid if 2 * k + 1 == n else  # the middle instant, tau = 0
+              F.grid_sample(held, base - float(t - 0.5) * step, mode="bilinear", padding_mode="border",
+                            align_corners=False)
+              for k, t in enumerate(window_centres(n))]
     return torch.stack(frames, 1)
 
 
@@ -187,7 +184,9 @@ def with_travel_head(model: Blur2Clip) -> Blur2Clip:
     if model.config.head == "travel":
         return model
     new = Blur2Clip(ModelConfig(**{**model.config.to_dict(), "head": "travel"}))
-    new.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("ending.")}, strict=False)
+    kept = new.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("ending.")},
+                               strict=False)
+    assert set(kept.missing_keys) == {"ending.weight", "ending.bias"} and not kept.unexpected_keys, kept
     mid = 3 * (model.config.frames // 2)
     with torch.no_grad():
         new.ending.weight[:3] = model.ending.weight[mid:mid + 3]

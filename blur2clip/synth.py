@@ -179,11 +179,12 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
                             indexing="ij")
     p = torch.stack([xs, ys], -1) - (n - 1) / 2  # nxnx2, centred output pixel positions
     cam = torch.from_numpy(cam.astype(np.float32))
-    grids = _camera_map(p, cam[:, None, None], n) + c  # S x n x n x 2
+    moved = _camera_map(p, cam[:, None, None], n)  # S x n x n x 2
+    grids = moved + c
     subs = _sample_grid(bg, grids).permute(1, 0, 2, 3)  # S x C x n x n (C = 3, or 6 with highlights)
     # Where the middle frame shows what pixel p shows at sub-frame s: p + flow[s] (the middle frame's
-    # camera state is the identity, so the background's flow is its grid less the centre).
-    flow = (grids - c - p).permute(0, 3, 1, 2)  # S x 2 x n x n
+    # camera state is the identity, so the background's flow is how far its map moves p).
+    flow = (moved - p).permute(0, 3, 1, 2)  # S x 2 x n x n
 
     # --- foreground layers, each with its own motion, composited in order ---
     pool = layer_photos or [photo]

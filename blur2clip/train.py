@@ -187,17 +187,16 @@ class Trainer:
         cfg = self.cfg
         if cfg.init and stage == self.stages()[0]:  # its frame count follows this run's (head interpolated)
             model = weights.load_model(cfg.init)
-            if model.config.frames != cfg.model.frames and self.main:
-                how = "the head's weights interpolated in time" if model.config.head == "frames" else "rendered"
-                self.log(f"  {cfg.init}: {model.config.frames} frames, adapted to {cfg.model.frames} ({how})")
-            model = with_frames(model, cfg.model.frames)
             if model.config.head != cfg.model.head:
                 if cfg.model.head != "travel":
                     raise ValueError(f"{cfg.init}: a {model.config.head} head cannot become a {cfg.model.head} head")
                 if self.main:
                     self.log(f"  {cfg.init}: given the travel head (its middle frame's weights kept)")
                 model = with_travel_head(model)
-            return model.train()
+            if model.config.frames != cfg.model.frames and self.main:
+                how = "the head's weights interpolated in time" if model.config.head == "frames" else "rendered"
+                self.log(f"  {cfg.init}: {model.config.frames} frames, adapted to {cfg.model.frames} ({how})")
+            return with_frames(model, cfg.model.frames).train()
         if stage == 1:
             torch.manual_seed(cfg.seed)
             return Blur2Clip(cfg.model)

@@ -53,7 +53,7 @@ def test_a_few_steps_lower_the_loss(photos):
 
     model = Blur2Clip(tiny_config(width=8))
     ds = SyntheticBlur(list_photos(photos), SynthConfig(size=32), seed=1)
-    blurred, frames, clean = (torch.stack(t) for t in zip(*[ds[i] for i in range(4)]))
+    blurred, frames, clean, _ = (torch.stack(t) for t in zip(*[ds[i] for i in range(4)]))
     cfg = TrainConfig(data="", out="", w_pairs=0.0)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     losses = []
@@ -94,16 +94,17 @@ def test_init_starts_the_first_stage_with_its_frames_adapted_and_later_stages_ch
     assert s1.config.frames == 21 and all(head[i].abs().sum() > 0 for i in range(21))
 
 
-def test_a_frames_file_starts_a_travel_head_that_learns_the_travel(photos, tmp_path, tiny_weights):
+def test_a_frames_file_starts_a_travel_head_whose_travel_trains(photos, tmp_path, tiny_weights):
     lines = []
     path, = train(tiny_cfg(photos, tmp_path, stage="3", steps=[1, 1, 3], init=str(tiny_weights), log_every=1,
                            model=tiny_config(head="travel"), synth={"camera_px": 8.0}), log=lines.append)
     assert sum("given the travel head" in line for line in lines) == 1
     model = weights.load_model(path)
     assert model.config.head == "travel" and model.ending.out_channels == 5
-    assert model.ending.weight[3:].abs().sum() > 0  # the travel has started to learn
+    assert model.ending.weight[3:].abs().sum() > 0  # the travel's weights left their zero start
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert all(r["travel"] > 0 for r in log if "loss" in r)
+    steps = [r for r in log if "loss" in r]
+    assert len(steps) == 3 and all("travel" in r and np.isfinite(r["travel"]) for r in steps)
 
 
 def test_stage_two_needs_stage_one(photos, tmp_path):

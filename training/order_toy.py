@@ -34,7 +34,7 @@ from blur2clip import metrics  # noqa: E402
 from blur2clip.data import list_photos  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from blur2clip.losses import TILT, charbonnier, staged_loss  # noqa: E402
+from blur2clip.losses import canonical_travel, charbonnier, staged_loss  # noqa: E402
 from blur2clip.model import Blur2Clip, ModelConfig  # noqa: E402
 from blur2clip.motion import motion_px  # noqa: E402
 from blur2clip.runconfig import TrainConfig  # noqa: E402
@@ -90,16 +90,10 @@ def pool(photos, count: int, cfg: SynthConfig, seed: int):
             torch.stack([s.clean for s in samples]), torch.stack([s.travel for s in samples]))
 
 
-def canonical(gt, travel):
-    """The true frames and travel turned, pixel by pixel, to run towards (1, TILT) (losses.py's canonical
-    direction), measured exactly from the synthesis instead of estimated from the frames."""
-    against = (travel[:, 0] + TILT * travel[:, 1] < 0)[:, None]  # Bx1xHxW
-    return torch.where(against[:, None], gt.flip(1), gt), torch.where(against, -travel, travel)
-
-
 def told_loss(model, pred, gt, clean, travel, cfg):
     """Frames against the canonical order of the true travel, and the field against that travel."""
-    target, d = canonical(gt, travel)
+    against, d = canonical_travel(gt, travel)
+    target = torch.where(against, gt.flip(1), gt)
     w = torch.ones(pred.shape[1])
     w[pred.shape[1] // 2] += cfg.w_middle
     rec = (charbonnier(pred, target, dims=(2, 3, 4)) * w / w.sum()).sum(1).mean()
@@ -155,7 +149,7 @@ def main() -> None:
             for i in range(0, len(held[0]), 8):
                 pred.append(model(held[0][i:i + 8]))
                 if flow:
-                    err.append((model.field - canonical(held[1][i:i + 8], held[3][i:i + 8])[1]).norm(dim=1).mean())
+                    err.append((model.field - canonical_travel(held[1][i:i + 8], held[3][i:i + 8])[1]).norm(dim=1).mean())
             pred = torch.cat(pred)
         m, base = metrics.score(pred, held[1], held[0]), metrics.baseline(held[1], held[0])
         moved = np.mean([motion_px(p.permute(0, 2, 3, 1).clamp(0, 1).numpy()) for p in pred])
