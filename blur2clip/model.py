@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from .netconfig import ModelConfig  # noqa: F401 -- where the network is, its config too
 from .timeline import instants as window_centres
 
-
 TRAVEL_PX = 8.0  # px of travel per unit of the travel head's output
 
 
@@ -31,8 +30,9 @@ def render(mid: torch.Tensor, travel: torch.Tensor, n: int, hold: bool = False) 
     equal windows of the exposure (timeline.instants): Bxnx3xHxW. The frame at instant tau (-1/2 .. 1/2)
     shows at p what the middle frame shows at p - tau * travel (bilinear): what was at q in the middle of
     the exposure is at q + tau * travel at instant tau; the middle instant (n odd) is the middle frame.
-    hold (training, n odd): the moved frames take the middle frame as given, so their loss trains the travel and
-    only the middle instant's trains the middle frame (a travel still wrong does not teach it to blur)."""
+    hold (training, n odd): the moved frames take the middle frame as given, so their loss trains the
+    travel and only the middle instant's trains the middle frame (a travel still wrong does not teach it
+    to blur)."""
     b, _, h, w = mid.shape
     ys, xs = torch.meshgrid(torch.arange(h, dtype=mid.dtype, device=mid.device),
                             torch.arange(w, dtype=mid.dtype, device=mid.device), indexing="ij")
