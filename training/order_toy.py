@@ -149,7 +149,8 @@ def main() -> None:
             for i in range(0, len(held[0]), 8):
                 pred.append(model(held[0][i:i + 8]))
                 if flow:
-                    err.append((model.field - canonical_travel(held[1][i:i + 8], held[3][i:i + 8])[1]).norm(dim=1).mean())
+                    turned = canonical_travel(held[1][i:i + 8], held[3][i:i + 8])[1]
+                    err.append((model.field - turned).norm(dim=1).mean())
             pred = torch.cat(pred)
         m, base = metrics.score(pred, held[1], held[0]), metrics.baseline(held[1], held[0])
         moved = np.mean([motion_px(p.permute(0, 2, 3, 1).clamp(0, 1).numpy()) for p in pred])
