@@ -50,7 +50,7 @@ from .batchplan import (DONE, EXISTS, FAILED, OTHER_RUN, PHOTO_SUFFIXES, SKIPPED
                         BatchReport, Found, Job, PhotoResult, default_out_dir, find_photos, is_system_file, plan,
                         plan_photos, remove_temporaries)
 from .errors import one_line
-from .job import ClipOptions, load_image, loaded, render
+from .job import ClipOptions, clip_size, load_image, loaded, render, resize
 
 Event = Callable[[str, "Job", "PhotoResult | None"], None]
 
@@ -83,7 +83,8 @@ def run_batch(
     keywords, which override it. extractor: a loaded extract.Extractor, or a function that makes one
     (the command line's, which reports downloads), called only when the first photo needs it; None:
     Extractor(**settings) then (weights, device, precision, tile, threads, engine). A GIF or WebP is made
-    at most media.ANIMATED_MAX_SIZE px on its long side when max_size is not given. min_motion: a photo
+    at most media.ANIMATED_MAX_SIZE px on its long side when max_size is not given, an MP4 within H.264
+    level 5.1 (job.clip_size), and the network works at that size. min_motion: a photo
     whose frames move less than this many pixels (no motion blur to undo) gets no clip and is skipped
     with the reason and its motion score. An existing output
     is skipped (status skipped, error EXISTS) unless overwrite; one that may not be written (see
@@ -98,8 +99,7 @@ def run_batch(
     if unknown:  # now, not when the first photo reaches the network
         raise TypeError(f"run_batch() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
     options = (options or ClipOptions()).with_(**given)
-    overwrite, max_size, max_pixels, metadata = options.overwrite, options.max_size, options.max_pixels, \
-        options.metadata
+    overwrite, metadata = options.overwrite, options.metadata
     start, began = time.perf_counter(), time.time()
     report = BatchReport()
     jobs = list(jobs)
@@ -178,8 +178,7 @@ def run_batch(
             except (_Skip, media.MediaError) as e:
                 reads.append((job, _settled(e)))
             else:
-                size = media.clip_max_size(job.fmt, max_size)
-                reads.append((job, reader.submit(_read, job.input, size, max_pixels, metadata)))
+                reads.append((job, reader.submit(_read, job.input, options.with_(fmt=job.fmt), metadata)))
 
     def finish(stopping: bool = False) -> None:  # the oldest photo in flight: its result
         job, seconds, work = writes.popleft()
@@ -302,11 +301,12 @@ def _settled(error: BaseException) -> Future:
     return future
 
 
-def _read(path: Path, max_size: int | None, max_pixels: int | None, metadata: bool):
-    """Reader thread: (the photo as HxWx3 float32 shrunk to max_size, the seconds it took, its capture
-    metadata or None when not kept)."""
+def _read(path: Path, options: ClipOptions, metadata: bool):
+    """Reader thread: (the photo as HxWx3 float32 at its clip's size (job.clip_size), the seconds it took,
+    its capture metadata or None when not kept)."""
     t = time.perf_counter()
-    image, capture = load_image(path, max_size, max_pixels)
+    image, capture = load_image(path, options.max_size, options.max_pixels)
+    image = resize(image, clip_size(*image.shape[:2], options.fmt, options))
     return image, time.perf_counter() - t, capture if metadata else None
 
 

@@ -15,8 +15,12 @@ from .cli_options import (DEFAULT_TILE, OUTPUT, Crf, Device, Engine, Fps, Frames
 from .report import BatchProgress, ExitCode, Report, exit_code
 
 def capped_note(kind: str) -> str:
+    from .clipwriter import MP4_MAX_SIZE
     from .media import ANIMATED_MAX_SIZE
 
+    if kind == "mp4":
+        return (f"mp4 clips are made at most {MP4_MAX_SIZE} px on the long side, within H.264 level 5.1 "
+                "(what 4K players decode); --max-size PX for another size")
     return (f"{kind} clips are made at most {ANIMATED_MAX_SIZE} px on the long side; --max-size PX for "
             "another size")
 

@@ -45,8 +45,9 @@ _PRESET = "fast"
 MP4_MAX_SIZE = 3840  # the long side of an MP4 clip when no max_size is given
 # H.264 level 5.1 (what 4K players decode): at most 36864 macroblocks of 16x16 a frame, 983040 a second
 _LEVEL_MBS, _LEVEL_MBS_PER_S = 36864, 983040
-# Above this many pixels a frame, x264 looks ahead fewer frames and runs on fewer threads: each frame in
-# flight costs ~50 bytes a pixel (a 4K clip took 1.9 GB of ffmpeg with x264's defaults on 2 cores).
+# Above this many pixels a frame, x264 looks ahead 4 frames with 1 B-frame on 2 threads: each frame in
+# flight costs ~50 bytes a pixel. At 3744x2496 (46 frames, crf 18) that took ffmpeg's peak from 1.37 GB
+# (lookahead 10, x264's 3 B-frames) to 0.98 GB, 0.65x the time, 17% smaller at 0.3 dB less PSNR (44.3 dB).
 _BIG_FRAME = 4_000_000
 
 
@@ -218,7 +219,7 @@ def _write_mp4(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
     tags = s.capture.mp4_tags() if s.capture is not None else {}
     container = [*[arg for key, value in tags.items() for arg in ("-metadata", f"{key}={value}")],
                  "-movflags", "+faststart+use_metadata_tags" if tags else "+faststart", "-f", "mp4"]
-    lean = ["-threads", "2", "-x264-params", "rc-lookahead=10"] if eh * ew > _BIG_FRAME else []
+    lean = ["-threads", "2", "-x264-params", "rc-lookahead=4:bframes=1"] if eh * ew > _BIG_FRAME else []
     encode = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
               "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{ew}x{eh}",
               "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-", "-an",

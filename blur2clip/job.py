@@ -9,7 +9,6 @@ or output is reported before weights load). No torch is imported here until a ne
 from __future__ import annotations
 
 import functools
-import math
 import time
 import types
 from dataclasses import dataclass, field, fields, replace
@@ -93,21 +92,56 @@ class ClipResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     motion: float = 0.0  # how far the frames move, in pixels of the clip (motion.motion_px)
-    capped: bool = False  # a GIF or WebP shrunk to media.ANIMATED_MAX_SIZE, no max_size being given
+    capped: bool = False  # the clip shrunk (clip_size: a GIF or WebP to 1080 px, an MP4 to H.264 level 5.1)
 
 
 def downscale(image: np.ndarray, max_size: int | None) -> np.ndarray:
     """HxWx3 float32 0..1 -> the same, shrunk (Lanczos) so the long side is at most max_size px."""
     h, w = image.shape[:2]
-    if not max_size or max(h, w) <= max_size:
+    return resize(image, _within(h, w, max_size))
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """HxWx3 float32 0..1 -> the same at size (H, W), Lanczos; the image itself when it has that size."""
+    if image.shape[:2] == tuple(size):
         return image
     from PIL import Image
 
-    s = max_size / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c])).resize(size, Image.LANCZOS))
+    wh = (size[1], size[0])
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c])).resize(wh, Image.LANCZOS))
                 for c in range(3)]  # PIL "F" images: float32, one per channel
     return np.clip(np.stack(channels, axis=-1), 0, 1).astype(np.float32, copy=False)
+
+
+def _within(h: int, w: int, limit: int | None) -> tuple[int, int]:
+    """(H, W) shrunk with the aspect kept so the long side is at most limit (None: as it is)."""
+    if not limit or max(h, w) <= limit:
+        return h, w
+    s = limit / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def clip_size(h: int, w: int, fmt: str, options: ClipOptions) -> tuple[int, int]:
+    """(H, W) of the clip made from an HxW photo already shrunk to options.max_size: a GIF or WebP at most
+    media.ANIMATED_MAX_SIZE px on its long side, an MP4 within MP4_MAX_SIZE and H.264 level 5.1
+    (clipwriter.mp4_size, which pads an odd side when the frames fit: not a change of size), a folder of
+    frames at the photo's size."""
+    from . import clipwriter, media
+
+    if fmt == "mp4":
+        size = clipwriter.mp4_size(h, w, options.fps, options.max_size)
+        return (h, w) if size == (h + h % 2, w + w % 2) else size
+    return _within(h, w, media.clip_max_size(fmt, options.max_size))
+
+
+def _shrunk_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """KxHxWx3 uint8 -> the same at size (H, W), Lanczos, one frame at a time."""
+    from PIL import Image
+
+    out = np.empty((len(frames), *size, 3), np.uint8)
+    for k, frame in enumerate(frames):
+        out[k] = np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.LANCZOS))
+    return out
 
 
 def load_image(photo, max_size: int | None = None, max_pixels: int | None = None):
@@ -165,7 +199,9 @@ def make_clip(photo, out=None, options: ClipOptions | None = None, *, still=None
 
     out: the clip's path (default: beside the photo, media.default_output). options: a ClipOptions; its
     fields may also be given as keywords (make_clip(p, "c.gif", pingpong=False)), which override it.
-    still: a path for the middle frame as a photo (JPEG, PNG or TIFF, sRGB profile).
+    still: a path for the middle frame as a photo (JPEG, PNG or TIFF, sRGB profile), at the photo's size
+    (after max_size): the network then runs at that size and the clip's frames are shrunk to
+    clip_size; without a still it runs at the clip's size.
     extractor: a loaded extract.Extractor, or a function that makes one (called after the outputs were
     checked); otherwise one is made from the keywords weights, device, precision, tile.
     on_output(path): called with the clip, then the still, as soon as each is complete (so a caller can
@@ -206,11 +242,13 @@ def make_clip(photo, out=None, options: ClipOptions | None = None, *, still=None
         step("Reading photo…")  # before the weights load: a bad photo is reported at once, as a bad photo
         t = time.perf_counter()
         picture = media.read_photo(photo, max_pixels=options.max_pixels)
-        limit = media.clip_max_size(fmt, options.max_size)
-        capped = not options.max_size and max(picture.pixels.shape[:2]) > (media.clip_max_size(fmt, None) or math.inf)
-        image = downscale(picture.pixels, limit)
+        image = downscale(picture.pixels, options.max_size)
         capture = picture.capture if options.metadata else None
         del picture
+        size = clip_size(*image.shape[:2], fmt, options)
+        capped = size != image.shape[:2]
+        if still is None:  # the network works at the clip's size: less time and memory, a shorter blur
+            image = resize(image, size)
         timings = {"decode": time.perf_counter() - t}
 
         t = time.perf_counter()
@@ -221,6 +259,10 @@ def make_clip(photo, out=None, options: ClipOptions | None = None, *, still=None
         t = time.perf_counter()
         predicted = extractor(image, dtype=np.uint8)  # KxHxWx3 uint8
         del image
+        middle = predicted[len(predicted) // 2]
+        if predicted.shape[1:3] != size:  # made at full size for the still: the clip's frames are shrunk
+            middle = middle.copy()
+            predicted = _shrunk_frames(predicted, size)
         timings["model"] = time.perf_counter() - t
         moved = motion_px(predicted)
 
@@ -230,8 +272,7 @@ def make_clip(photo, out=None, options: ClipOptions | None = None, *, still=None
         if on_output is not None:
             on_output(output)
         if still is not None:
-            still = clipwriter.write_still(predicted[len(predicted) // 2], still, capture=capture,
-                                           overwrite=options.overwrite)
+            still = clipwriter.write_still(middle, still, capture=capture, overwrite=options.overwrite)
             if on_output is not None:
                 on_output(still)
         timings["encode"] = time.perf_counter() - t

@@ -72,6 +72,18 @@ def resample(frames: np.ndarray, n: int, mode: str = "guarded") -> np.ndarray | 
 
 
 def _blend(fa: np.ndarray, fb: np.ndarray, u: float, guarded: bool) -> np.ndarray:
+    """Two frames blended at u, a band of rows at a time: its float32 work stays a few MB at any size."""
+    out = np.empty_like(fa)
+    rows = max(1, BAND_PIXELS // max(1, fa.shape[-2]))
+    for y in range(0, len(out), rows):
+        out[y:y + rows] = _blend_band(fa[y:y + rows], fb[y:y + rows], u, guarded)
+    return out
+
+
+BAND_PIXELS = 2**19  # pixels blended at once
+
+
+def _blend_band(fa: np.ndarray, fb: np.ndarray, u: float, guarded: bool) -> np.ndarray:
     integer = fa.dtype == np.uint8
     scale = 255.0 if integer else 1.0
     a, b = fa.astype(np.float32, copy=False), fb.astype(np.float32, copy=False)

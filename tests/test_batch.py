@@ -161,6 +161,28 @@ def test_a_failed_write_is_that_photos_failure(tmp_path, extractor):
     assert temporaries(tmp_path) == []
 
 
+def test_the_network_works_at_the_clips_size(tmp_path):
+    """A photo whose clip is shrunk (a GIF to 1080 px; an MP4 to H.264 level 5.1, here by its frame rate)
+    goes through the network at the clip's size."""
+    from blur2clip.extract import Extractor
+
+    sizes = []
+
+    class Seen(Extractor):
+        def __call__(self, image, dtype=np.float32):
+            sizes.append(image.shape[:2])
+            return super().__call__(image, dtype)
+
+    wide = photo(tmp_path / "wide.png", 20, 1300)
+    report = batch.run_batch(batch.plan([wide], tmp_path, fmt="gif"), frames=3,
+                             extractor=Seen(model=tiny_model(), device="cpu", tile=0))
+    assert [r.status for r in report.results] == [DONE] and sizes == [(17, 1080)]
+    square = photo(tmp_path / "square.png", 480, 640)
+    report = batch.run_batch(batch.plan([square], tmp_path), frames=3, fps=1000,
+                             extractor=Seen(model=tiny_model(), device="cpu", tile=0))
+    assert [r.status for r in report.results] == [DONE] and sizes[-1][1] < 640
+
+
 def test_an_output_that_may_not_be_written_fails_before_any_work(tmp_path, extractor):
     good = folder_of_photos(tmp_path, 3)
     jobs = batch.plan(good, tmp_path)

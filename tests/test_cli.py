@@ -364,6 +364,18 @@ def test_a_gif_is_capped_at_1080_px_unless_max_size_is_given(tmp_path, tiny_weig
         assert im.size == (1300, 20)
 
 
+def test_an_mp4_scaled_to_fit_h264_level_5_1_says_so(tmp_path, tiny_weights):
+    """At 1000 fps a 640x480 frame is more macroblocks a second than level 5.1 allows: the clip is
+    shrunk and stderr says so once; with --max-size it is not (the level is then the user's choice)."""
+    src = photo(tmp_path / "wide.png", h=480, w=640)
+    proc = run(src, "-o", tmp_path / "c.mp4", "--weights", tiny_weights, "--frames", "3", "--fps", "1000")
+    assert proc.returncode == 0, proc.stderr
+    assert sum("level 5.1" in line and "--max-size" in line for line in proc.stderr.splitlines()) == 1
+    proc = run(src, "-o", tmp_path / "d.mp4", "--weights", tiny_weights, "--frames", "3", "--fps", "1000",
+               "--max-size", "640")
+    assert proc.returncode == 0 and "level 5.1" not in proc.stderr
+
+
 # ------------------------------------------------------------------------------------------- training
 
 

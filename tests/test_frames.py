@@ -77,6 +77,16 @@ def test_uint8_frames_stay_uint8_and_the_timeline_is_lazy():
         timeline.resample(f, 30, "cubic")
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_frames_blended_in_bands_are_the_frames_blended_whole(monkeypatch, dtype):
+    f = moving_square(7, size=96)
+    f = (f * 255).astype(np.uint8) if dtype == np.uint8 else f
+    whole = np.stack(list(timeline.resample(f, 20)))
+    monkeypatch.setattr(timeline, "BAND_PIXELS", 96 * 5)  # bands of 5 rows, the last one of 1
+    banded = np.stack(list(timeline.resample(f, 20)))
+    assert banded.dtype == dtype and np.array_equal(banded, whole)
+
+
 def test_stage_frames_follow_the_time_of_each_frame():
     assert stage_frames(1, 7) == [3] and stage_frames(2, 7) == [2, 3, 4] and stage_frames(3, 7) == list(range(7))
     assert stage_frames(1, 21) == [10] and stage_frames(2, 21) == list(range(6, 15))

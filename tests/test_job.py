@@ -127,6 +127,39 @@ def test_the_size_reported_is_the_size_of_the_file(tmp_path, model):
     assert (res.width, res.height) == tuple(meta["size"]) and res.width < 640
 
 
+class Seen:
+    """The real extractor, noting the size of each image it is given."""
+
+    def __init__(self, extractor):
+        self.extractor, self.sizes = extractor, []
+
+    def __call__(self, image, dtype=np.float32):
+        self.sizes.append(image.shape[:2])
+        return self.extractor(image, dtype)
+
+
+def test_a_shrunk_clip_runs_the_network_at_its_size_unless_a_still_wants_the_photos(tmp_path, model):
+    """Without a still the network works at the clip's size; with one, at the photo's: the still keeps
+    it (the middle frame itself) and the clip's frames are shrunk to the same clip."""
+    import imageio_ffmpeg
+
+    photo = tmp_path / "wide.png"
+    pixels = (photo_like(480, 640) * 255 + 0.5).astype(np.uint8)
+    Image.fromarray(pixels).save(photo)
+    seen = Seen(Ex(model=model, tile=0))
+    res = make_clip(photo, tmp_path / "a.mp4", extractor=seen, frames=3, fps=1000)  # over level 5.1's rate
+    assert res.capped and res.width < 640 and seen.sizes == [(res.height, res.width)]
+    kept = tmp_path / "b.png"
+    both = make_clip(photo, tmp_path / "b.mp4", still=kept, extractor=seen, frames=3, fps=1000)
+    assert seen.sizes[-1] == (480, 640) and both.capped
+    frames = Ex(model=model, tile=0)(pixels, dtype=np.uint8)
+    assert np.array_equal(np.asarray(Image.open(kept)), frames[len(frames) // 2])
+    meta = next(imageio_ffmpeg.read_frames(str(both.output)))
+    assert tuple(meta["size"]) == (both.width, both.height) == (res.width, res.height)
+    same = make_clip(photo, tmp_path / "c.mp4", extractor=seen, frames=3)  # 24 fps: fits, not shrunk
+    assert not same.capped and seen.sizes[-1] == (480, 640) and (same.width, same.height) == (640, 480)
+
+
 @pytest.mark.parametrize("fmt", ["mp4", "frames"])
 def test_make_clip_end_to_end(real_photo, tiny_weights, fmt):
     out = real_photo.with_name("clip.mp4" if fmt == "mp4" else "clip_frames")
