@@ -198,15 +198,22 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
         path = _bezier(rng, np.array([*L["end"], L["rot"], L["zoom"]]),
                        np.array([L["length"] * 0.2] * 2 + [abs(L["rot"]) * 0.3, abs(L["zoom"]) * 0.3]) + 1e-9, t)
         path = torch.from_numpy((path - _bezier_mid(path, t)).astype(np.float32))
-        q = p + (n - 1) / 2 - torch.from_numpy(L["centre"].astype(np.float32))  # relative to the layer centre
-        lgrid = _layer_map(q, path[:, None, None]) + (L["size"] - 1) / 2  # S x n x n x 2
-        inside = ((lgrid >= -0.5) & (lgrid <= L["size"] - 0.5)).all(-1).float()  # S x n x n
-        ls = F.grid_sample(tex, _norm(lgrid, L["size"]).reshape(1, -1, n, 2), mode="bilinear",
+        # Only the output rows and columns the layer covers at some sub-frame are worked on (elsewhere its
+        # alpha is 0 and nothing changes): the box around its square's corners along the path, plus a pixel.
+        (y0, y1), (x0, x1) = _footprint(path.numpy(), L["centre"], L["size"], n)
+        if y0 == y1 or x0 == x1:  # never in the picture
+            continue
+        q = p[y0:y1, x0:x1] + (n - 1) / 2 - torch.from_numpy(L["centre"].astype(np.float32))  # from its centre
+        lgrid = _layer_map(q, path[:, None, None]) + (L["size"] - 1) / 2  # S x h x w x 2
+        inside = ((lgrid >= -0.5) & (lgrid <= L["size"] - 0.5)).all(-1).float()  # S x h x w
+        h, w = y1 - y0, x1 - x0
+        ls = F.grid_sample(tex, _norm(lgrid, L["size"]).reshape(1, -1, w, 2), mode="bilinear",
                            padding_mode="zeros", align_corners=False)[0]
-        ls = ls.reshape(tex.shape[1], ns, n, n).transpose(0, 1)  # S x (C+1) x n x n
+        ls = ls.reshape(tex.shape[1], ns, h, w).transpose(0, 1)  # S x (C+1) x h x w
         a = ls[:, -1:] * inside[:, None]
-        subs = torch.lerp(subs, ls[:, :-1], a)
-        flow = torch.lerp(flow, (lgrid - (L["size"] - 1) / 2 - q).permute(0, 3, 1, 2), a)
+        box = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
+        subs[box] = torch.lerp(subs[box], ls[:, :-1], a)
+        flow[box] = torch.lerp(flow[box], (lgrid - (L["size"] - 1) / 2 - q).permute(0, 3, 1, 2), a)
 
     # --- ground truth frames and the (degraded) blurred input ---
     frames_lin = subs[:, :3].clamp(0, 1).reshape(nf, k, 3, n, n).mean(1)  # F x 3 x n x n
@@ -254,6 +261,22 @@ def _layer_map(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     cos, sin, s = torch.cos(v[..., 2]), torch.sin(v[..., 2]), 1 + v[..., 3]
     x, y = q[..., 0] - v[..., 0], q[..., 1] - v[..., 1]
     return torch.stack([(cos * x + sin * y) / s, (-sin * x + cos * y) / s], -1)
+
+
+def _footprint(path: np.ndarray, centre: np.ndarray, size: int, n: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((y0, y1), (x0, x1)): the output rows and columns (of n) where a layer of `size` px centred at
+    `centre` (x, y) can show along its path (Sx4: dx, dy, rot, zoom; `_layer_map` inverted at its
+    square's corners), widened by 2 px; an empty box when it never shows."""
+    half = size / 2
+    corners = np.array([[-half, -half], [-half, half], [half, -half], [half, half]])  # 4 x 2
+    cos, sin, s = np.cos(path[:, 2]), np.sin(path[:, 2]), 1 + path[:, 3]  # S
+    x = s[:, None] * (cos[:, None] * corners[:, 0] - sin[:, None] * corners[:, 1]) + path[:, :1] + centre[0]
+    y = s[:, None] * (sin[:, None] * corners[:, 0] + cos[:, None] * corners[:, 1]) + path[:, 1:2] + centre[1]
+    box = []
+    for v in (y, x):
+        lo, hi = int(np.clip(np.floor(v.min()) - 2, 0, n)), int(np.clip(np.ceil(v.max()) + 3, 0, n))
+        box.append((lo, max(lo, hi)))
+    return box[0], box[1]
 
 
 def _norm(pix: torch.Tensor, size: int) -> torch.Tensor:

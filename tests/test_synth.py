@@ -80,3 +80,27 @@ def test_the_travel_says_where_the_middle_frame_moves():
             assert moved_err < still_err / 3, (seed, k, float(moved_err), float(still_err))
     still = synthesize(photo(), np.random.default_rng(3), SynthConfig(size=40).still())
     assert not still.travel.any()
+
+
+def test_a_layers_footprint_holds_every_pixel_it_shows():
+    """synthesize works on a layer only inside _footprint's box: every output pixel where the layer's
+    square lands at some sub-frame (by _layer_map itself) lies in it."""
+    from blur2clip.synth import _footprint, _layer_map
+
+    rng = np.random.default_rng(3)
+    n = 64
+    ys, xs = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32), indexing="ij")
+    grid = torch.stack([xs, ys], -1)
+    for _ in range(200):
+        size = int(rng.integers(4, 48))
+        centre = rng.uniform(-0.3 * n, 1.3 * n, 2)
+        path = np.cumsum(rng.normal(0, [6, 6, 0.1, 0.05], (9, 4)), 0).astype(np.float32)
+        lgrid = _layer_map(grid - torch.from_numpy(centre.astype(np.float32)), torch.from_numpy(path)[:, None, None])
+        lgrid = lgrid + (size - 1) / 2
+        shown = ((lgrid >= -0.5) & (lgrid <= size - 0.5)).all(-1).any(0)  # n x n
+        (y0, y1), (x0, x1) = _footprint(path, centre, size, n)
+        outside = shown.clone()
+        outside[y0:y1, x0:x1] = False
+        assert not outside.any()
+    still = np.zeros((9, 4), np.float32)  # a 10 px layer that stays at (20, 40): a box of 10 px and the margins
+    assert _footprint(still, np.array([20.0, 40.0]), 10, n) == ((33, 48), (13, 28))
