@@ -199,7 +199,7 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
                        np.array([L["length"] * 0.2] * 2 + [abs(L["rot"]) * 0.3, abs(L["zoom"]) * 0.3]) + 1e-9, t)
         path = torch.from_numpy((path - _bezier_mid(path, t)).astype(np.float32))
         # Only the output rows and columns the layer covers at some sub-frame are worked on (elsewhere its
-        # alpha is 0 and nothing changes): the box around its square's corners along the path, plus a pixel.
+        # alpha is 0 and nothing changes): the box around its square's corners along the path, and a margin.
         (y0, y1), (x0, x1) = _footprint(path.numpy(), L["centre"], L["size"], n)
         if y0 == y1 or x0 == x1:  # never in the picture
             continue
