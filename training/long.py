@@ -11,6 +11,7 @@ machine without the run folder, continue from the weights committed in training/
 
 import sys
 
+from blur2clip.device import emulated
 from blur2clip.model import ModelConfig
 from blur2clip.train import TrainConfig, train
 
@@ -37,8 +38,9 @@ def main(args: list[str]) -> None:
         batch=8, crop=192, lr=5e-4, warmup=100, w_middle=W_MIDDLE, w_reblur=1.0, ema=0.999,
         workers=1, threads=2, val_every=1000, ckpt_every=100, resume="--resume" in args,
         # bf16 autocast from stage 3 step 834 on (weights and loss in float32): on this CPU's avx512_bf16
-        # the network's forward and backward take 0.7x the time; GPUs train in it anyway
-        precision="bf16",
+        # the network's forward and backward take 0.7x the time; a CPU without bf16 instructions would
+        # emulate it several times slower, so there the run stays in fp32
+        precision="fp32" if emulated("cpu", "bf16") else "bf16",
     ))
 
 
