@@ -27,6 +27,7 @@ MODES = ("guarded", "linear", "nearest")
 GAMMA = 2.2
 AGREE = 0.02  # a pixel whose two frames differ by less than this (sRGB, 0..1) is blended fully
 DIFFER = 0.08  # ... by more than this: the nearer frame is taken whole; in between, a mix of the two
+BAND_PIXELS = 2**19  # pixels blended at once
 
 
 def instants(n: int) -> np.ndarray:
@@ -78,9 +79,6 @@ def _blend(fa: np.ndarray, fb: np.ndarray, u: float, guarded: bool) -> np.ndarra
     for y in range(0, len(out), rows):
         out[y:y + rows] = _blend_band(fa[y:y + rows], fb[y:y + rows], u, guarded)
     return out
-
-
-BAND_PIXELS = 2**19  # pixels blended at once
 
 
 def _blend_band(fa: np.ndarray, fb: np.ndarray, u: float, guarded: bool) -> np.ndarray:

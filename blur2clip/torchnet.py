@@ -38,8 +38,9 @@ def keep_still(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     departure = (y - x[:, None]).abs().mean(2).amax(1, keepdim=True)  # Bx1xhxw
     k = 2 * STILL_RADIUS + 1
     departure = F.max_pool2d(departure, k, 1, STILL_RADIUS)
-    for size, pad in (((k, 1), (STILL_RADIUS, 0)), ((1, k), (0, STILL_RADIUS))):  # the box mean, one axis at a
-        departure = F.avg_pool2d(departure, size, 1, pad, count_include_pad=False)  # time: 2k, not k*k, a pixel
+    # The box mean one axis at a time: 2k values read a pixel, not k*k.
+    for size, pad in (((k, 1), (STILL_RADIUS, 0)), ((1, k), (0, STILL_RADIUS))):
+        departure = F.avg_pool2d(departure, size, 1, pad, count_include_pad=False)
     w = ((departure - STILL_BELOW) / (MOVED_ABOVE - STILL_BELOW)).clamp(0, 1)[:, None]  # Bx1x1xhxw
     return x[:, None] + w * (y - x[:, None])
 
