@@ -211,6 +211,12 @@ def mp4_size(h: int, w: int, fps: float, max_size: int | None = None) -> tuple[i
         scale *= 0.995
 
 
+def mp4_scaled(h: int, w: int, fps: float, max_size: int | None = None) -> tuple[int, int] | None:
+    """The (H, W) an mp4 scales HxW frames to (mp4_size), or None when it encodes them at their own size."""
+    size = mp4_size(h, w, fps, max_size)
+    return None if size == (h + h % 2, w + w % 2) else size
+
+
 def _write_mp4(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
     """Encode the frames once (scaled to mp4_size); when loops > 1, into a second temporary beside `out`
     whose stream is then copied `loops` times over into `tmp`."""
@@ -228,7 +234,7 @@ def _write_mp4(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
               "-c:v", "libx264", "-preset", _PRESET, "-crf", str(s.crf), *lean, "-pix_fmt", "yuv420p"]
 
     def feed(stdin) -> None:
-        if (eh, ew) != (h + h % 2, w + w % 2):  # scaled to fit
+        if mp4_scaled(h, w, s.fps, s.max_size):
             for f in _each(frames, hw):
                 stdin.write(Image.fromarray(f).resize((ew, eh), Image.LANCZOS).tobytes())
             return

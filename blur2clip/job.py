@@ -92,7 +92,7 @@ class ClipResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     motion: float = 0.0  # how far the frames move, in pixels of the clip (motion.motion_px)
-    capped: bool = False  # the clip shrunk (clip_size: a GIF or WebP to 1080 px, an MP4 to H.264 level 5.1)
+    capped: bool = False  # the clip shrunk (clip_size: a GIF or WebP to 1080 px, an MP4 to 3840 px, level 5.1)
 
 
 def downscale(image: np.ndarray, max_size: int | None) -> np.ndarray:
@@ -122,15 +122,14 @@ def _within(h: int, w: int, limit: int | None) -> tuple[int, int]:
 
 
 def clip_size(h: int, w: int, fmt: str, options: ClipOptions) -> tuple[int, int]:
-    """(H, W) of the clip made from an HxW photo already shrunk to options.max_size: a GIF or WebP at most
-    media.ANIMATED_MAX_SIZE px on its long side, an MP4 within MP4_MAX_SIZE and H.264 level 5.1
-    (clipwriter.mp4_size, which pads an odd side when the frames fit: not a change of size), a folder of
-    frames at the photo's size."""
+    """(H, W) of the clip made from an HxW photo already shrunk to options.max_size. Without a max_size, a
+    GIF or WebP at most media.ANIMATED_MAX_SIZE px on its long side and an MP4 within MP4_MAX_SIZE and
+    H.264 level 5.1 (clipwriter.mp4_scaled); a folder of frames, and anything given a max_size, at the
+    photo's size."""
     from . import clipwriter, media
 
     if fmt == "mp4":
-        size = clipwriter.mp4_size(h, w, options.fps, options.max_size)
-        return (h, w) if size == (h + h % 2, w + w % 2) else size
+        return clipwriter.mp4_scaled(h, w, options.fps, options.max_size) or (h, w)
     return _within(h, w, media.clip_max_size(fmt, options.max_size))
 
 

@@ -73,8 +73,8 @@ def resample(frames: np.ndarray, n: int, mode: str = "guarded") -> np.ndarray | 
 
 
 def _blend(fa: np.ndarray, fb: np.ndarray, u: float, guarded: bool) -> np.ndarray:
-    """Two frames blended at u, a band of rows at a time: its float32 work stays a few MB at any size."""
-    out = np.empty_like(fa)
+    """Two frames blended at u, a band of rows at a time: its float32 work stays about 25 MB at any size."""
+    out = np.empty(fa.shape, np.uint8 if fa.dtype == np.uint8 else np.float32)
     rows = max(1, BAND_PIXELS // max(1, fa.shape[-2]))
     for y in range(0, len(out), rows):
         out[y:y + rows] = _blend_band(fa[y:y + rows], fb[y:y + rows], u, guarded)

@@ -180,10 +180,11 @@ class _GraphBlock(torch.nn.Module):
 
 
 def _part(conv: torch.nn.Conv2d, start: int, stop: int) -> torch.nn.Conv2d:
-    """Output channels start..stop of a convolution (a depthwise one keeps its one input per output)."""
+    """Output channels start..stop of a convolution with a bias, plain or depthwise (one input per output)."""
     depthwise = conv.groups > 1
+    assert conv.bias is not None and conv.groups in (1, conv.in_channels) and conv.stride == (1, 1)
     part = torch.nn.Conv2d(stop - start if depthwise else conv.in_channels, stop - start, conv.kernel_size,
-                           padding=conv.padding, groups=stop - start if depthwise else 1)
+                           padding=conv.padding, dilation=conv.dilation, groups=stop - start if depthwise else 1)
     part.weight.data, part.bias.data = conv.weight.data[start:stop].clone(), conv.bias.data[start:stop].clone()
     return part
 
@@ -191,7 +192,9 @@ def _part(conv: torch.nn.Conv2d, start: int, stop: int) -> torch.nn.Conv2d:
 def _scaled(conv: torch.nn.Conv2d, scale: torch.Tensor) -> torch.nn.Conv2d:
     """The convolution followed by a per-channel scale (1xCx1x1), as one convolution."""
     s = scale.data.view(-1)
-    part = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding)
+    assert conv.bias is not None and conv.groups == 1 and conv.stride == (1, 1)
+    part = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding,
+                           dilation=conv.dilation)
     part.weight.data, part.bias.data = conv.weight.data * s.view(-1, 1, 1, 1), conv.bias.data * s
     return part
 

@@ -85,6 +85,25 @@ def test_the_graphs_rearranged_blocks_compute_the_same_network():
         assert (graph(x) - model(x)).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("h, w", [(1, 1), (3, 5), (9, 9), (40, 33)])
+def test_the_still_guards_mean_is_the_9x9_box_mean(h, w):
+    """keep_still spreads the departure with a 9x9 max, then a 9x9 mean (the pixels inside the picture
+    only), done one axis at a time: the same as the 2-D mean, also on pictures smaller than the box."""
+    import torch.nn.functional as F
+
+    from blur2clip.torchnet import MOVED_ABOVE, STILL_BELOW, STILL_RADIUS, keep_still
+
+    g = torch.Generator().manual_seed(h * 100 + w)
+    x = torch.rand(2, 3, h, w, generator=g)
+    moved = torch.rand(2, 1, 1, h, w, generator=g) > 0.6  # some pixels depart, the others stay
+    y = x[:, None] + (torch.rand(2, 5, 3, h, w, generator=g) - 0.5) * 0.3 * moved
+    k = 2 * STILL_RADIUS + 1
+    d = F.max_pool2d((y - x[:, None]).abs().mean(2).amax(1, keepdim=True), k, 1, STILL_RADIUS)
+    d = F.avg_pool2d(d, k, 1, STILL_RADIUS, count_include_pad=False)
+    wgt = ((d - STILL_BELOW) / (MOVED_ABOVE - STILL_BELOW)).clamp(0, 1)[:, None]
+    assert (keep_still(x, y) - (x[:, None] + wgt * (y - x[:, None]))).abs().max() < 1e-6
+
+
 def test_the_shipped_weights_agree_in_both_engines():
     onnx, torch_ = both(SHIPPED, tile=96, overlap=16)
     image = photo_like(123, 181)

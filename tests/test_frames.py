@@ -78,12 +78,13 @@ def test_uint8_frames_stay_uint8_and_the_timeline_is_lazy():
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
-def test_frames_blended_in_bands_are_the_frames_blended_whole(monkeypatch, dtype):
-    f = moving_square(7, size=96)
+@pytest.mark.parametrize("mode", ["guarded", "linear"])
+def test_frames_blended_in_bands_are_the_frames_blended_whole(monkeypatch, dtype, mode):
+    f = np.random.default_rng(1).random((7, 96, 80, 3), dtype=np.float32)  # every row different
     f = (f * 255).astype(np.uint8) if dtype == np.uint8 else f
-    whole = np.stack(list(timeline.resample(f, 20)))
-    monkeypatch.setattr(timeline, "BAND_PIXELS", 96 * 5)  # bands of 5 rows, the last one of 1
-    banded = np.stack(list(timeline.resample(f, 20)))
+    whole = np.stack(list(timeline.resample(f, 20, mode)))
+    monkeypatch.setattr(timeline, "BAND_PIXELS", 80 * 5)  # bands of 5 rows, the last one of 1
+    banded = np.stack(list(timeline.resample(f, 20, mode)))
     assert banded.dtype == dtype and np.array_equal(banded, whole)
 
 

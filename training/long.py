@@ -39,7 +39,8 @@ def main(args: list[str]) -> None:
         workers=1, threads=2, val_every=1000, ckpt_every=100, resume="--resume" in args,
         # bf16 autocast from stage 3 step 834 on (weights and loss in float32): on this CPU's avx512_bf16
         # the network's forward and backward take 0.7x the time; a CPU without bf16 instructions would
-        # emulate it several times slower, so there the run stays in fp32
+        # emulate it several times slower, so there the run stays in fp32 (where the CPU's flags cannot be
+        # read, bf16). A run started anew with --init trains in bf16 from its first step.
         precision="fp32" if emulated("cpu", "bf16") else "bf16",
     ))
 
