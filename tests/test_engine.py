@@ -71,8 +71,8 @@ def test_a_travel_head_agrees_in_both_engines(tmp_path):
 
 
 def test_the_graphs_rearranged_blocks_compute_the_same_network():
-    """The exported graph's NAFBlocks (gates as two convolutions, beta and gamma folded) are the same
-    function: to float rounding, on a network whose block scales are not zero."""
+    """The exported graph's NAFBlocks (each gate as two convolutions) are the same function: to float
+    rounding, on a network whose block scales are not zero."""
     from blur2clip.model import NAFBlock
     from blur2clip.torchnet import _for_graph
 
