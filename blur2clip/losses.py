@@ -22,7 +22,7 @@ frames) the order is the "local" rule's.
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -59,63 +59,96 @@ def against_canonical(gt: torch.Tensor, cell: int = CELL) -> torch.Tensor:
     return against.unsqueeze(2)  # Bx1x1xHxW
 
 
-def canonical_travel(gt: torch.Tensor, true: torch.Tensor):
+def canonical_travel(gt: torch.Tensor, true: torch.Tensor, all_known: bool | None = None):
     """(against Bx1x1xHxW bool, the true travel turned to the canonical direction Bx2xHxW). The true
     travel (Bx2xHxW px) decides where it is known; where it is NaN, `against_canonical` measures the order
-    from the true frames (the travel there stays NaN)."""
-    known = true.isfinite().all(1, keepdim=True)  # Bx1xHxW
+    from the true frames (the travel there stays NaN). all_known: whether no travel is NaN, when the
+    caller knows it (a compiled graph cannot ask)."""
     against = (true[:, :1] + TILT * true[:, 1:]) < 0
-    if not known.all():
+    if not (bool(true.isfinite().all()) if all_known is None else all_known):
+        known = true.isfinite().all(1, keepdim=True)  # Bx1xHxW
         against = torch.where(known, against, against_canonical(gt)[:, 0])
     return against.unsqueeze(2), torch.where(against, -true, true)
 
 
-def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, true_travel=None):
+def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, true_travel=None,
+                compiled: bool = False):
     """Loss of BxFx3xHxW predictions at a stage; `progress` 0..1 through the stage; cfg a TrainConfig;
     travel: the travel head's Bx2xHxW (px), with the samples' true travel (NaN where unknown; None: not
-    known at all). Returns (loss, parts)."""
+    known at all). pred and travel may be bfloat16 (autocast): the loss is computed in float32.
+    compiled: the terms through torch.compile (`train --compile`). Returns (loss, parts)."""
     nf = pred.shape[1]
     if gt.shape[1] == 1:  # only the middle frame is known (GoPro_Large)
         if stage != 1:
             raise ValueError("only the middle frame is known: such data trains stage 1")
-        rec = charbonnier(pred[:, nf // 2], gt[:, 0], dims=(1, 2, 3)).mean()
+        rec = charbonnier(pred[:, nf // 2].float(), gt[:, 0], dims=(1, 2, 3)).mean()
         return rec, {"rec": rec.item()}
-    active = stage_frames(stage, nf)
+    # Pairwise terms: x_i + x_j and |x_i - x_j| for symmetric pairs j = F-1-i do not depend on the order.
+    fade = max(0.0, 1 - progress / cfg.pairs_fade) if cfg.pairs_fade > 0 else 1.0
+    if travel is not None and true_travel is None:
+        true_travel = torch.full(travel.shape, float("nan"), device=travel.device)
+    known = None if travel is None else true_travel.isfinite()
+    # What depends on the data is decided here, so that a compiled graph has no branch on it.
+    how = dict(active=tuple(stage_frames(stage, nf)), w_middle=cfg.w_middle, order=cfg.order,
+               w_travel=cfg.w_travel, w_pairs=cfg.w_pairs if fade > 0 else 0.0, w_reblur=cfg.w_reblur,
+               all_known=known is not None and bool(known.all()), any_known=known is not None and bool(known.any()))
+    loss, parts = (_compiled() if compiled else _terms)(pred, gt, clean, travel, true_travel,
+                                                         torch.tensor(fade), **how)
+    return loss, {k: v.item() for k, v in parts.items()}
+
+
+def _terms(pred, gt, clean, travel, true_travel, fade, *, active, w_middle, order, w_travel, w_pairs, w_reblur,
+           all_known, any_known):
+    """staged_loss's terms: tensors in, (loss, parts as 0-d tensors) out; the keywords are constants."""
+    pred = pred.float()
+    nf = pred.shape[1]
+    whole = len(active) == nf
+
+    def pick(t):  # the active frames (no copy when all are)
+        return t if whole else t[:, list(active)]
+
     w = torch.ones(nf, device=pred.device)
-    w[nf // 2] += cfg.w_middle
-    w = w[active] / w[active].sum()  # weights over the active frames
+    w[nf // 2] += w_middle
+    w = pick(w[None])[0]
+    w = w / w.sum()  # weights over the active frames
     against, d = None, None  # where the true frames run against the canonical order; the travel turned
     if travel is not None and nf >= 3:
-        unknown = torch.full_like(travel, float("nan"))
-        against, d = canonical_travel(gt, unknown if true_travel is None else true_travel)
-    elif cfg.order == "local" and nf >= 3:
+        travel = travel.float()
+        against, d = canonical_travel(gt, true_travel, all_known)
+    elif order == "local" and nf >= 3:
         against = against_canonical(gt)
     if against is not None:
         target = torch.where(against, gt.flip(1), gt)
-        rec = (charbonnier(pred[:, active], target[:, active], dims=(2, 3, 4)) * w).sum(1).mean()
+        rec = (charbonnier(pick(pred), pick(target), dims=(2, 3, 4)) * w).sum(1).mean()
     else:  # per sample, the better of forward and reversed time
-        per_frame_f = charbonnier(pred[:, active], gt[:, active], dims=(2, 3, 4))  # B x A
-        per_frame_r = charbonnier(pred[:, active], gt.flip(1)[:, active], dims=(2, 3, 4))
+        per_frame_f = charbonnier(pick(pred), pick(gt), dims=(2, 3, 4))  # B x A
+        per_frame_r = charbonnier(pick(pred), pick(gt.flip(1)), dims=(2, 3, 4))
         rec = torch.minimum((per_frame_f * w).sum(1), (per_frame_r * w).sum(1)).mean()
-    parts = {"rec": rec.item()}
+    parts = {"rec": rec}
     loss = rec
-    if d is not None and cfg.w_travel > 0 and d.isfinite().any():
+    if d is not None and w_travel > 0 and any_known:  # the mean over the pixels whose travel is known
         known = d.isfinite().all(1, keepdim=True).expand_as(d)
-        err = charbonnier(travel[known] / TRAVEL_PX, d[known] / TRAVEL_PX, dims=0)
-        loss = loss + cfg.w_travel * err
-        parts["travel"] = err.item()
-    # Pairwise terms: x_i + x_j and |x_i - x_j| for symmetric pairs j = F-1-i do not depend on the order.
-    fade = max(0.0, 1 - progress / cfg.pairs_fade) if cfg.pairs_fade > 0 else 1.0
+        err = torch.sqrt(((travel - torch.where(known, d, 0.0)) / TRAVEL_PX) ** 2 + 1e-6)
+        err = torch.where(known, err, 0.0).sum() / known.sum()
+        loss = loss + w_travel * err
+        parts["travel"] = err
     pairs = [(i, nf - 1 - i) for i in active if i < nf // 2]
-    if cfg.w_pairs > 0 and fade > 0 and pairs:
+    if w_pairs > 0 and pairs:
         i, j = zip(*pairs)
         p_i, p_j, g_i, g_j = pred[:, list(i)], pred[:, list(j)], gt[:, list(i)], gt[:, list(j)]
         pair = F.l1_loss(p_i + p_j, g_i + g_j) + F.l1_loss((p_i - p_j).abs(), (g_i - g_j).abs())
-        loss = loss + cfg.w_pairs * fade * pair
-        parts["pairs"] = pair.item()
-    if cfg.w_reblur > 0 and len(active) == nf:
+        loss = loss + w_pairs * fade * pair
+        parts["pairs"] = pair
+    if w_reblur > 0 and whole:
         blur = to_linear(pred).mean(1)
         rb = F.l1_loss(blur, to_linear(clean))
-        loss = loss + cfg.w_reblur * rb
-        parts["reblur"] = rb.item()
+        loss = loss + w_reblur * rb
+        parts["reblur"] = rb
     return loss, parts
+
+
+@cache
+def _compiled():
+    """_terms through torch.compile: on a CPU, fused loops in place of the dozens of passes over every
+    frame that the terms make one by one (their forward and backward took 60% of a long-run step)."""
+    return torch.compile(_terms, dynamic=False)

@@ -254,8 +254,8 @@ class Trainer:
                     g["lr"] = _lr(step, total, cfg)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                     pred, travel = net(blurred, with_travel=True)
-                loss, parts = staged_loss(pred.float(), frames, clean, stage, cfg, step / total,
-                                          None if travel is None else travel.float(), true_travel)
+                loss, parts = staged_loss(pred, frames, clean, stage, cfg, step / total, travel, true_travel,
+                                          compiled=cfg.compile)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)

@@ -1,7 +1,9 @@
 """The losses' direction-of-time rules (blur2clip/losses.py), on frames with a known motion."""
 
+import pytest
 import torch
 
+from blur2clip import losses
 from blur2clip.losses import against_canonical, staged_loss
 from blur2clip.train import TrainConfig
 
@@ -114,3 +116,36 @@ def test_known_and_unknown_travel_in_one_batch_give_finite_gradients():
     loss.backward()
     assert torch.isfinite(loss) and parts["travel"] > 0.1 and torch.isfinite(travel.grad).all()
     assert travel.grad[0].abs().sum() > 0
+
+
+def _cpp_compiler() -> bool:
+    import shutil
+
+    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
+@pytest.mark.skipif(not _cpp_compiler(), reason="torch.compile on the CPU needs a C++ compiler")
+def test_the_compiled_loss_is_the_eager_one():
+    """`train --compile`: the same loss, parts and gradients as the eager terms (to float rounding), with
+    known and unknown travel in one batch, bfloat16 predictions, and the pairwise term on and faded out."""
+    from blur2clip.model import render
+
+    base = texture(72, 88)[..., 20:-20, 20:-20].repeat(2, 1, 1, 1)
+    true = torch.tensor([5.0, -2.0]).view(1, 2, 1, 1).expand(2, 2, *base.shape[-2:]).clone()
+    gt = render(base, true, 7)
+    true[1, :, :8] = float("nan")
+    cfg = TrainConfig(data="d", out="o", w_middle=9.0, w_reblur=1.0)
+    for progress in (0.1, 0.9):  # the pairwise term fades out by half-way
+        results = []
+        for compiled in (False, True):
+            travel = torch.full_like(true, 1.0).requires_grad_()
+            pred = render(base, travel, 7).bfloat16()
+            loss, parts = staged_loss(pred, gt, gt.mean(1), 3, cfg, progress, travel, true, compiled=compiled)
+            loss.backward()
+            results.append((loss.item(), parts, travel.grad))
+        (eager, eager_parts, eager_grad), (fast, fast_parts, fast_grad) = results
+        assert fast == pytest.approx(eager, rel=1e-5) and fast_parts.keys() == eager_parts.keys()
+        assert all(fast_parts[k] == pytest.approx(v, rel=1e-5, abs=1e-7) for k, v in eager_parts.items())
+        assert ("pairs" in eager_parts) == (progress < 0.5)
+        torch.testing.assert_close(fast_grad, eager_grad, rtol=1e-4, atol=1e-7)
+    assert losses._compiled.cache_info().currsize == 1  # the compiled terms did run
