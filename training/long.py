@@ -36,13 +36,16 @@ def main(args: list[str]) -> None:
         data="../shared/data/photos", out="runs/long", stage="3", steps=[300, 300, 60000],
         init=init, model=MODEL, synth=SYNTH,
         batch=8, crop=192, lr=5e-4, warmup=100, w_middle=W_MIDDLE, w_reblur=1.0, ema=0.999,
-        workers=1, threads=2, val_every=1000, ckpt_every=100, resume="--resume" in args,
+        # One thread for the network and two synthesis workers (from stage 3 step 1536 on): with the loss
+        # compiled the network's step fits one core and the synthesis of a batch the other; two threads
+        # beside one worker oversubscribed both cores (2.3-2.5 s per step against 1.8-1.9).
+        workers=2, threads=1, val_every=1000, ckpt_every=100, resume="--resume" in args,
         # bf16 autocast from stage 3 step 834 on (weights and loss in float32): on this CPU's avx512_bf16
         # the network's forward and backward take 0.7x the time; a CPU without bf16 instructions would
         # emulate it several times slower, so there the run stays in fp32 (where the CPU's flags cannot be
         # read, bf16). A run started anew with --init trains in bf16 from its first step.
         precision="fp32" if emulated("cpu", "bf16") else "bf16",
-        # The loss through torch.compile from stage 3 step 1400 on: its dozens of passes over the 21 frames
+        # The loss through torch.compile from stage 3 step 1414 on: its dozens of passes over the 21 frames
         # took 60% of a step; compiled, the step takes 0.53x the time (training/README.md).
         compile=True,
     ))
