@@ -36,10 +36,11 @@ def main(args: list[str]) -> None:
         data="../shared/data/photos", out="runs/long", stage="3", steps=[300, 300, 60000],
         init=init, model=MODEL, synth=SYNTH,
         batch=8, crop=192, lr=5e-4, warmup=100, w_middle=W_MIDDLE, w_reblur=1.0, ema=0.999,
-        # One thread for the network and two synthesis workers (from stage 3 step 1536 on): with the loss
-        # compiled the network's step fits one core and the synthesis of a batch the other; two threads
-        # beside one worker oversubscribed both cores (2.3-2.5 s per step against 1.8-1.9).
-        workers=2, threads=1, val_every=1000, ckpt_every=100, resume="--resume" in args,
+        # One thread for the network and one synthesis worker (from stage 3 step 3001 on): with the loss
+        # compiled, the network's step (1.4 s alone) and the synthesis of a batch (1.2-1.5 s) each fit one
+        # core. Measured: two threads beside one worker 2.3-2.5 s per step (oversubscribed), one thread
+        # beside two workers 1.8-2.0 s (three processes on two cores), one and one 1.5-1.6 s.
+        workers=1, threads=1, val_every=1000, ckpt_every=100, resume="--resume" in args,
         # bf16 autocast from stage 3 step 834 on (weights and loss in float32): on this CPU's avx512_bf16
         # the network's forward and backward take 0.7x the time; a CPU without bf16 instructions would
         # emulate it several times slower, so there the run stays in fp32 (where the CPU's flags cannot be
