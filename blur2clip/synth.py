@@ -178,13 +178,7 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
     ys, xs = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32),
                             indexing="ij")
     p = torch.stack([xs, ys], -1) - (n - 1) / 2  # nxnx2, centred output pixel positions
-    cam = torch.from_numpy(cam.astype(np.float32))
-    moved = _camera_map(p, cam[:, None, None], n)  # S x n x n x 2
-    grids = moved + c
-    subs = _sample_grid(bg, grids).permute(1, 0, 2, 3)  # S x C x n x n (C = 3, or 6 with highlights)
-    # Where the middle frame shows what pixel p shows at sub-frame s: p + flow[s] (the middle frame's
-    # camera state is the identity, so the background's flow is how far its map moves p).
-    flow = (moved - p).permute(0, 3, 1, 2)  # S x 2 x n x n
+    subs, flow = _background(bg, p, c, torch.from_numpy(cam.astype(np.float32)), n, still=static)
 
     # --- foreground layers, each with its own motion, composited in order ---
     pool = layer_photos or [photo]
@@ -221,6 +215,19 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
     input_lin = subs[:, 3:].mean(0).clamp(0, 1) if bright else clean_lin
     return Sample(blurred=degrade(input_lin, rng, cfg), frames=to_srgb(frames_lin), clean=to_srgb(clean_lin),
                   travel=_travel(flow, t))
+
+
+def _background(bg: torch.Tensor, p: torch.Tensor, c: torch.Tensor, cam: torch.Tensor, n: int, still: bool):
+    """(S x C x n x n sub-frames of the background 1xCxHxW seen around its point c under the camera states
+    cam (Sx6), S x 2 x n x n flow). still: the camera did not move (its drawn path, within 1e-6 px of
+    standing still, is taken as standing still): the background is sampled once and copied."""
+    if still:
+        one = _sample_grid(bg, (p + c)[None]).permute(1, 0, 2, 3)  # 1 x C x n x n
+        return one.repeat(len(cam), 1, 1, 1), torch.zeros(len(cam), 2, n, n)
+    moved = _camera_map(p, cam[:, None, None], n)  # S x n x n x 2
+    # Where the middle frame shows what pixel p shows at sub-frame s: p + flow[s] (the middle frame's
+    # camera state is the identity, so the background's flow is how far its map moves p).
+    return _sample_grid(bg, moved + c).permute(1, 0, 2, 3), (moved - p).permute(0, 3, 1, 2)
 
 
 def _travel(flow: torch.Tensor, t: np.ndarray) -> torch.Tensor:

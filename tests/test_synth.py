@@ -104,3 +104,20 @@ def test_a_layers_footprint_holds_every_pixel_it_shows():
         assert not outside.any()
     still = np.zeros((9, 4), np.float32)  # a 10 px layer that stays at (20, 40): a box of 10 px and the margins
     assert _footprint(still, np.array([20.0, 40.0]), 10, n) == ((33, 48), (13, 28))
+
+
+def test_a_still_camera_samples_its_background_once_with_the_values_of_a_moving_one_at_rest():
+    from blur2clip.synth import _background
+
+    n = 24
+    bg = torch.rand(1, 6, 60, 70, generator=torch.Generator().manual_seed(0))
+    ys, xs = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32), indexing="ij")
+    p, c = torch.stack([xs, ys], -1) - (n - 1) / 2, torch.tensor([33.3, 29.6])
+    at_rest = torch.zeros(14, 6)
+    subs, flow = _background(bg, p, c, at_rest, n, still=False)
+    once, no_flow = _background(bg, p, c, at_rest, n, still=True)
+    assert once.shape == subs.shape == (14, 6, n, n) and torch.equal(once, subs)
+    assert torch.equal(no_flow, flow) and not flow.any()
+    moving = at_rest.clone()
+    moving[:, 0] = torch.linspace(-3, 3, 14)
+    assert not torch.equal(_background(bg, p, c, moving, n, still=False)[0], subs)
