@@ -125,6 +125,7 @@ def _cpp_compiler() -> bool:
 
 
 @pytest.mark.skipif(not _cpp_compiler(), reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, on importing its compiler
 def test_the_compiled_loss_is_the_eager_one():
     """`train --compile`: the same loss, parts and gradients as the eager terms (to float rounding), with
     known and unknown travel in one batch, bfloat16 predictions, and the pairwise term on and faded out."""
