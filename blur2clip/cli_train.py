@@ -199,7 +199,10 @@ def train_command(
         from .device import pick
         from .train import Stopped, Trainer
 
-        pick(cfg.device)
+        if pick(cfg.device).type == "cpu" and cfg.compile:
+            from .losses import require_compiler
+
+            require_compiler()
         report.step("Reading the data…")
         out = Path(cfg.out)
 

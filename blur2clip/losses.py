@@ -148,6 +148,19 @@ def _terms(pred, gt, clean, travel, true_travel, fade, *, active, w_middle, orde
     return loss, parts
 
 
+def require_compiler() -> None:
+    """errors.SettingsError in one line when torch.compile has no C++ compiler to build a CPU's code with
+    (`$CXX`, g++, c++ or clang++ on the PATH)."""
+    import os
+    import shutil
+
+    if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+        from .errors import SettingsError
+
+        raise SettingsError("--compile: torch.compile needs a C++ compiler on a CPU (g++ or clang++, or $CXX), "
+                            "and none was found; train without --compile, or install one")
+
+
 @cache
 def _compiled():
     """_terms through torch.compile: on a CPU, fused loops in place of the dozens of passes over every

@@ -194,6 +194,16 @@ def test_tensorboard_without_its_package_is_one_line(photos, tmp_path, capsys, m
     assert not (tmp_path / "run").exists()
 
 
+def test_compile_without_a_cpp_compiler_is_one_line(photos, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no compiler on it
+    monkeypatch.delenv("CXX", raising=False)
+    code = main(["train", "--data", str(photos), "--out", str(tmp_path / "run"), "--compile", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--compile" in err and "C++ compiler" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_tensorboard_gets_the_scalars_of_the_log_and_validation_samples(photos, tmp_path):
     pytest.importorskip("tensorboard")  # installed by the test extra
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
