@@ -111,7 +111,7 @@ def train_command(
         rich_help_panel=RUN, help="auto: bf16 autocast on a GPU, fp32 on the CPU.")] = "auto",
     compile: Annotated[bool, typer.Option(
         "--compile/--no-compile", rich_help_panel=RUN,
-        help="Compute the loss through torch.compile: about a minute of compiling at each start (needs a C++ "
+        help="Compute the loss through torch.compile: up to a minute of compiling at each start (needs a C++ "
              "compiler), then faster steps (on a CPU, half the time of the long run's step).")] = False,
     seed: Annotated[int, typer.Option(rich_help_panel=RUN)] = 0,
     ckpt_every: Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=RUN,

@@ -70,7 +70,7 @@ class TrainConfig:
     threads: int = 0  # torch threads in the main process (0: torch's default)
     device: str = "auto"  # "auto": the process's CUDA device (LOCAL_RANK under torchrun) if any, else cpu
     precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; or "fp32", "bf16"
-    compile: bool = False  # the loss through torch.compile: a minute of compiling per start, faster steps
+    compile: bool = False  # the loss through torch.compile: up to a minute of compiling per start, faster steps
     init: str | None = None  # weights to start from instead of the previous stage's file
     resume: bool = False
     tensorboard: bool = False  # also log to TensorBoard (OUT/tensorboard; needs the tensorboard package)
