@@ -221,7 +221,8 @@ def _write_mp4(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
     """Encode the frames once (scaled to mp4_size); when loops > 1, into a second temporary beside `out`
     whose stream is then copied `loops` times over into `tmp`."""
     (h, w), rate = hw, Fraction(s.fps).limit_denominator(1001)
-    eh, ew = mp4_size(h, w, s.fps, s.max_size)
+    scaled = mp4_scaled(h, w, s.fps, s.max_size)
+    eh, ew = scaled or (h + h % 2, w + w % 2)
     tags = s.capture.mp4_tags() if s.capture is not None else {}
     container = [*[arg for key, value in tags.items() for arg in ("-metadata", f"{key}={value}")],
                  "-movflags", "+faststart+use_metadata_tags" if tags else "+faststart", "-f", "mp4"]
@@ -234,7 +235,7 @@ def _write_mp4(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
               "-c:v", "libx264", "-preset", _PRESET, "-crf", str(s.crf), *lean, "-pix_fmt", "yuv420p"]
 
     def feed(stdin) -> None:
-        if mp4_scaled(h, w, s.fps, s.max_size):
+        if scaled:
             for f in _each(frames, hw):
                 stdin.write(Image.fromarray(f).resize((ew, eh), Image.LANCZOS).tobytes())
             return
