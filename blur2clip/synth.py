@@ -44,11 +44,13 @@ class SynthConfig:
     camera_rotation: float = 0.02  # radians, std over the exposure
     camera_zoom: float = 0.02  # relative scale change, std over the exposure
     camera_perspective: float = 0.01  # std of the perspective terms (normalised coordinates)
+    camera_depth: float = 0.0  # parallax: std of the log of a smooth random inverse depth (0: a flat scene)
     p_static_camera: float = 0.1
     p_still: float = 0.0  # samples where nothing moves at all (frames equal the input, degradations kept)
     layer_probs: tuple[float, ...] = (0.15, 0.35, 0.3, 0.2)  # P(0, 1, 2, 3 foreground layers)
     layer_px: float = 14.0  # median layer displacement over the exposure
     layer_tail: float = 0.6
+    layer_warp: float = 0.0  # non-rigid layers: a smooth field moves their parts up to this share of their travel
     max_motion_px: float = 100.0  # cap on any displacement over the exposure
     photo_scale: tuple[float, float] = (0.35, 1.0)  # random downscale of the source photo
     exposure: tuple[float, float] = (0.6, 1.4)  # linear gain on the scene
@@ -105,6 +107,12 @@ def _blob_mask(rng: np.random.Generator, n: int) -> torch.Tensor:
     return torch.sigmoid(field / edge)[None, None].clamp(0, 1)
 
 
+def _smooth_field(rng: np.random.Generator, n: int, channels: int, scale: float) -> torch.Tensor:
+    """A smooth random field over n x n px (channels x n x n), its values about N(0, scale^2)."""
+    g = torch.from_numpy(rng.normal(0, scale, (1, channels, 5, 5)).astype(np.float32))
+    return F.interpolate(g, size=(n, n), mode="bicubic", align_corners=True)[0]
+
+
 def _sample_grid(src: torch.Tensor, pix: torch.Tensor) -> torch.Tensor:
     """Bilinear sample of 1xCxHxW at pixel coordinates pix (...x2, x then y): C x ... ."""
     h, w = src.shape[-2:]
@@ -155,10 +163,18 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
         length = _magnitude(rng, cfg.layer_px, cfg.layer_tail, cfg.max_motion_px)
         layers.append(dict(size=size, length=length, end=_random_direction(rng, length),
                            rot=rng.normal(0, 0.08), zoom=rng.normal(0, 0.05),
-                           centre=rng.uniform(-0.1 * n, 1.1 * n, 2)))
+                           centre=rng.uniform(-0.1 * n, 1.1 * n, 2),
+                           # drawn only when used, here and for the depth below: older streams stay as they were
+                           warp=_smooth_field(rng, n, 2, cfg.layer_warp * length) if cfg.layer_warp > 0 else None))
+    depth = _smooth_field(rng, n, 1, cfg.camera_depth) if cfg.camera_depth > 0 and cam_len > 0 else None
+    if depth is not None:  # inverse depth about 1 (the tracked plane), near parts moving further
+        depth = depth[0].exp()
+        depth /= depth.median()
     # Worst displacement of any pixel decides the sub-frame count.
-    longest = max([cam_len + abs(rot) * n + abs(zoom) * n] +
-                  [L["length"] + abs(L["rot"]) * L["size"] + abs(L["zoom"]) * L["size"] for L in layers])
+    parallax = 0.0 if depth is None else cam_len * float((depth - 1).abs().max())
+    longest = max([cam_len + parallax + abs(rot) * n + abs(zoom) * n] +
+                  [L["length"] + abs(L["rot"]) * L["size"] + abs(L["zoom"]) * L["size"] +
+                   (0.0 if L["warp"] is None else float(L["warp"].norm(dim=0).max())) for L in layers])
     k = int(np.clip(math.ceil(longest / (nf * cfg.max_step_px)), cfg.min_sub, cfg.max_sub))
     ns = nf * k
     t = (np.arange(ns) + 0.5) / ns  # sub-frame mid-times
@@ -178,7 +194,7 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
     ys, xs = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32),
                             indexing="ij")
     p = torch.stack([xs, ys], -1) - (n - 1) / 2  # nxnx2, centred output pixel positions
-    subs, flow = _background(bg, p, c, torch.from_numpy(cam.astype(np.float32)), n, still=static)
+    subs, flow = _background(bg, p, c, torch.from_numpy(cam.astype(np.float32)), n, still=static, depth=depth)
 
     # --- foreground layers, each with its own motion, composited in order ---
     pool = layer_photos or [photo]
@@ -199,6 +215,9 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
             continue
         q = p[y0:y1, x0:x1] + (n - 1) / 2 - torch.from_numpy(L["centre"].astype(np.float32))  # from its centre
         lgrid = _layer_map(q, path[:, None, None]) + (L["size"] - 1) / 2  # S x h x w x 2
+        if L["warp"] is not None:  # its parts move apart and back: still the identity at the middle
+            tau = torch.from_numpy((t - 0.5).astype(np.float32))[:, None, None, None]
+            lgrid = lgrid - tau * L["warp"][:, y0:y1, x0:x1].permute(1, 2, 0)
         inside = ((lgrid >= -0.5) & (lgrid <= L["size"] - 0.5)).all(-1).float()  # S x h x w
         h, w = y1 - y0, x1 - x0
         ls = F.grid_sample(tex, _norm(lgrid, L["size"]).reshape(1, -1, w, 2), mode="bilinear",
@@ -217,14 +236,18 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
                   travel=_travel(flow, t))
 
 
-def _background(bg: torch.Tensor, p: torch.Tensor, c: torch.Tensor, cam: torch.Tensor, n: int, still: bool):
+def _background(bg: torch.Tensor, p: torch.Tensor, c: torch.Tensor, cam: torch.Tensor, n: int, still: bool,
+                depth: torch.Tensor | None = None):
     """(S x C x n x n sub-frames of the background 1xCxHxW seen around its point c under the camera states
     cam (Sx6), S x 2 x n x n flow). still: the camera did not move (its drawn path, within 1e-6 px of
-    standing still, is taken as standing still): the background is sampled once and copied."""
+    standing still, is taken as standing still): the background is sampled once and copied. depth: the
+    scene's inverse depth (n x n, about 1) scales the camera's travel per pixel (parallax; no occlusion)."""
     if still:
         one = _sample_grid(bg, (p + c)[None]).permute(1, 0, 2, 3)  # 1 x C x n x n
         return one.repeat(len(cam), 1, 1, 1), torch.zeros(len(cam), 2, n, n)
     moved = _camera_map(p, cam[:, None, None], n)  # S x n x n x 2
+    if depth is not None:
+        moved = moved + (depth - 1)[None, :, :, None] * cam[:, None, None, :2]
     # Where the middle frame shows what pixel p shows at sub-frame s: p + flow[s] (the middle frame's
     # camera state is the identity, so the background's flow is how far its map moves p).
     return _sample_grid(bg, moved + c).permute(1, 0, 2, 3), (moved - p).permute(0, 3, 1, 2)

@@ -1,0 +1,30 @@
+"""Small-scale recipe trials on the long run's design, judged on real motion.
+
+Each trial continues the long run's committed weights (training/long-run.safetensors) for 300 steps of
+the long run's recipe (training/long.py) with one change, on the same seed and a cosine learning rate to
+1% over those steps, so two trials differ only in the change named. Run from the repository root:
+    python training/trial_long.py NAME [--resume]        (NAME: one of TRIALS)
+then  blur2clip eval --data ../shared/data/realmotion --weights runs/trial-NAME/stage3.safetensors --frames 7
+(a copy or hard link of another run's validation.safetensors in runs/trial-NAME saves making it again).
+"""
+
+import sys
+
+from blur2clip.train import TrainConfig, train
+from long import MODEL, SYNTH, W_MIDDLE
+
+TRIALS = {
+    "base": dict(),  # the long run's recipe: what 300 more steps on a closing schedule give
+    # parallax (a smooth random depth scales the camera's travel per pixel) and non-rigid layers (a
+    # smooth field moves a layer's parts up to a third of its travel apart): real motion is rarely rigid
+    "deform": dict(synth={**SYNTH, "camera_depth": 0.3, "layer_warp": 0.3}),
+}
+
+name = sys.argv[1]
+train(TrainConfig(data="../shared/data/photos", out=f"runs/trial-{name}", stage="3", steps=[300] * 3,
+                  init="training/long-run.safetensors", model=MODEL, batch=8, crop=192,
+                  lr=5e-4, warmup=50, w_middle=W_MIDDLE, w_reblur=1.0, seed=3, workers=1, threads=1,
+                  # EMA of 0.99: after 300 steps 5% of the starting weights are left in the average (0.999
+                  # would keep 74% and hide the difference a trial makes)
+                  ema=0.99, val_every=300, ckpt_every=100, precision="bf16", compile=True,
+                  resume="--resume" in sys.argv, **{"synth": SYNTH, **TRIALS[name]}))
