@@ -13,7 +13,9 @@ them as ratios within the run, not as absolute speeds. Parts (all by default):
           (interpreter, imports, weights), decode, network, blending (tiles, alignment, conversion) and
           encode; the import time of each heavy module alone; the network's MACs/s (model.count_macs over
           one whole 720p pass, best of 3) beside the CPU's peak (a 4096x4096 fp32 matrix product in torch,
-          the same threads).
+          the same threads); then onnxruntime in the default tiles as the photo command runs it, one tile
+          at a time on every thread beside several side by side (OnnxNet.lanes), per MAC of the photo and
+          per MAC computed (the tiles' overlaps included).
   encode: the 720p clip's frames encoded as the base commit did (the played sequence fed to x264 once per
           loop) and as now (encoded once, then copied `loops` times by ffmpeg's stream copy): time, size
           and PSNR against the frames; then x264 presets and rate factors on the sequence, to choose by.
@@ -206,7 +208,7 @@ def engine_case(photo: Path, engine: str, weights: str | None, threads: int) -> 
     from blur2clip.extract import Extractor
     from blur2clip.job import ClipOptions, make_clip
 
-    network = []
+    network = []  # (start, end) of every pass; passes side by side overlap (OnnxNet.lanes)
 
     class Timed:  # the engine's network, timed per pass
         def __init__(self, net):
@@ -215,10 +217,10 @@ def engine_case(photo: Path, engine: str, weights: str | None, threads: int) -> 
         def __getattr__(self, name):
             return getattr(self.net, name)
 
-        def __call__(self, tiles):
+        def __call__(self, tiles, **kw):
             t = time.perf_counter()
-            out = self.net(tiles)
-            network.append(time.perf_counter() - t)
+            out = self.net(tiles, **kw)
+            network.append((t, time.perf_counter()))
             return out
 
     def make() -> Extractor:
@@ -228,10 +230,18 @@ def engine_case(photo: Path, engine: str, weights: str | None, threads: int) -> 
 
     out = photo.with_name(f"{photo.stem}-{engine}-{os.getpid()}.mp4")
     res = make_clip(photo, out, ClipOptions(frames=7, loops=LOOPS), extractor=make, overwrite=True)
-    t = res.timings
+    t, busy = res.timings, _union(network)
     return {"torch_loaded": "torch" in sys.modules, "load": t["load"], "decode": t["decode"],
-            "network": sum(network), "blend": t["model"] - sum(network), "encode": t["encode"],
-            "clip": res.seconds}
+            "network": busy, "blend": t["model"] - busy, "encode": t["encode"], "clip": res.seconds}
+
+
+def _union(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by at least one of the (start, end) spans."""
+    total, reach = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        total += max(0.0, b - max(a, reach))
+        reach = max(reach, b)
+    return total
 
 
 def cli_seconds(photo: Path, args: list[str], package: Path | None, repeats: int = 3) -> float:
@@ -264,7 +274,7 @@ def macs_case(weights: str | None, threads: int) -> dict:
     sys.path.insert(0, str(HERE))
     from model_speed import load_network
 
-    from blur2clip.extract import Extractor
+    from blur2clip.extract import Extractor, tile_spans
     from blur2clip.model import count_macs
 
     torch.set_num_threads(threads)
@@ -276,6 +286,17 @@ def macs_case(weights: str | None, threads: int) -> dict:
         ex = Extractor(weights, device="cpu", threads=threads, engine=engine, tile=0)
         ex.net(image)  # warm up
         out[engine] = min(_timed(lambda: ex.net(image)) for _ in range(3))
+    # The photo command's way: the default tiles, one at a time on every thread, then side by side
+    ex = Extractor(weights, device="cpu", threads=threads, engine="onnx")
+    spans = [tile_spans(n, ex.tile, ex.overlap, ex.multiple) for n in (720, 1280)]
+    out["tiles_macs"] = sum(count_macs(model, -(-(y1 - y0) // 16) * 16, -(-(x1 - x0) // 16) * 16)
+                            for y0, y1 in spans[0] for x0, x1 in spans[1])
+    out["tiles"] = len(spans[0]) * len(spans[1])
+    out["lanes"] = lanes = ex.net.lanes
+    for name, n in (("tiled_one", 1), ("tiled_lanes", lanes)):
+        ex.net.lanes = n
+        ex(image[0])  # warm up
+        out[name] = min(_timed(lambda: ex(image[0])) for _ in range(3))
     a, b = torch.rand(PEAK_N, PEAK_N), torch.rand(PEAK_N, PEAK_N)
     a @ b
     out["peak"] = PEAK_N**3 / min(_timed(lambda: a @ b) for _ in range(3))
@@ -325,7 +346,15 @@ def print_engines(photo: Path, args, main_package: Path | None) -> None:
         rate = r["macs"] / r[engine]
         print(f"    {engine:6s} {r[engine]:5.2f} s = {rate / 1e9:6.1f} GMAC/s = {r['peak'] / rate:4.1f}x below the "
               f"CPU's peak (floor: 3x)")
-    print(f"    peak   {r['peak'] / 1e9:6.1f} GMAC/s ({PEAK_N}x{PEAK_N} fp32 matrix product in torch)\n")
+    print(f"    peak   {r['peak'] / 1e9:6.1f} GMAC/s ({PEAK_N}x{PEAK_N} fp32 matrix product in torch)")
+    print(f"  network as the photo command runs it: onnxruntime, the default 512 px tiles ({r['tiles']} tiles, "
+          f"{r['tiles_macs'] / 1e9:.1f} GMAC with the overlaps), best of 3, with the blending:")
+    for name, what in (("tiled_one", f"one tile at a time on {args.threads} threads"),
+                       ("tiled_lanes", f"{r['lanes']} side by side, one thread each")):
+        print(f"    {what:40s} {r[name]:5.2f} s = {r['macs'] / r[name] / 1e9:5.1f} GMAC/s of the photo "
+              f"({r['peak'] * r[name] / r['macs']:.1f}x below the peak), {r['tiles_macs'] / r[name] / 1e9:5.1f} "
+              f"computed ({r['peak'] * r[name] / r['tiles_macs']:.1f}x below)")
+    print(f"    side by side / one at a time: {r['tiled_lanes'] / r['tiled_one']:.2f}x\n")
 
 
 

@@ -199,10 +199,11 @@ class Extractor:
         wy_rows = [ops.put(ramp_weights(ys, r)) for r in range(len(ys))]
         wx_cols = [ops.put(ramp_weights(xs, c)) for c in range(len(xs))]
         passed, total = 0, len(ys) * len(xs)
+        passes = self._passes(image, ys, xs)
         for r, (y0, y1) in enumerate(ys):
             top = ys[r - 1][1] - y0 if r else 0  # rows of this tile row already blended from above
             for cols in _batches(xs, self.batch):
-                frames = self.net(np.stack([image[y0:y1, xs[c][0] : xs[c][1]] for c in cols]))  # BxFxhxwx3
+                frames = next(passes)  # BxFxhxwx3: the tiles (y0:y1, cols)
                 passed += len(cols)
                 if self.on_tile is not None:
                     self.on_tile(passed, total)
@@ -232,6 +233,37 @@ class Extractor:
                 wsum[:keep] = ops.copy(wsum[done:])
                 wsum[keep:] = 0
         return out
+
+    def _passes(self, image: np.ndarray, ys, xs):
+        """The network's frames for the tiles, in the order `_extract` blends them: a pass per batch of
+        tiles (`_batches`), row by row. An engine with `lanes` > 1 (onnxruntime on several cores) runs
+        that many single tiles side by side, one thread each, the next ones running while a tile is
+        blended; at most `lanes` tiles' frames wait at a time."""
+        jobs = [(y0, y1, cols) for y0, y1 in ys for cols in _batches(xs, self.batch)]
+
+        def run(job, **kw):
+            y0, y1, cols = job
+            return self.net(np.stack([image[y0:y1, xs[c][0] : xs[c][1]] for c in cols]), **kw)
+
+        lanes = getattr(self.net, "lanes", 1)
+        if lanes < 2 or len(jobs) < 2:
+            yield from map(run, jobs)
+            return
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(lanes, thread_name_prefix="blur2clip-tile") as pool:
+            waiting = deque()
+            try:
+                for job in jobs:
+                    waiting.append(pool.submit(run, job, lane=True))
+                    if len(waiting) == lanes:
+                        yield waiting.popleft().result()
+                while waiting:
+                    yield waiting.popleft().result()
+            finally:  # stopped early (an error, or the generator closed): drop what has not started
+                for f in waiting:
+                    f.cancel()
 
 
 def _batches(spans: list[tuple[int, int]], size: int):

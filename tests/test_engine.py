@@ -51,6 +51,21 @@ def test_onnxruntime_and_torch_give_the_same_frames(user_file, h, w, tile):
     assert np.abs(onnx(image, np.uint8).astype(int) - torch_(image, np.uint8)).max() <= 1
 
 
+def test_tiles_run_side_by_side_give_the_frames_of_one_at_a_time(user_file):
+    """onnxruntime on several threads runs that many tiles at once, one thread each (OnnxNet.lanes), in
+    the order the blending takes them: the same frames, bit for bit, as one tile at a time; a photo that
+    fits one tile still runs in one pass."""
+    image = photo_like(150, 203)
+    one = Extractor(user_file, device="cpu", engine="onnx", threads=1, tile=48, overlap=16)
+    three = Extractor(user_file, device="cpu", engine="onnx", threads=3, tile=48, overlap=16)
+    assert (one.net.lanes, three.net.lanes) == (1, 3)
+    assert np.array_equal(three(image), one(image))
+    assert np.array_equal(three(image, np.uint8), one(image, np.uint8))
+    whole = Extractor(user_file, device="cpu", engine="onnx", threads=3, tile=0)
+    assert np.abs(whole(image) - one(image)).max() > 0  # (the tiles above did run: one pass differs)
+    assert np.array_equal(whole(image), Extractor(user_file, device="cpu", engine="onnx", threads=1, tile=0)(image))
+
+
 def test_a_travel_head_agrees_in_both_engines(tmp_path):
     """The travel head's frames are rendered inside the graph (GridSample): the same frames, whole and
     tiled, and they really move."""
