@@ -17,7 +17,8 @@ So a prediction is never scored against one fixed order of the true frames. Two 
 A network with the "travel" head (model.py) says how far each pixel travels over the exposure. Where the
 true travel is known (synthetic samples), the canonical order is taken from it pixel by pixel, and the
 predicted travel is scored against the true one turned the same way (`w_travel`); elsewhere (real
-frames) the order is the "local" rule's.
+frames) the order is the "local" rule's. `w_still` adds the travel predicted where the true one is under
+STILL_PX, in px: what a sharp photo or a still background must not get.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .synth import to_linear
 
 CELL = 32  # px: the order is chosen per cell of this side
 SCALE = 4  # the motion is measured at 1/SCALE size (a blur of 64 px becomes a few px between frames)
+STILL_PX = 0.5  # true travel under this is still (w_still)
 TILT = 0.5  # canonical direction (1, TILT): its boundary, motion along (-TILT, 1), is neither a pan nor a tilt
 
 
@@ -90,7 +92,7 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
     known = None if travel is None else true_travel.isfinite()
     # What depends on the data is decided here, so that a compiled graph has no branch on it.
     how = dict(active=tuple(stage_frames(stage, nf)), w_middle=cfg.w_middle, order=cfg.order,
-               w_travel=cfg.w_travel, w_pairs=cfg.w_pairs if fade > 0 else 0.0, w_reblur=cfg.w_reblur,
+               w_travel=cfg.w_travel, w_still=cfg.w_still, w_pairs=cfg.w_pairs if fade > 0 else 0.0, w_reblur=cfg.w_reblur,
                all_known=known is not None and bool(known.all()),
                any_known=known is not None and bool(known.any()))
     loss, parts = (_compiled() if compiled else _terms)(pred, gt, clean, travel, true_travel,
@@ -98,8 +100,8 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
     return loss, {k: v.item() for k, v in parts.items()}
 
 
-def _terms(pred, gt, clean, travel, true_travel, fade, *, active, w_middle, order, w_travel, w_pairs, w_reblur,
-           all_known, any_known):
+def _terms(pred, gt, clean, travel, true_travel, fade, *, active, w_middle, order, w_travel, w_still, w_pairs,
+           w_reblur, all_known, any_known):
     """staged_loss's terms: tensors in, (loss, parts as 0-d tensors) out; the keywords are constants."""
     pred = pred.float()
     nf = pred.shape[1]
@@ -133,6 +135,12 @@ def _terms(pred, gt, clean, travel, true_travel, fade, *, active, w_middle, orde
         err = torch.where(known, err, 0.0).sum() / known.sum()
         loss = loss + w_travel * err
         parts["travel"] = err
+    if d is not None and w_still > 0 and any_known:  # per still pixel, how far it was made to travel (px)
+        still = (d.norm(dim=1, keepdim=True) < STILL_PX).float()  # NaN (unknown) is not still
+        moved = torch.sqrt((travel**2).sum(1, keepdim=True) + 1e-6)
+        err = (moved * still).sum() / still.sum().clamp(min=1)
+        loss = loss + w_still * err
+        parts["still"] = err
     pairs = [(i, nf - 1 - i) for i in active if i < nf // 2]
     if w_pairs > 0 and pairs:
         i, j = zip(*pairs)

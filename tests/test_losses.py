@@ -84,6 +84,29 @@ def test_the_travel_loss_is_least_for_the_canonical_travel():
     assert "travel" not in parts
 
 
+def test_the_still_term_counts_travel_only_where_the_truth_is_still():
+    """w_still: the mean travel (px) predicted over the pixels whose true travel is under STILL_PX;
+    pixels that truly move, or whose travel is unknown, do not count."""
+    from blur2clip.model import render
+
+    base = texture()[..., 20:-20, 20:-20]
+    true = torch.zeros(1, 2, *base.shape[-2:])
+    true[:, 0, :, :60] = 12.0  # the left part moves, the rest is still
+    true[:, :, :10, 100:] = float("nan")  # and a corner is unknown
+    gt = render(base, torch.nan_to_num(true), 7)
+    cfg = TrainConfig(data="d", out="o", w_pairs=0.0, w_reblur=0.0, w_still=1.0)
+    travel = torch.nan_to_num(true).clone()
+    _, exact = staged_loss(gt, gt, gt.mean(1), 3, cfg, 0.0, travel, true)
+    travel[:, 1, :, 60:] = 3.0  # 3 px invented over the still part
+    travel[:, 1, :10, 100:] = 50.0  # the unknown corner
+    travel[:, 1, :, :60] = 5.0  # an error where it truly moves (the travel term's)
+    _, invented = staged_loss(gt, gt, gt.mean(1), 3, cfg, 0.0, travel, true)
+    assert exact["still"] < 2e-3
+    assert invented["still"] == pytest.approx(3.0, abs=1e-3)
+    _, off = staged_loss(gt, gt, gt.mean(1), 3, TrainConfig(data="d", out="o"), 0.0, travel, true)
+    assert "still" not in off
+
+
 def test_the_true_travel_agrees_with_the_order_measured_from_the_frames():
     """On synthetic camera blurs the synthesis' travel and `against_canonical`'s estimate pick the same
     order almost everywhere: the two rules share one sign convention."""
@@ -137,7 +160,8 @@ def test_the_compiled_loss_is_the_eager_one():
     true = torch.tensor([5.0, -2.0]).view(1, 2, 1, 1).expand(2, 2, *base.shape[-2:]).clone()
     gt = render(base, true, 7)
     true[1, :, :8] = float("nan")
-    cfg = TrainConfig(data="d", out="o", w_middle=9.0, w_reblur=1.0)
+    true[0, :, 8:16] = 0.0  # still pixels (w_still)
+    cfg = TrainConfig(data="d", out="o", w_middle=9.0, w_reblur=1.0, w_still=0.5)
     for progress in (0.1, 0.9):  # the pairwise term fades out by half-way
         results = []
         for compiled in (False, True):

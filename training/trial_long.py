@@ -18,6 +18,9 @@ TRIALS = {
     # parallax (a smooth random depth scales the camera's travel per pixel) and non-rigid layers (a
     # smooth field moves a layer's parts up to a third of its travel apart): real motion is rarely rigid
     "deform": dict(synth={**SYNTH, "camera_depth": 0.3, "layer_warp": 0.3}),
+    # travel made where the synthesis is still costs 0.03 per px (losses.py, w_still): a sharp photo and
+    # the still background around a moving subject must not move (the still-content issue)
+    "still": dict(w_still=0.03),
 }
 
 name = sys.argv[1]
