@@ -13,13 +13,7 @@ fast and does not load torch.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
-
-try:
-    __version__ = version("blur2clip")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0.0.0"
 
 # A clip shows this many instants of the exposure at this rate: a second forward (then back, ping-pong)
 # that moves smoothly where 7 frames jumped; `--frames 7 --fps 10` shows the network's seven frames as
@@ -58,6 +52,15 @@ if TYPE_CHECKING:  # for editors and type checkers; never executed
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # asked for, not at every start: importlib.metadata takes 80 ms to import
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("blur2clip")
+        except PackageNotFoundError:  # a source tree that was never installed
+            value = "0.0.0"
+        globals()[name] = value
+        return value
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from . import CLIP_FPS, CLIP_FRAMES, __version__
+from . import CLIP_FPS, CLIP_FRAMES
 from . import cli_train, cli_weights  # noqa: F401 -- their commands join `commands`
 from .cli_batch import capped_note, several_photos
 from .cli_options import (APP_SETTINGS, DEFAULT_TILE, OUTPUT, RUN, Crf, DataDir, Device, Engine, Fps, Frames,
@@ -48,8 +48,11 @@ photo_app = typer.Typer(**APP_SETTINGS)
 
 def _version(value: bool) -> None:
     if value:
+        from . import __version__
+
         print(f"{PROG} {__version__}")
         raise typer.Exit()
+
 
 @photo_app.command()
 def clip(
