@@ -85,8 +85,8 @@ class OnnxNet:
     """An exported graph (torchnet.export) in onnxruntime, on the CPU: tiles are padded to the network's
     multiple here (numpy, edge values repeated, as the network pads), so the graph's size stays free.
     Attributes as TorchNet's: device 'cpu', precision 'fp32', batch 1, config (from the file's metadata);
-    and `lanes`: how many tiles `ahead` runs side by side, one thread each (the threads asked for, or
-    the cores this process may use). This small network keeps one core busier than onnxruntime's
+    and `lanes`: how many tiles the extractor runs side by side, one thread each (the threads asked for,
+    or the cores this process may use). This small network keeps one core busier than onnxruntime's
     threads share one pass between them: measured on a 2-core AMD EPYC, the six 512 px tiles of a 720p
     photo took 0.7-0.85x the time two at a time (one thread each) as one at a time on two threads, with
     the same frames bit for bit (benchmarks/clip_speed.py prints both). A single pass (a photo that fits
