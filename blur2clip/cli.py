@@ -189,7 +189,7 @@ def eval_command(
         rich_help_panel=RUN,
         help="How instants between the network's frames are made (with --frames): blended where the two "
              "frames agree, else the nearer one (guarded); blended everywhere (linear); the nearer frame "
-             "(nearest).")] = "guarded",
+             "(nearest). A travel head renders every instant exactly instead.")] = "guarded",
     save_frames: Annotated[Optional[Path], typer.Option(
         "--save-frames", metavar="DIR", show_default=False, rich_help_panel=RUN,
         help="Write what was scored, as PNG: DIR/SEQUENCE/NNN/input.png, predicted/NN.png (in the direction "

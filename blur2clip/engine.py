@@ -54,13 +54,14 @@ def load(weights=None, model=None, device: str = "auto", precision: str = "auto"
                                 and has("onnxruntime")):
             onnx = onnx_for(path)
             net = OnnxNet(onnx, threads) if onnx is not None else None
-            if net is not None and (onnx == path or net.source == sha256(path)):
+            if net is not None and not net.stale and (onnx == path or net.source == sha256(path)):
                 return net
             if net is not None:  # a file left from other weights of that name (a run that went on)
+                why = "made by an older blur2clip" if net.stale else f"made from other weights than {path}"
                 if engine == "onnx":
-                    raise WeightsError(f"{onnx}: made from other weights than {path}; export it again "
+                    raise WeightsError(f"{onnx}: {why}; export it again "
                                        f"(blur2clip weights export {path} --overwrite)")
-                log.warning("%s was made from other weights than %s; using torch", onnx, path)
+                log.warning("%s was %s; using torch", onnx, why)
                 onnx = None
             if engine == "onnx":
                 raise WeightsError(f"{path}: no ONNX file made from these weights beside it; make one with "
@@ -107,6 +108,8 @@ class OnnxNet:
         except (KeyError, ValueError, TypeError) as e:
             raise WeightsError(f"{path}: not a usable blur2clip ONNX file (config: {e})") from None
         self.source = meta.get("source_sha256")  # of the weights file it was made from
+        # A travel head's graph made before its output became the middle frame and travel: export again
+        self.stale = self.config.head == "travel" and meta.get("outputs") != "motion"
 
     def _session(self, threads: int):
         """The onnxruntime session with `threads` intra-op threads (0: onnxruntime's choice), made once."""
@@ -130,8 +133,9 @@ class OnnxNet:
         return session
 
     def __call__(self, tiles: np.ndarray, lane: bool = False) -> np.ndarray:
-        """Bxhxwx3 float32 -> BxFxhxwx3 float32 (guarded, not clamped). lane: one of `lanes` passes run
-        side by side (one thread); otherwise every thread asked for."""
+        """Bxhxwx3 float32 -> BxFxhxwx3 float32 (guarded, not clamped), or a travel head's Bx1xhxwx5 (its
+        middle frame and travel). lane: one of `lanes` passes run side by side (one thread); otherwise
+        every thread asked for."""
         m = self.config.multiple
         h, w = tiles.shape[1:3]
         padded = np.pad(tiles, ((0, 0), (0, -h % m), (0, -w % m), (0, 0)), mode="edge") if h % m or w % m else tiles
@@ -169,9 +173,12 @@ class NumpyOps:
         return float(np.abs(a - b).sum(dtype=np.float64))
 
     @staticmethod
-    def finish(frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
-        """Frames changed in place: NaN -> 0, clamped to 0..1 (uint8: scaled by 255, rounded half up)."""
+    def finish(frames: np.ndarray, dtype: np.dtype, clamp: bool = True) -> np.ndarray:
+        """Frames changed in place: NaN -> 0, clamped to 0..1 (uint8: scaled by 255, rounded half up);
+        clamp False: NaN -> 0 only (float32)."""
         np.nan_to_num(frames, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        if not clamp:
+            return np.ascontiguousarray(frames)
         np.clip(frames, 0, 1, out=frames)
         if dtype == np.uint8:
             frames *= 255

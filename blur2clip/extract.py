@@ -11,8 +11,10 @@ Blending, alignment and the conversion to the output type are written once and r
 frames are: numpy for onnxruntime (no torch is imported), torch on the extractor's device (on a GPU the
 frames stay there until the finished rows are copied out); the engine's `ops` are the few operations
 spelled differently. Tiles go row by row and only one band of tile rows is kept in float32 (F x band x
-W x 3), so a 24 MP photo never holds all its frames as float32. No files here: `job` reads photos and
-writes clips.
+W x 3), so a 24 MP photo never holds all its frames as float32. A travel head's engines give its middle
+frame and travel instead (5 channels, one "frame"): they are blended the same way, a tile's direction of
+time aligned by the sign of its travel, and the result is a rendering.Motion that renders any instant
+when asked for. No files here: `job` reads photos and writes clips.
 """
 
 from __future__ import annotations
@@ -123,6 +125,9 @@ class Extractor:
             raise ValueError(f"overlap {overlap}: use 0 or more px")
         self.net = engines.load(weights, model, device, precision, threads, keep_still, engine)
         self.engine, self.config = self.net.engine, self.net.config
+        # A travel head's engine gives its middle frame and travel (5 channels), blended as they are; its
+        # frames are rendered from them (rendering.Motion), the still guard applied there.
+        self.travel, self.keep_still = getattr(self.config, "head", "frames") == "travel", keep_still
         self.multiple = getattr(self.config, "multiple", 1)
         self.tile, self.overlap = tile, min(overlap, tile // 2) if tile else overlap
         self.align = True
@@ -138,7 +143,8 @@ class Extractor:
 
         dtype np.float32 (default): values clamped to 0..1 (NaN -> 0). dtype np.uint8: the same frames
         quantised as round(255 * v), built band by band, so a 24 MP photo never holds float32 frames
-        (2 GB) at once.
+        (2 GB) at once. A travel head gives a rendering.Motion instead: a sequence of the same F frames,
+        each rendered when asked for (np.asarray stacks them; `.at(n)` gives n instants).
         """
         image = _as_image(image)
         dtype = _checked(dtype)
@@ -158,7 +164,7 @@ class Extractor:
         if len(images) > 1 and one_pass and all(i.shape == images[0].shape for i in images):
             try:
                 frames = self.net(np.stack(images))  # BxFxhxwx3
-                return [self.net.ops.finish(f, dtype) for f in frames]
+                return [self._result(i, self._finish(f, dtype), dtype) for i, f in zip(images, frames)]
             except self.net.out_of_memory:
                 self._shrink((h, w))
         return [self(i, dtype) for i in images]
@@ -191,7 +197,7 @@ class Extractor:
         xs = tile_spans(w, self.tile, self.overlap, self.multiple)
         ops = self.net.ops
         if len(ys) == len(xs) == 1:  # fits one tile: the whole image in one pass
-            return ops.finish(self.net(image[None])[0], dtype)
+            return self._result(image, self._finish(self.net(image[None])[0], dtype), dtype)
 
         band = max(stop - start for start, stop in ys)  # rows of the float32 band being blended
         out = acc = None  # FxHxWx3 result (numpy, dtype); Fxbandxwx3 float32 weighted sums (the engine's)
@@ -208,15 +214,16 @@ class Extractor:
                 if self.on_tile is not None:
                     self.on_tile(passed, total)
                 if acc is None:
-                    out = np.empty((frames.shape[1], h, w, 3), dtype)
-                    acc = ops.zeros((frames.shape[1], band, w, 3))
+                    shape = (frames.shape[1], h, w, frames.shape[-1])
+                    out = np.empty(shape, np.float32 if self.travel else dtype)
+                    acc = ops.zeros((shape[0], band, *shape[2:]))
                 for c, tile_frames in zip(cols, frames):
                     x0, x1 = xs[c]
                     left = xs[c - 1][1] - x0 if c else 0  # columns already blended from the left
                     placed, placed_w = acc[:, : y1 - y0, x0:x1], wsum[: y1 - y0, x0:x1]
-                    if self.align and (top or left) and _reversed_fits(ops, tile_frames, placed, placed_w,
-                                                                        top, left):
-                        tile_frames = ops.flip(tile_frames)
+                    if self.align and (top or left) and _reversed_fits(ops, self._flip, tile_frames, placed,
+                                                                        placed_w, top, left):
+                        tile_frames = self._flip(tile_frames)
                     wt = wy_rows[r][:, None, None] * wx_cols[c][None, :, None]  # hxwx1
                     placed += tile_frames * wt
                     placed_w += wt
@@ -225,14 +232,35 @@ class Extractor:
             done = (ys[r + 1][0] if r + 1 < len(ys) else h) - y0
             for a in range(0, done, OUT_ROWS):
                 b = min(done, a + OUT_ROWS)
-                out[:, y0 + a : y0 + b] = ops.finish(acc[:, a:b] / wsum[a:b], dtype)
+                out[:, y0 + a : y0 + b] = self._finish(acc[:, a:b] / wsum[a:b], dtype)
             if r + 1 < len(ys):
                 keep = band - done
                 acc[:, :keep] = ops.copy(acc[:, done:])
                 acc[:, keep:] = 0
                 wsum[:keep] = ops.copy(wsum[done:])
                 wsum[keep:] = 0
-        return out
+        return self._result(image, out, dtype)
+
+    def _flip(self, frames):
+        """A tile's result in the other direction of time: its frames reversed, or its travel negated."""
+        if not self.travel:
+            return self.net.ops.flip(frames)
+        return frames * self.net.ops.put(np.array([1, 1, 1, -1, -1], np.float32))
+
+    def _finish(self, frames, dtype: np.dtype) -> np.ndarray:
+        """The engine's blended values as numpy: frames clamped (and quantised for uint8); a travel head's
+        middle frame and travel only cleaned of NaN (its frames are clamped when rendered)."""
+        if self.travel:
+            return self.net.ops.finish(frames, np.float32, clamp=False)
+        return self.net.ops.finish(frames, dtype)
+
+    def _result(self, image: np.ndarray, out: np.ndarray, dtype: np.dtype):
+        """What __call__ gives: the frames, or a travel head's rendering.Motion of out (1xHxWx5)."""
+        if not self.travel:
+            return out
+        from .rendering import Motion
+
+        return Motion.guarded(image, out[0, ..., :3], out[0, ..., 3:], self.config.frames, dtype, self.keep_still)
 
     def _passes(self, image: np.ndarray, ys, xs):
         """The network's frames for the tiles, in the order `_extract` blends them: a pass per batch of
@@ -277,16 +305,17 @@ def _batches(spans: list[tuple[int, int]], size: int):
     yield group
 
 
-def _reversed_fits(ops, frames, acc, wsum, top: int, left: int) -> bool:
-    """Whether the tile's frames (Fxhxwx3), reversed, agree better than as they are with the blend already
-    placed in its top `top` rows and left `left` columns (acc: weighted sums Fxhxwx3, wsum: hxwx1)."""
+def _reversed_fits(ops, flip, frames, acc, wsum, top: int, left: int) -> bool:
+    """Whether the tile's frames (FxhxwxC), in the other direction of time (flip), agree better than as
+    they are with the blend already placed in its top `top` rows and left `left` columns (acc: weighted
+    sums FxhxwxC, wsum: hxwx1)."""
     fwd = rev = 0.0
     for rows, cols in ((slice(0, top), slice(None)), (slice(top, None), slice(0, left))):
         placed = acc[:, rows, cols] / wsum[rows, cols]  # Fxh'xw'x3
         if placed.shape[1] and placed.shape[2]:
             tile = frames[:, rows, cols]
             fwd += ops.l1(tile, placed)
-            rev += ops.l1(ops.flip(tile), placed)
+            rev += ops.l1(flip(tile), placed)
     return rev < fwd
 
 
@@ -312,5 +341,5 @@ def extract_frames(image: np.ndarray, weights=None, frames: int | None = None, *
     from .timeline import resample
 
     out = Extractor(weights, **kw)(image)
-    return out if frames is None else np.stack(list(resample(out, frames)))
+    return np.asarray(out) if frames is None else np.stack(list(resample(out, frames)))
 

@@ -139,6 +139,29 @@ class Blur2Clip(nn.Module):
         config.multiple. forward pads, then calls this; an exported graph takes both, padded beforehand
         (so its height and width stay free: engine.py)."""
         b, _, h, w = x.shape
+        r = self._head(xp, h, w)  # Bx3FxHxW residuals, or Bx5xHxW: the middle's and the travel
+        if self.config.head == "frames":
+            frames, travel = x.unsqueeze(1) + r.view(b, self.config.frames, 3, h, w), None  # BxFx3xHxW
+        else:
+            travel = r[:, 3:] * TRAVEL_PX
+            frames = render(x + r[:, :3], travel, self.config.frames, hold=self.training)
+        return (frames, travel) if with_travel else frames
+
+    def motion(self, x, xp=None):
+        """The travel head's (middle frame Bx3xHxW, travel Bx2xHxW px) of x (xp: x padded, as `predict`
+        takes it; None: padded here): what `render` moves to any instant (the engines render a clip's
+        instants from them)."""
+        if self.config.head != "travel":
+            raise ValueError("only a travel head predicts a middle frame and its travel")
+        h, w = x.shape[2:]
+        if xp is None:
+            m = self.config.multiple
+            xp = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate") if h % m or w % m else x
+        r = self._head(xp, h, w)
+        return x + r[:, :3], r[:, 3:] * TRAVEL_PX
+
+    def _head(self, xp, h: int, w: int):
+        """The head's raw output for the padded photos xp, cropped to h x w."""
         f = self.intro(xp)  # BxCxH'xW'
         skips = []
         for enc, down in zip(self.encoders, self.downs):
@@ -148,13 +171,7 @@ class Blur2Clip(nn.Module):
         f = self.middle(f)  # Bx(16C)x(H'/16)x(W'/16)
         for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
             f = dec(up(f) + skip)  # Bx(C/2)x(2H)x(2W)
-        r = self.ending(f)[:, :, :h, :w]  # Bx3FxHxW residuals, or Bx5xHxW: the middle's and the travel
-        if self.config.head == "frames":
-            frames, travel = x.unsqueeze(1) + r.view(b, self.config.frames, 3, h, w), None  # BxFx3xHxW
-        else:
-            travel = r[:, 3:] * TRAVEL_PX
-            frames = render(x + r[:, :3], travel, self.config.frames, hold=self.training)
-        return (frames, travel) if with_travel else frames
+        return self.ending(f)[:, :, :h, :w]
 
 
 def count_parameters(model: nn.Module) -> int:

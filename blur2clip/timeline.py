@@ -68,8 +68,12 @@ class Timeline(Sequence):
 
 
 def resample(frames: np.ndarray, n: int, mode: str = "guarded") -> np.ndarray | Timeline:
-    """The frames at n instants: `frames` itself when n equals its count, else a lazy `Timeline`."""
-    return frames if n == len(frames) else Timeline(frames, n, mode)
+    """The frames at n instants: `frames` itself when n equals its count, else a lazy `Timeline`; a travel
+    head's rendering.Motion renders the n instants exactly (mode does not apply)."""
+    if n == len(frames):
+        return frames
+    at = getattr(frames, "at", None)  # rendering.Motion
+    return at(n) if at is not None else Timeline(frames, n, mode)
 
 
 def _blend(fa: np.ndarray, fb: np.ndarray, u: float, guarded: bool) -> np.ndarray:

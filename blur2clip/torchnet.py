@@ -20,11 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from . import device as devices
+from .rendering import MOVED_ABOVE, STILL_BELOW, STILL_RADIUS  # noqa: F401 -- the guard's rule, one place
 
 log = logging.getLogger(__name__)
-
-STILL_BELOW, MOVED_ABOVE = 0.03, 0.08  # largest departure from the photo (0..1) near a pixel
-STILL_RADIUS = 4  # px: the departure is spread this far, so a moving edge keeps its surroundings
 
 
 def keep_still(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -61,12 +59,14 @@ class TorchNet:
         self.model = devices.place(model.eval(), self.device)
         self.config = getattr(model, "config", None)
         self.guard = guard
+        self.travel = getattr(self.config, "head", "frames") == "travel"
         self.batch = 1 if self.device.type == "cpu" else 4  # several tiles per pass pay off on a GPU only
         self.ops = TorchOps(self.device)
         self.out_of_memory: tuple[type[BaseException], ...] = (devices.OutOfMemory,)
 
     def __call__(self, tiles: np.ndarray) -> torch.Tensor:
-        """Bxhxwx3 float32 tiles -> BxFxhxwx3 float32 frames on the device (a view), not clamped."""
+        """Bxhxwx3 float32 tiles -> BxFxhxwx3 float32 frames on the device (a view), not clamped; a travel
+        head's Bx1xhxwx5, its middle frame and travel (`motion`), not guarded."""
         x = torch.from_numpy(tiles).permute(0, 3, 1, 2)  # Bx3xhxw
         x = x.to(self.device).contiguous(memory_format=torch.channels_last)
         y = self._run(x, self.precision)
@@ -75,17 +75,18 @@ class TorchNet:
             self.precision = "fp32"
             y = self._run(x, "fp32")
         with torch.inference_mode():
-            y = keep_still(x.float(), y) if self.guard else y
+            y = keep_still(x.float(), y) if self.guard and not self.travel else y
         return y.permute(0, 1, 3, 4, 2)
 
     def _run(self, x: torch.Tensor, precision: str) -> torch.Tensor:
+        net = (lambda x: motion(self.model, x)) if self.travel else self.model
         with torch.inference_mode():
             if precision == "fp32":
-                y = self.model(x)
+                y = net(x)
             else:
                 with torch.autocast(self.device.type, dtype=devices.DTYPES[precision]):
-                    y = self.model(x)
-            return y.float()  # BxFx3xhxw
+                    y = net(x)
+            return y.float()  # BxFx3xhxw, or Bx1x5xhxw
 
     def free(self) -> None:
         devices.free(self.device)
@@ -98,6 +99,12 @@ class TorchNet:
         self.model = devices.place(self.model, self.device)
         self.ops = TorchOps(self.device)
         return True
+
+
+def motion(model, x: torch.Tensor, xp: torch.Tensor | None = None) -> torch.Tensor:
+    """A travel head's middle frame and travel as one Bx1x5xhxw result (model.motion)."""
+    middle, travel = model.motion(x, xp)
+    return torch.cat([middle, travel], 1)[:, None]
 
 
 def _looks_broken(y: torch.Tensor, x: torch.Tensor) -> bool:
@@ -129,11 +136,13 @@ class TorchOps:
     def l1(self, a: torch.Tensor, b: torch.Tensor) -> float:
         return float(torch.dist(a, b, 1))  # the sum of |a - b|, in one pass
 
-    def finish(self, frames: torch.Tensor, dtype: np.dtype) -> np.ndarray:
+    def finish(self, frames: torch.Tensor, dtype: np.dtype, clamp: bool = True) -> np.ndarray:
         """Frames changed in place: NaN -> 0, clamped to 0..1 (uint8: scaled by 255 and rounded half up),
-        then to numpy on the CPU (a GPU sends the smaller result)."""
+        then to numpy on the CPU (a GPU sends the smaller result); clamp False: NaN -> 0 only (float32)."""
         with torch.inference_mode():
-            frames = frames.nan_to_num_(nan=0.0).clamp_(0, 1)
+            frames = frames.nan_to_num_(nan=0.0)
+            if clamp:
+                frames = frames.clamp_(0, 1)
             if dtype == np.uint8:
                 frames = frames.mul_(255).add_(0.5).to(torch.uint8)  # truncation of v + 0.5: round half up
             return frames.contiguous().cpu().numpy()
@@ -144,15 +153,18 @@ class TorchOps:
 
 
 class _Graph(torch.nn.Module):
-    """What the ONNX file computes: channels-last tiles, padded and as they are, -> guarded frames."""
+    """What the ONNX file computes: channels-last tiles, padded and as they are, -> guarded frames, or a
+    travel head's middle frame and travel (Bx1xhxwx5, as TorchNet gives them)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, padded, tiles):  # Bxh'xw'x3 (h', w': multiples of config.multiple), Bxhxwx3
-        x = tiles.permute(0, 3, 1, 2)  # Bx3xhxw
-        y = self.model.predict(padded.permute(0, 3, 1, 2), x)  # BxFx3xhxw
+        x, xp = tiles.permute(0, 3, 1, 2), padded.permute(0, 3, 1, 2)  # Bx3xhxw, Bx3xh'xw'
+        if self.model.config.head == "travel":
+            return motion(self.model, x, xp).permute(0, 1, 3, 4, 2)
+        y = self.model.predict(xp, x)  # BxFx3xhxw
         return keep_still(x, y).permute(0, 1, 3, 4, 2)  # BxFxhxwx3
 
 
@@ -234,6 +246,8 @@ def export(model, path: str | os.PathLike, source_sha256: str) -> None:
         item.doc_string = ""
     _store_half(graph)
     meta = {"format": "blur2clip", "config": json.dumps(model.config.to_dict()), "source_sha256": source_sha256}
+    if model.config.head == "travel":  # its output is the middle frame and travel (older files rendered frames)
+        meta["outputs"] = "motion"
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save_model(proto, str(Path(path)))

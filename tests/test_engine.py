@@ -67,22 +67,28 @@ def test_tiles_run_side_by_side_give_the_frames_of_one_at_a_time(user_file):
 
 
 def test_a_travel_head_agrees_in_both_engines(tmp_path):
-    """The travel head's frames are rendered inside the graph (GridSample): the same frames, whole and
-    tiled, and they really move."""
+    """A travel head's engines give its middle frame and travel, blended over tiles and rendered at any
+    instant in numpy (rendering.Motion): the same in both engines, whole and tiled, and they really move."""
     from blur2clip.model import with_travel_head
+    from blur2clip.rendering import Motion
 
     model = with_travel_head(tiny_model(seed=6))
     with torch.no_grad():
         model.ending.weight[3:] = torch.randn_like(model.ending.weight[3:]) * 0.5
     path = weights.save(model, tmp_path / "travel.safetensors")
     export_onnx(path)
+    image = photo_like(101, 150)
     for tile in (0, 64):
         onnx, torch_ = both(path, tile=tile, overlap=16)
-        image = photo_like(101, 150)
         a, b = onnx(image), torch_(image)
+        assert isinstance(a, Motion) and isinstance(b, Motion)
         assert a.shape == b.shape == (7, 101, 150, 3)
-        assert np.abs(a - b).max() < 1e-4
+        assert np.abs(np.asarray(a) - np.asarray(b)).max() < 1e-4
+        assert np.abs(a.travel - b.travel).max() < 1e-3  # px
         assert np.abs(a[0] - a[-1]).max() > 0.05  # the frames move
+        assert np.abs(np.asarray(a.at(48)) - np.asarray(b.at(48))).max() < 1e-4
+        uint8 = onnx(image, np.uint8)
+        assert uint8[3].dtype == np.uint8 and np.abs(uint8[3] / 255 - a[3]).max() <= 0.5 / 255 + 1e-6
 
 
 def test_the_graphs_rearranged_blocks_compute_the_same_network():

@@ -1,0 +1,172 @@
+"""A travel head's frames at any instant, rendered in numpy from its middle frame and travel.
+
+A travel head (model.py) predicts the middle frame of the exposure and how far each pixel travels over
+it; the frame at instant t (0..1 of the exposure) shows at p what the middle frame shows at
+p - (t - 1/2) * travel: bilinear, the edge pixels repeated beyond the border, as `model.render` (which
+trains it) does with torch. The engines return those 5 channels per tile, extract.py blends them, and
+`Motion` renders the instants a clip asks for one at a time, a band of rows at a time: memory does not
+grow with the frame count (a 24 MP photo holds its middle frame and travel, not 21 frames), and every
+instant is exact, not blended from its neighbours.
+
+The still-content guard (`guard_weight`, the rule of torchnet.keep_still) is decided once per photo from
+the rendered frames at the first, middle and last of the head's instants: where none departs from the
+photo by more than STILL_BELOW within STILL_RADIUS px, every frame is the photo itself.
+
+No torch here: the onnxruntime path renders with numpy alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+STILL_BELOW, MOVED_ABOVE = 0.03, 0.08  # largest departure from the photo (0..1) near a pixel
+STILL_RADIUS = 4  # px: the departure is spread this far, so a moving edge keeps its surroundings
+BAND_PIXELS = 2**18  # pixels rendered at once (the float32 work of a band stays about 20 MB)
+
+
+def instant(k: int, n: int) -> float:
+    """tau (-1/2 .. 1/2) of the k-th of n instants: the centre of the k-th of n equal windows, less 1/2."""
+    return (k + 0.5) / n - 0.5
+
+
+class Motion(Sequence):
+    """n frames (`len`, `self[k]`: the k-th of n instants, `timeline.instants`) rendered when asked for
+    from a photo's middle frame and travel, in `dtype` (float32 0..1, or uint8 rounded half up).
+
+    photo: HxWx3 float32 (the input, for the guard); middle: HxWx3 float32 (not clamped); travel: HxWx2
+    float32 px (x, y); weight: HxWx1 float32, how much of each frame departs from the photo (the guard;
+    None: all of it). `at(m)` is the same motion at m instants; np.asarray(motion) stacks all n frames."""
+
+    def __init__(self, photo, middle, travel, n: int, dtype=np.float32, weight=None):
+        self.photo, self.middle, self.travel, self.n, self.dtype, self.weight = photo, middle, travel, n, \
+            np.dtype(dtype), weight
+        self._planes = None  # the middle frame's colour planes, made on the first render
+
+    @classmethod
+    def guarded(cls, photo, middle, travel, n: int, dtype=np.float32, guard: bool = True) -> "Motion":
+        motion = cls(photo, middle, travel, n, dtype)
+        if guard:
+            ends = [motion.render(instant(k, n)) for k in sorted({0, n // 2, n - 1})]
+            motion.weight = guard_weight(photo, ends)
+        return motion
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self.n))]
+        if not -self.n <= k < self.n:
+            raise IndexError(k)
+        return self.frame(instant(k % self.n, self.n))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n, *self.middle.shape)
+
+    def at(self, n: int) -> "Motion":
+        """The same motion at n instants."""
+        motion = Motion(self.photo, self.middle, self.travel, n, self.dtype, self.weight)
+        motion._planes = self._planes
+        return motion
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.stack(list(self))
+        return out if dtype is None else out.astype(dtype)
+
+    def frame(self, tau: float) -> np.ndarray:
+        """HxWx3 in self.dtype: the guarded, clamped frame at instant tau (-1/2 .. 1/2)."""
+        f = self.render(tau)
+        if self.weight is not None:
+            f -= self.photo
+            f *= self.weight
+            f += self.photo
+        np.nan_to_num(f, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        np.clip(f, 0, 1, out=f)
+        if self.dtype == np.uint8:
+            f *= 255
+            f += 0.5
+            return f.astype(np.uint8)  # truncation of v + 0.5: round half up
+        return f
+
+    def render(self, tau: float) -> np.ndarray:
+        """HxWx3 float32: the middle frame moved to instant tau (not guarded, not clamped)."""
+        h, w = self.middle.shape[:2]
+        if tau == 0:
+            return self.middle.astype(np.float32, copy=True)
+        if self._planes is None:  # each colour's plane, contiguous: np.take is fastest there
+            self._planes = np.ascontiguousarray(np.moveaxis(self.middle, -1, 0), np.float32).reshape(3, h * w)
+        out = np.empty((h, w, 3), np.float32)
+        rows = max(1, BAND_PIXELS // max(1, w))
+        xs, t = np.arange(w, dtype=np.float32), np.float32(tau)
+        for y0 in range(0, h, rows):
+            y1 = min(h, y0 + rows)
+            d = self.travel[y0:y1]
+            x = np.clip(xs - t * d[..., 0], 0, w - 1)  # where the middle frame shows what p shows at tau
+            y = np.clip(np.arange(y0, y1, dtype=np.float32)[:, None] - t * d[..., 1], 0, h - 1)
+            xa, ya = x.astype(np.int32), y.astype(np.int32)  # floor: x, y >= 0
+            fx, fy = x - xa, y - ya
+            i00 = ya * w + xa  # the four pixels around (x, y), the last row and column repeated
+            i01 = i00 + (xa < w - 1)
+            i10 = i00 + (ya < h - 1) * w
+            i11 = i10 + (xa < w - 1)
+            for c, plane in enumerate(self._planes):
+                top, right = plane.take(i00), plane.take(i01)
+                top += fx * (right - top)
+                bottom, right = plane.take(i10), plane.take(i11)
+                bottom += fx * (right - bottom)
+                bottom -= top
+                bottom *= fy
+                bottom += top
+                out[y0:y1, :, c] = bottom
+        return out
+
+    def shrunk(self, size: tuple[int, int]) -> "Motion":
+        """The same motion at size (H, W) (Lanczos): the travel also scaled to the new pixels."""
+        h, w = self.middle.shape[:2]
+        if (h, w) == tuple(size):
+            return self
+        travel = _resized(self.travel, size) * np.array([size[1] / w, size[0] / h], np.float32)
+        weight = None if self.weight is None else np.clip(_resized(self.weight, size), 0, 1)
+        return Motion(_resized(self.photo, size), _resized(self.middle, size), travel, self.n, self.dtype, weight)
+
+
+def _resized(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """HxWxC float32 at size (H, W), Lanczos, a channel at a time (PIL "F" images: values kept as they are)."""
+    from PIL import Image
+
+    wh = (size[1], size[0])
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(a[..., c])).resize(wh, Image.LANCZOS))
+                     for c in range(a.shape[-1])], -1)
+
+
+def guard_weight(photo: np.ndarray, frames: list[np.ndarray]) -> np.ndarray:
+    """HxWx1 float32: torchnet.keep_still's blend weight, from the frames' largest departure from the photo
+    (mean over colour), spread by a max then a box mean over (2 * STILL_RADIUS + 1) px, each a pass per
+    axis, the window cut at the border (as torch's max_pool2d and avg_pool2d without the padding)."""
+    departure = np.zeros(photo.shape[:2], np.float32)
+    for f in frames:
+        np.maximum(departure, np.abs(f - photo).mean(-1), out=departure)
+    r = STILL_RADIUS
+    for axis in (0, 1):
+        departure = _window(departure, r, axis, np.maximum)
+    for axis in (0, 1):
+        departure = _window(departure, r, axis, np.add) / _window(np.ones_like(departure), r, axis, np.add)
+    return np.clip((departure - STILL_BELOW) / (MOVED_ABOVE - STILL_BELOW), 0, 1)[..., None]
+
+
+def _window(a: np.ndarray, r: int, axis: int, op) -> np.ndarray:
+    """op (np.maximum or np.add) over a window of r px each side along axis, cut at the border."""
+    out = a.copy()
+    n = a.shape[axis]
+    for s in range(1, r + 1):
+        if s >= n:
+            break
+        lo = [slice(None)] * 2
+        hi = [slice(None)] * 2
+        lo[axis], hi[axis] = slice(0, n - s), slice(s, n)
+        out[tuple(lo)] = op(out[tuple(lo)], a[tuple(hi)])
+        out[tuple(hi)] = op(out[tuple(hi)], a[tuple(lo)])
+    return out

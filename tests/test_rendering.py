@@ -1,0 +1,117 @@
+"""A travel head's frames rendered in numpy (rendering.py) from its middle frame and travel: the same as
+torch's model.render and keep_still, any number of instants, tiles, clips with a still, and the ONNX files
+made before this output."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_model, write_photo
+from test_extract import photo_like
+
+from blur2clip import weights
+from blur2clip.errors import WeightsError
+from blur2clip.extract import Extractor
+from blur2clip.model import render, with_travel_head
+from blur2clip.onnxfile import export_onnx
+from blur2clip.rendering import Motion, guard_weight
+from blur2clip.torchnet import keep_still
+
+
+@pytest.fixture(scope="module")
+def travel_weights(tmp_path_factory):
+    """A tiny travel head whose frames move, saved with its ONNX file beside it."""
+    model = with_travel_head(tiny_model(seed=6))
+    with torch.no_grad():
+        model.ending.weight[3:] = torch.randn_like(model.ending.weight[3:]) * 0.5
+    path = weights.save(model, tmp_path_factory.mktemp("travel") / "travel.safetensors")
+    export_onnx(path)
+    return path
+
+
+def test_rendering_is_torchs_render():
+    """Bilinear, edge pixels repeated (travel that reaches past the border), at odd and even counts."""
+    rng = np.random.default_rng(0)
+    middle = rng.random((37, 53, 3), np.float32)
+    travel = rng.normal(0, 9, (37, 53, 2)).astype(np.float32)
+    t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
+    for n in (2, 7, 48):
+        want = render(t(middle), t(travel), n)[0].permute(0, 2, 3, 1).numpy()
+        motion = Motion(middle, middle, travel, n)
+        got = np.stack([motion.render((k + 0.5) / n - 0.5) for k in range(n)])
+        assert np.abs(got - want).max() < 1e-4
+
+
+def test_the_guard_is_keep_stills():
+    """The still guard's weight, from the photo and a few frames, is torchnet.keep_still's."""
+    rng = np.random.default_rng(1)
+    photo = rng.random((30, 41, 3), np.float32)
+    moving = (np.arange(41) > 20)[None, :, None]
+    frames = [photo + (rng.random(photo.shape, np.float32) - 0.5) * 0.3 * moving for _ in range(3)]
+    weight = guard_weight(photo, frames)
+    t = lambda a: torch.from_numpy(a).permute(2, 0, 1)  # noqa: E731
+    want = keep_still(t(photo)[None], torch.stack([t(f) for f in frames])[None])[0].permute(0, 2, 3, 1).numpy()
+    got = np.stack([photo + weight * (f - photo) for f in frames])
+    assert np.abs(got - want).max() < 1e-6
+    assert weight[:, :10].max() == 0 and weight[:, 30:].min() > 0.5  # still on the left, moving on the right
+
+
+def test_any_count_of_instants_tiled_as_whole(travel_weights):
+    """48 instants rendered exactly; the tiled result matches the whole one within the tolerance of the
+    frames head (test_extract.test_tiled_matches_untiled); the middle instant is the middle frame."""
+    image = photo_like(150, 200)
+    whole = Extractor(travel_weights, device="cpu", tile=0)(image)
+    tiled = Extractor(travel_weights, device="cpu", tile=96, overlap=32)(image)
+    a, b = np.asarray(whole.at(48)), np.asarray(tiled.at(48))
+    assert a.shape == (48, 150, 200, 3)
+    diff = np.abs(a - b)
+    assert diff.mean() < 1e-3 and diff.max() < 5e-2
+    assert np.abs(a[0] - a[-1]).mean() > 0.01  # they move
+    assert np.array_equal(whole.at(49)[24], whole.frame(0.0))
+    odd = Extractor(travel_weights, device="cpu", tile=0)(image[:101, :77])
+    assert np.asarray(odd.at(3)).shape == (3, 101, 77, 3)
+
+
+def test_a_clip_and_its_still_from_a_travel_head(tmp_path, travel_weights, monkeypatch):
+    """Through make_clip: a folder of 30 instants; and with a still, the network runs at the photo's size
+    and the clip's frames (a GIF, capped at media.ANIMATED_MAX_SIZE, made small here) are rendered from the
+    shrunk middle frame and travel."""
+    from PIL import Image
+
+    from blur2clip import media
+    from blur2clip.job import make_clip
+
+    photo = write_photo(tmp_path / "p.png")
+    result = make_clip(photo, tmp_path / "f/", frames=30, pingpong=False, weights=travel_weights, device="cpu")
+    assert result.frames == 30 and len(list((tmp_path / "f").glob("frame_*.png"))) == 30
+    Image.fromarray((photo_like(300, 400) * 255).astype(np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(media, "ANIMATED_MAX_SIZE", 200)
+    result = make_clip(tmp_path / "big.png", tmp_path / "c.gif", still=tmp_path / "still.png", frames=12,
+                       pingpong=False, weights=travel_weights, device="cpu")
+    assert Image.open(tmp_path / "still.png").size == (400, 300)
+    gif = Image.open(tmp_path / "c.gif")
+    assert gif.size == (200, 150) and gif.n_frames == 12 and result.frames == 12
+
+
+def test_an_older_travel_onnx_file_is_not_used(tmp_path, travel_weights, caplog):
+    """A travel head's ONNX file from before its output became the middle frame and travel: auto uses
+    torch (with a warning), --engine onnx says in one line to export it again."""
+    import shutil
+
+    import onnx
+
+    path = tmp_path / "old.safetensors"
+    shutil.copy(travel_weights, path)
+    graph = onnx.load(str(travel_weights.with_suffix(".onnx")))
+    kept = [p for p in graph.metadata_props if p.key != "outputs"]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
+    onnx.save(graph, str(path.with_suffix(".onnx")))
+    with caplog.at_level(logging.WARNING):
+        assert Extractor(path, device="cpu").engine == "torch"
+    assert "made by an older blur2clip" in caplog.text
+    with pytest.raises(WeightsError, match="made by an older blur2clip; export it again"):
+        Extractor(path, device="cpu", engine="onnx")
