@@ -214,9 +214,8 @@ class Extractor:
                 if self.on_tile is not None:
                     self.on_tile(passed, total)
                 if acc is None:
-                    shape = (frames.shape[1], h, w, frames.shape[-1])
-                    out = np.empty(shape, np.float32 if self.travel else dtype)
-                    acc = ops.zeros((shape[0], band, *shape[2:]))
+                    out = self._empty((frames.shape[1], h, w, frames.shape[-1]), dtype)
+                    acc = ops.zeros((frames.shape[1], band, w, frames.shape[-1]))
                 for c, tile_frames in zip(cols, frames):
                     x0, x1 = xs[c]
                     left = xs[c - 1][1] - x0 if c else 0  # columns already blended from the left
@@ -232,7 +231,7 @@ class Extractor:
             done = (ys[r + 1][0] if r + 1 < len(ys) else h) - y0
             for a in range(0, done, OUT_ROWS):
                 b = min(done, a + OUT_ROWS)
-                out[:, y0 + a : y0 + b] = self._finish(acc[:, a:b] / wsum[a:b], dtype)
+                self._store(out, y0 + a, y0 + b, self._finish(acc[:, a:b] / wsum[a:b], dtype))
             if r + 1 < len(ys):
                 keep = band - done
                 acc[:, :keep] = ops.copy(acc[:, done:])
@@ -254,13 +253,33 @@ class Extractor:
             return self.net.ops.finish(frames, np.float32, clamp=False)
         return self.net.ops.finish(frames, dtype)
 
-    def _result(self, image: np.ndarray, out: np.ndarray, dtype: np.dtype):
-        """What __call__ gives: the frames, or a travel head's rendering.Motion of out (1xHxWx5)."""
+    def _empty(self, shape: tuple[int, ...], dtype: np.dtype):
+        """Where the finished rows go: FxHxWx3 frames, or a travel head's middle frame as colour planes
+        (3xHxW, as rendering.Motion takes it) and travel (HxWx2), float32 (shape: 1xHxWx5)."""
+        if not self.travel:
+            return np.empty(shape, dtype)
+        return np.empty((3, *shape[1:3]), np.float32), np.empty((*shape[1:3], 2), np.float32)
+
+    def _store(self, out, y0: int, y1: int, values: np.ndarray) -> None:
+        """Rows y0:y1 of the result from finished values (FxrowsxWxC)."""
+        if not self.travel:
+            out[:, y0:y1] = values
+            return
+        planes, travel = out
+        planes[:, y0:y1] = np.moveaxis(values[0, ..., :3], -1, 0)
+        travel[y0:y1] = values[0, ..., 3:]
+
+    def _result(self, image: np.ndarray, out, dtype: np.dtype):
+        """What __call__ gives: the frames, or a travel head's rendering.Motion. out: as `_empty` makes it,
+        or a whole image's finished values (FxHxWxC)."""
+        if isinstance(out, np.ndarray) and self.travel:
+            whole, out = out, self._empty(out.shape, dtype)
+            self._store(out, 0, whole.shape[1], whole)
         if not self.travel:
             return out
         from .rendering import Motion
 
-        return Motion.guarded(image, out[0, ..., :3], out[0, ..., 3:], self.config.frames, dtype, self.keep_still)
+        return Motion.guarded(image, *out, self.config.frames, dtype, self.keep_still)
 
     def _passes(self, image: np.ndarray, ys, xs):
         """The network's frames for the tiles, in the order `_extract` blends them: a pass per batch of

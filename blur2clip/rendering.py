@@ -35,21 +35,27 @@ class Motion(Sequence):
     """n frames (`len`, `self[k]`: the k-th of n instants, `timeline.instants`) rendered when asked for
     from a photo's middle frame and travel, in `dtype` (float32 0..1, or uint8 rounded half up).
 
-    photo: HxWx3 float32 (the input, for the guard); middle: HxWx3 float32 (not clamped); travel: HxWx2
-    float32 px (x, y); weight: HxWx1 float32, how much of each frame departs from the photo (the guard;
-    None: all of it). `at(m)` is the same motion at m instants; np.asarray(motion) stacks all n frames."""
+    photo: HxWx3 float32 (the input, for the guard); planes: the middle frame's colour planes, 3xHxW
+    float32 (not clamped); travel: HxWx2 float32 px (x, y); weight: HxWx1 float32, how much of each frame
+    departs from the photo (the guard; None: all of it). `at(m)` is the same motion at m instants;
+    np.asarray(motion) stacks all n frames. Frames are made a band of rows at a time: a 24 MP photo never
+    holds a float32 frame beside these arrays."""
 
-    def __init__(self, photo, middle, travel, n: int, dtype=np.float32, weight=None):
-        self.photo, self.middle, self.travel, self.n, self.dtype, self.weight = photo, middle, travel, n, \
+    def __init__(self, photo, planes, travel, n: int, dtype=np.float32, weight=None):
+        self.photo, self.planes, self.travel, self.n, self.dtype, self.weight = photo, planes, travel, n, \
             np.dtype(dtype), weight
-        self._planes = None  # the middle frame's colour planes, made on the first render
 
     @classmethod
-    def guarded(cls, photo, middle, travel, n: int, dtype=np.float32, guard: bool = True) -> "Motion":
-        motion = cls(photo, middle, travel, n, dtype)
+    def guarded(cls, photo, planes, travel, n: int, dtype=np.float32, guard: bool = True) -> "Motion":
+        """The motion with the still guard decided from its first, middle and last of n instants."""
+        motion = cls(photo, planes, travel, n, dtype)
         if guard:
-            ends = [motion.render(instant(k, n)) for k in sorted({0, n // 2, n - 1})]
-            motion.weight = guard_weight(photo, ends)
+            taus = [instant(k, n) for k in sorted({0, n // 2, n - 1})]
+            departure = np.empty(photo.shape[:2], np.float32)  # the largest, mean over colour
+            for y0, y1 in motion._bands():
+                here = photo[y0:y1]
+                departure[y0:y1] = np.max([np.abs(motion._band(t, y0, y1) - here).mean(-1) for t in taus], 0)
+            motion.weight = guard_weight(departure)
         return motion
 
     def __len__(self) -> int:
@@ -64,13 +70,11 @@ class Motion(Sequence):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (self.n, *self.middle.shape)
+        return (self.n, *self.travel.shape[:2], 3)
 
     def at(self, n: int) -> "Motion":
         """The same motion at n instants."""
-        motion = Motion(self.photo, self.middle, self.travel, n, self.dtype, self.weight)
-        motion._planes = self._planes
-        return motion
+        return Motion(self.photo, self.planes, self.travel, n, self.dtype, self.weight)
 
     def __array__(self, dtype=None, copy=None):
         out = np.stack(list(self))
@@ -78,59 +82,67 @@ class Motion(Sequence):
 
     def frame(self, tau: float) -> np.ndarray:
         """HxWx3 in self.dtype: the guarded, clamped frame at instant tau (-1/2 .. 1/2)."""
-        f = self.render(tau)
-        if self.weight is not None:
-            f -= self.photo
-            f *= self.weight
-            f += self.photo
-        np.nan_to_num(f, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
-        np.clip(f, 0, 1, out=f)
-        if self.dtype == np.uint8:
-            f *= 255
-            f += 0.5
-            return f.astype(np.uint8)  # truncation of v + 0.5: round half up
-        return f
+        out = np.empty(self.shape[1:], self.dtype)
+        for y0, y1 in self._bands():
+            f = self._band(tau, y0, y1)
+            if self.weight is not None:
+                here = self.photo[y0:y1]
+                f -= here
+                f *= self.weight[y0:y1]
+                f += here
+            np.nan_to_num(f, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+            np.clip(f, 0, 1, out=f)
+            if self.dtype == np.uint8:
+                f *= 255
+                f += 0.5  # then truncated: round half up
+            out[y0:y1] = f
+        return out
 
     def render(self, tau: float) -> np.ndarray:
         """HxWx3 float32: the middle frame moved to instant tau (not guarded, not clamped)."""
-        h, w = self.middle.shape[:2]
-        if tau == 0:
-            return self.middle.astype(np.float32, copy=True)
-        if self._planes is None:  # each colour's plane, contiguous: np.take is fastest there
-            self._planes = np.ascontiguousarray(np.moveaxis(self.middle, -1, 0), np.float32).reshape(3, h * w)
-        out = np.empty((h, w, 3), np.float32)
+        return np.concatenate([self._band(tau, y0, y1) for y0, y1 in self._bands()])
+
+    def _bands(self):
+        h, w = self.travel.shape[:2]
         rows = max(1, BAND_PIXELS // max(1, w))
-        xs, t = np.arange(w, dtype=np.float32), np.float32(tau)
-        for y0 in range(0, h, rows):
-            y1 = min(h, y0 + rows)
-            d = self.travel[y0:y1]
-            x = np.clip(xs - t * d[..., 0], 0, w - 1)  # where the middle frame shows what p shows at tau
-            y = np.clip(np.arange(y0, y1, dtype=np.float32)[:, None] - t * d[..., 1], 0, h - 1)
-            xa, ya = x.astype(np.int32), y.astype(np.int32)  # floor: x, y >= 0
-            fx, fy = x - xa, y - ya
-            i00 = ya * w + xa  # the four pixels around (x, y), the last row and column repeated
-            i01 = i00 + (xa < w - 1)
-            i10 = i00 + (ya < h - 1) * w
-            i11 = i10 + (xa < w - 1)
-            for c, plane in enumerate(self._planes):
-                top, right = plane.take(i00), plane.take(i01)
-                top += fx * (right - top)
-                bottom, right = plane.take(i10), plane.take(i11)
-                bottom += fx * (right - bottom)
-                bottom -= top
-                bottom *= fy
-                bottom += top
-                out[y0:y1, :, c] = bottom
+        return [(y0, min(h, y0 + rows)) for y0 in range(0, h, rows)]
+
+    def _band(self, tau: float, y0: int, y1: int) -> np.ndarray:
+        """Rows y0:y1 of the middle frame moved to instant tau: (y1 - y0) x W x 3 float32."""
+        _, h, w = self.planes.shape
+        out = np.empty((y1 - y0, w, 3), np.float32)
+        if tau == 0:
+            out[:] = np.moveaxis(self.planes[:, y0:y1], 0, -1)
+            return out
+        d, t = self.travel[y0:y1], np.float32(tau)
+        x = np.clip(np.arange(w, dtype=np.float32) - t * d[..., 0], 0, w - 1)  # where the middle frame shows
+        y = np.clip(np.arange(y0, y1, dtype=np.float32)[:, None] - t * d[..., 1], 0, h - 1)  # p's content
+        xa, ya = x.astype(np.int32), y.astype(np.int32)  # floor: x, y >= 0
+        fx, fy = x - xa, y - ya
+        i00 = ya * w + xa  # the four pixels around (x, y), the last row and column repeated
+        i01 = i00 + (xa < w - 1)
+        i10 = i00 + (ya < h - 1) * w
+        i11 = i10 + (xa < w - 1)
+        for c, plane in enumerate(self.planes.reshape(3, h * w)):  # np.take on a contiguous plane: fastest
+            top, right = plane.take(i00), plane.take(i01)
+            top += fx * (right - top)
+            bottom, right = plane.take(i10), plane.take(i11)
+            bottom += fx * (right - bottom)
+            bottom -= top
+            bottom *= fy
+            bottom += top
+            out[..., c] = bottom
         return out
 
     def shrunk(self, size: tuple[int, int]) -> "Motion":
         """The same motion at size (H, W) (Lanczos): the travel also scaled to the new pixels."""
-        h, w = self.middle.shape[:2]
+        h, w = self.travel.shape[:2]
         if (h, w) == tuple(size):
             return self
         travel = _resized(self.travel, size) * np.array([size[1] / w, size[0] / h], np.float32)
         weight = None if self.weight is None else np.clip(_resized(self.weight, size), 0, 1)
-        return Motion(_resized(self.photo, size), _resized(self.middle, size), travel, self.n, self.dtype, weight)
+        planes = np.ascontiguousarray(np.moveaxis(_resized(np.moveaxis(self.planes, 0, -1), size), -1, 0))
+        return Motion(_resized(self.photo, size), planes, travel, self.n, self.dtype, weight)
 
 
 def _resized(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -142,13 +154,10 @@ def _resized(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                      for c in range(a.shape[-1])], -1)
 
 
-def guard_weight(photo: np.ndarray, frames: list[np.ndarray]) -> np.ndarray:
-    """HxWx1 float32: torchnet.keep_still's blend weight, from the frames' largest departure from the photo
-    (mean over colour), spread by a max then a box mean over (2 * STILL_RADIUS + 1) px, each a pass per
-    axis, the window cut at the border (as torch's max_pool2d and avg_pool2d without the padding)."""
-    departure = np.zeros(photo.shape[:2], np.float32)
-    for f in frames:
-        np.maximum(departure, np.abs(f - photo).mean(-1), out=departure)
+def guard_weight(departure: np.ndarray) -> np.ndarray:
+    """HxWx1 float32: torchnet.keep_still's blend weight from the frames' largest departure from the photo
+    (HxW, mean over colour), spread by a max then a box mean over (2 * STILL_RADIUS + 1) px, each a pass
+    per axis, the window cut at the border (as torch's max_pool2d and avg_pool2d without the padding)."""
     r = STILL_RADIUS
     for axis in (0, 1):
         departure = _window(departure, r, axis, np.maximum)

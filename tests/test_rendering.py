@@ -40,9 +40,10 @@ def test_rendering_is_torchs_render():
     t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
     for n in (2, 7, 48):
         want = render(t(middle), t(travel), n)[0].permute(0, 2, 3, 1).numpy()
-        motion = Motion(middle, middle, travel, n)
+        motion = Motion(middle, np.ascontiguousarray(np.moveaxis(middle, -1, 0)), travel, n)
         got = np.stack([motion.render((k + 0.5) / n - 0.5) for k in range(n)])
         assert np.abs(got - want).max() < 1e-4
+        assert np.array_equal(np.asarray(motion), np.clip(got, 0, 1))  # no guard: the frames clamped
 
 
 def test_the_guard_is_keep_stills():
@@ -51,12 +52,27 @@ def test_the_guard_is_keep_stills():
     photo = rng.random((30, 41, 3), np.float32)
     moving = (np.arange(41) > 20)[None, :, None]
     frames = [photo + (rng.random(photo.shape, np.float32) - 0.5) * 0.3 * moving for _ in range(3)]
-    weight = guard_weight(photo, frames)
+    weight = guard_weight(np.max([np.abs(f - photo).mean(-1) for f in frames], 0))
     t = lambda a: torch.from_numpy(a).permute(2, 0, 1)  # noqa: E731
     want = keep_still(t(photo)[None], torch.stack([t(f) for f in frames])[None])[0].permute(0, 2, 3, 1).numpy()
     got = np.stack([photo + weight * (f - photo) for f in frames])
     assert np.abs(got - want).max() < 1e-6
     assert weight[:, :10].max() == 0 and weight[:, 30:].min() > 0.5  # still on the left, moving on the right
+
+
+def test_a_still_photo_stays_itself_and_a_moving_part_moves():
+    """Motion.guarded: where the middle frame and travel change the photo by less than STILL_BELOW (a
+    shimmer), every frame is the photo exactly; a part that travels is rendered moving."""
+    rng = np.random.default_rng(2)
+    photo = rng.random((40, 60, 3), np.float32)
+    middle = photo + 0.01 * np.sin(np.arange(60, dtype=np.float32))[None, :, None]
+    travel = np.zeros((40, 60, 2), np.float32)
+    travel[:, 40:, 0] = 12.0  # the right part moves 12 px to the right
+    motion = Motion.guarded(photo, np.ascontiguousarray(np.moveaxis(middle, -1, 0)), travel, 7, np.uint8)
+    frames = np.asarray(motion.at(24))
+    assert frames.shape == (24, 40, 60, 3) and frames.dtype == np.uint8
+    assert (frames[:, :, :28] == (photo[:, :28] * 255 + 0.5).astype(np.uint8)).all()
+    assert np.abs(frames[0, :, 45:].astype(int) - frames[-1, :, 45:]).mean() > 20
 
 
 def test_any_count_of_instants_tiled_as_whole(travel_weights):
