@@ -17,7 +17,9 @@ No torch here: the onnxruntime path renders with numpy alone.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 
@@ -81,9 +83,12 @@ class Motion(Sequence):
         return out if dtype is None else out.astype(dtype)
 
     def frame(self, tau: float) -> np.ndarray:
-        """HxWx3 in self.dtype: the guarded, clamped frame at instant tau (-1/2 .. 1/2)."""
+        """HxWx3 in self.dtype: the guarded, clamped frame at instant tau (-1/2 .. 1/2); its bands are made
+        on every core (numpy lets go of the GIL for this work)."""
         out = np.empty(self.shape[1:], self.dtype)
-        for y0, y1 in self._bands():
+
+        def band(rows):
+            y0, y1 = rows
             f = self._band(tau, y0, y1)
             if self.weight is not None:
                 here = self.photo[y0:y1]
@@ -96,6 +101,12 @@ class Motion(Sequence):
                 f *= 255
                 f += 0.5  # then truncated: round half up
             out[y0:y1] = f
+
+        bands = self._bands()
+        if len(bands) > 1:
+            list(_pool().map(band, bands))
+        else:
+            band(bands[0])
         return out
 
     def render(self, tau: float) -> np.ndarray:
@@ -104,7 +115,7 @@ class Motion(Sequence):
 
     def _bands(self):
         h, w = self.travel.shape[:2]
-        rows = max(1, BAND_PIXELS // max(1, w))
+        rows = max(1, min(BAND_PIXELS // max(1, w), -(-h // _cores())))  # at least one band per core
         return [(y0, min(h, y0 + rows)) for y0 in range(0, h, rows)]
 
     def _band(self, tau: float, y0: int, y1: int) -> np.ndarray:
@@ -143,6 +154,18 @@ class Motion(Sequence):
         weight = None if self.weight is None else np.clip(_resized(self.weight, size), 0, 1)
         planes = np.ascontiguousarray(np.moveaxis(_resized(np.moveaxis(self.planes, 0, -1), size), -1, 0))
         return Motion(_resized(self.photo, size), planes, travel, self.n, self.dtype, weight)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@cache
+def _pool():
+    """The threads that make a frame's bands side by side, one per core this process may use."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(_cores(), thread_name_prefix="blur2clip-render")
 
 
 def _resized(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
