@@ -23,14 +23,11 @@ from functools import cache
 
 import numpy as np
 
+from .timeline import instants
+
 STILL_BELOW, MOVED_ABOVE = 0.03, 0.08  # largest departure from the photo (0..1) near a pixel
 STILL_RADIUS = 4  # px: the departure is spread this far, so a moving edge keeps its surroundings
 BAND_PIXELS = 2**18  # pixels rendered at once (the float32 work of a band stays about 20 MB)
-
-
-def instant(k: int, n: int) -> float:
-    """tau (-1/2 .. 1/2) of the k-th of n instants: the centre of the k-th of n equal windows, less 1/2."""
-    return (k + 0.5) / n - 0.5
 
 
 class Motion(Sequence):
@@ -52,7 +49,7 @@ class Motion(Sequence):
         """The motion with the still guard decided from its first, middle and last of n instants."""
         motion = cls(photo, planes, travel, n, dtype)
         if guard:
-            taus = [instant(k, n) for k in sorted({0, n // 2, n - 1})]
+            taus = [instants(n)[k] - 0.5 for k in sorted({0, n // 2, n - 1})]  # -1/2 .. 1/2
             departure = np.empty(photo.shape[:2], np.float32)  # the largest, mean over colour
             for y0, y1 in motion._bands():
                 here = photo[y0:y1]
@@ -68,7 +65,7 @@ class Motion(Sequence):
             return [self[i] for i in range(*k.indices(self.n))]
         if not -self.n <= k < self.n:
             raise IndexError(k)
-        return self.frame(instant(k % self.n, self.n))
+        return self.frame(instants(self.n)[k % self.n] - 0.5)
 
     @property
     def shape(self) -> tuple[int, ...]:
