@@ -285,7 +285,8 @@ class Extractor:
         """The network's frames for the tiles, in the order `_extract` blends them: a pass per batch of
         tiles (`_batches`), row by row. An engine with `lanes` > 1 (onnxruntime on several cores) runs
         that many single tiles side by side, one thread each, the next ones running while a tile is
-        blended; at most `lanes` tiles' frames wait at a time."""
+        blended; at most `lanes` tiles' frames wait at a time; the last ones give onnxruntime's working
+        memory back."""
         jobs = [(y0, y1, cols) for y0, y1 in ys for cols in _batches(xs, self.batch)]
 
         def run(job, **kw):
@@ -302,8 +303,8 @@ class Extractor:
         with ThreadPoolExecutor(lanes, thread_name_prefix="blur2clip-tile") as pool:
             waiting = deque()
             try:
-                for job in jobs:
-                    waiting.append(pool.submit(run, job, lane=True))
+                for i, job in enumerate(jobs):
+                    waiting.append(pool.submit(run, job, lane=True, release=i >= len(jobs) - lanes))
                     if len(waiting) == lanes:
                         yield waiting.popleft().result()
                 while waiting:

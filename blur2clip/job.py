@@ -261,8 +261,8 @@ def make_clip(photo, out=None, options: ClipOptions | None = None, *, still=None
         middle = predicted[len(predicted) // 2]
         if predicted.shape[1:3] != size:  # made at full size for the still: the clip's frames are shrunk
             middle = middle.copy()
-            shrunk = getattr(predicted, "shrunk", None)  # a travel head's rendering.Motion
-            predicted = shrunk(size) if shrunk is not None else _shrunk_frames(predicted, size)
+            # a travel head's rendering.Motion shrinks itself (and the full-size one is let go of here)
+            predicted = predicted.shrunk(size) if hasattr(predicted, "shrunk") else _shrunk_frames(predicted, size)
         timings["model"] = time.perf_counter() - t
         moved = motion_px(predicted)
 

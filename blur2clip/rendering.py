@@ -177,25 +177,30 @@ def _resized(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def guard_weight(departure: np.ndarray) -> np.ndarray:
     """HxWx1 float32: torchnet.keep_still's blend weight from the frames' largest departure from the photo
     (HxW, mean over colour), spread by a max then a box mean over (2 * STILL_RADIUS + 1) px, each a pass
-    per axis, the window cut at the border (as torch's max_pool2d and avg_pool2d without the padding)."""
-    r = STILL_RADIUS
+    per axis, the window cut at the border (as torch's max_pool2d and avg_pool2d without the padding).
+    Two HxW arrays at a time beside `departure`."""
+    r, d = STILL_RADIUS, departure
     for axis in (0, 1):
-        departure = _window(departure, r, axis, np.maximum)
+        d = _window(d, r, axis, np.maximum)
     for axis in (0, 1):
-        departure = _window(departure, r, axis, np.add) / _window(np.ones_like(departure), r, axis, np.add)
-    return np.clip((departure - STILL_BELOW) / (MOVED_ABOVE - STILL_BELOW), 0, 1)[..., None]
+        d = _window(d, r, axis, np.add)
+        n = d.shape[axis]
+        i = np.arange(n)
+        count = (np.minimum(i, r) + np.minimum(n - 1 - i, r) + 1).astype(np.float32)  # the window's size
+        d /= count[:, None] if axis == 0 else count[None, :]
+    d -= STILL_BELOW
+    d /= MOVED_ABOVE - STILL_BELOW
+    return np.clip(d, 0, 1, out=d)[..., None]
 
 
 def _window(a: np.ndarray, r: int, axis: int, op) -> np.ndarray:
-    """op (np.maximum or np.add) over a window of r px each side along axis, cut at the border."""
+    """op (np.maximum or np.add) over a window of r px each side along axis, cut at the border: a new array."""
     out = a.copy()
     n = a.shape[axis]
-    for s in range(1, r + 1):
-        if s >= n:
-            break
-        lo = [slice(None)] * 2
-        hi = [slice(None)] * 2
+    for s in range(1, min(r, n - 1) + 1):
+        lo, hi = [slice(None)] * 2, [slice(None)] * 2
         lo[axis], hi[axis] = slice(0, n - s), slice(s, n)
-        out[tuple(lo)] = op(out[tuple(lo)], a[tuple(hi)])
-        out[tuple(hi)] = op(out[tuple(hi)], a[tuple(lo)])
+        lo, hi = tuple(lo), tuple(hi)
+        op(out[lo], a[hi], out=out[lo])
+        op(out[hi], a[lo], out=out[hi])
     return out
