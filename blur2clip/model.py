@@ -128,11 +128,13 @@ class Blur2Clip(nn.Module):
 
     def forward(self, x, with_travel: bool = False):  # x: Bx3xHxW
         """The frames; with_travel: (frames, travel Bx2xHxW px, or None for the "frames" head)."""
+        return self.predict(self._padded(x), x, with_travel)
+
+    def _padded(self, x):
+        """x (Bx3xHxW) padded (replicated) to Bx3xH'xW', multiples of config.multiple."""
         h, w = x.shape[2:]
         m = self.config.multiple
-        ph, pw = (-h) % m, (-w) % m
-        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x  # Bx3xH'xW'
-        return self.predict(xp, x, with_travel)
+        return F.pad(x, (0, -w % m, 0, -h % m), mode="replicate") if h % m or w % m else x
 
     def predict(self, xp, x, with_travel: bool = False):
         """The frames of x (Bx3xHxW), given xp: x padded (replicated) to H'xW', multiples of
@@ -153,11 +155,7 @@ class Blur2Clip(nn.Module):
         instants from them)."""
         if self.config.head != "travel":
             raise ValueError("only a travel head predicts a middle frame and its travel")
-        h, w = x.shape[2:]
-        if xp is None:
-            m = self.config.multiple
-            xp = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate") if h % m or w % m else x
-        r = self._head(xp, h, w)
+        r = self._head(self._padded(x) if xp is None else xp, *x.shape[2:])
         return x + r[:, :3], r[:, 3:] * TRAVEL_PX
 
     def _head(self, xp, h: int, w: int):
