@@ -31,6 +31,11 @@ _NATIVE = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp1
 TORCH_EXTRA = "pip install 'blur2clip[torch]'"
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def has(module: str) -> bool:
     """Whether a package is installed (without importing it)."""
     return importlib.util.find_spec(module) is not None

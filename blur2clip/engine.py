@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .device import TORCH_EXTRA, gpu_possible, has
+from .device import TORCH_EXTRA, cpu_cores, gpu_possible, has
 from .errors import DeviceError, WeightsError
 from .netconfig import ModelConfig
 
@@ -98,8 +98,7 @@ class OnnxNet:
 
     def __init__(self, path: str | os.PathLike, threads: int = 0):
         self.path, self.ops, self.threads = Path(path), NumpyOps(), threads
-        self.lanes = threads if threads > 0 else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else (os.cpu_count() or 1)
+        self.lanes = threads if threads > 0 else cpu_cores()
         self._sessions: dict[int, object] = {}
         session = self._session(self.threads if self.lanes == 1 else 1)  # the one tiled photos use
         meta = session.get_modelmeta().custom_metadata_map

@@ -17,12 +17,12 @@ No torch here: the onnxruntime path renders with numpy alone.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
 
+from .device import cpu_cores
 from .timeline import instants
 
 STILL_BELOW, MOVED_ABOVE = 0.03, 0.08  # largest departure from the photo (0..1) near a pixel
@@ -112,7 +112,7 @@ class Motion(Sequence):
 
     def _bands(self):
         h, w = self.travel.shape[:2]
-        rows = max(1, min(BAND_PIXELS // max(1, w), -(-h // _cores())))  # at least one band per core
+        rows = max(1, min(BAND_PIXELS // max(1, w), -(-h // cpu_cores())))  # at least one band per core
         return [(y0, min(h, y0 + rows)) for y0 in range(0, h, rows)]
 
     def _band(self, tau: float, y0: int, y1: int) -> np.ndarray:
@@ -153,16 +153,12 @@ class Motion(Sequence):
         return Motion(_resized(self.photo, size), planes, travel, self.n, self.dtype, weight)
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 @cache
 def _pool():
     """The threads that make a frame's bands side by side, one per core this process may use."""
     from concurrent.futures import ThreadPoolExecutor
 
-    return ThreadPoolExecutor(_cores(), thread_name_prefix="blur2clip-render")
+    return ThreadPoolExecutor(cpu_cores(), thread_name_prefix="blur2clip-render")
 
 
 def _resized(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
