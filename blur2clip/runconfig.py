@@ -208,13 +208,14 @@ def _value(key: str, value, hint, where: str):
 
 def record(cfg: TrainConfig, out: Path, log=print) -> None:
     """Write the run's resolved settings to out/config.json; on resume, compare them with the ones the run
-    was started with first: a change of data layout or network is refused (ValueError), others are logged."""
+    was started with first: a change of data layout or network is refused (ValueError), others are logged.
+    A setting the run's file does not hold (added to blur2clip since it started) had its default then."""
     path = out / "config.json"
     now = to_dict(cfg)
     if cfg.resume and path.is_file():
-        before = json.loads(path.read_text())
+        before = {**to_dict(TrainConfig(data=cfg.data, out=cfg.out)), **json.loads(path.read_text())}
         before.get("model", {}).pop("stage", None)
-        changed = [k for k in now if k not in OPERATIONAL and k in before and before[k] != now[k]]
+        changed = [k for k in now if k not in OPERATIONAL and before[k] != now[k]]
         refused = [k for k in changed if k in FIXED_ON_RESUME]
         if refused:
             k = refused[0]

@@ -138,6 +138,13 @@ def test_the_run_keeps_its_settings_and_a_resume_may_not_change_the_network(phot
     assert any("resuming with lr = 0.0005 (the run started with 0.001)" in line for line in lines)
     assert not any("threads" in line for line in lines)
     assert json.loads((tmp_path / "config.json").read_text())["lr"] == 5e-4
+    # a setting its file does not hold (one added since the run started) had its default then
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["w_still"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    lines.clear()
+    train(tiny_cfg(photos, tmp_path, steps=[2], resume=True, lr=5e-4, w_still=0.03), log=lines.append)
+    assert any("resuming with w_still = 0.03 (the run started with 0.0)" in line for line in lines)
 
 
 RUNNER = """
