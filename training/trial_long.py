@@ -21,6 +21,7 @@ TRIALS = {
     # travel made where the synthesis is still costs 0.03 per px (losses.py, w_still): a sharp photo and
     # the still background around a moving subject must not move (the still-content issue)
     "still": dict(w_still=0.03),
+    "still-light": dict(w_still=0.01),  # a third of it: do small objects still move?
     # longer motion: the camera's median travel 10 px (was 5), the layers' 36 (was 24); on realmotion the
     # long run's frames move 6-23 px apart where the true ones move 24-76
     "longer": dict(synth={**SYNTH, "camera_px": 10.0, "layer_px": 36.0}),
