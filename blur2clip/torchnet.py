@@ -46,7 +46,8 @@ def keep_still(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class TorchNet:
     """A torch network (Bx3xhxw -> BxFx3xhxw) on a device: tiles in, guarded frames out.
 
-    device: as device.pick; precision: as device.precision; guard: apply keep_still. Attributes: device
+    device: as device.pick; precision: as device.precision; guard: apply keep_still (a travel head's
+    guard is applied where its frames are rendered, rendering.Motion). Attributes: device
     (torch.device), precision (the one in use), batch (tiles per pass), config (the network's, or None)."""
 
     engine = "torch"
