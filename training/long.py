@@ -36,6 +36,9 @@ def main(args: list[str]) -> None:
         data="../shared/data/photos", out="runs/long", stage="3", steps=[300, 300, 60000],
         init=init, model=MODEL, synth=SYNTH,
         batch=8, crop=192, lr=5e-4, warmup=100, w_middle=W_MIDDLE, w_reblur=1.0, ema=0.999,
+        # From stage 3 step 4914 on: the travel made where the synthesis is still costs 0.03 per px (trial
+        # "still" in training/trial_long.py: a sharp photo 9.4 dB nearer to itself, realmotion level).
+        w_still=0.03,
         # One thread for the network and one synthesis worker (from stage 3 step 3001 on): with the loss
         # compiled, the network's step (1.4 s alone) and the synthesis of a batch (1.2-1.5 s) each fit one
         # core. Measured: two threads beside one worker 2.3-2.5 s per step (oversubscribed), one thread
