@@ -20,12 +20,12 @@ from blur2clip.extract import Extractor
 
 def timed(ex: Extractor, image: np.ndarray, repeats: int = 5) -> tuple[float, np.ndarray]:
     for _ in range(2):
-        out = ex(image)
+        out = np.asarray(ex(image))
     times = []
     for _ in range(repeats):
         torch.cuda.synchronize()
         t = time.perf_counter()
-        out = ex(image)
+        out = np.asarray(ex(image))  # a travel head's frames are rendered here
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
     return statistics.median(times), out
@@ -38,7 +38,7 @@ def main() -> None:
     image = np.ascontiguousarray(np.repeat(np.repeat(small, 16, 0), 16, 1))
     for name in sys.argv[1:] or ["default"]:
         torch.set_num_threads(4)
-        reference = Extractor(weights=name, device="cpu")(image)
+        reference = np.asarray(Extractor(weights=name, device="cpu")(image))
         row = {"weights": name, "gpu": torch.cuda.get_device_name(), "frames": int(reference.shape[0])}
         for precision in ("fp32", "bf16", "fp16"):
             torch.cuda.reset_peak_memory_stats()
