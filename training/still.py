@@ -53,7 +53,8 @@ def scores(ex: Extractor, photos: list[np.ndarray], cfg: SynthConfig, key: int) 
     model, base, worst, moved, true_moved = metrics.Meter(), metrics.Meter(), [], [], []
     for i, photo in enumerate(photos):
         s = synthesize(photo, np.random.default_rng([key, i]), cfg)
-        out = np.asarray(ex(s.blurred.permute(1, 2, 0).numpy()))  # the model's own frame count (a travel head's rendered)
+        # the model's own frame count (a travel head's frames rendered)
+        out = np.asarray(ex(s.blurred.permute(1, 2, 0).numpy()))
         pred = torch.from_numpy(out).permute(0, 3, 1, 2)
         if len(pred) != len(s.frames):  # score the instants the truth has: window centres
             idx = np.round((np.arange(len(s.frames)) + 0.5) * len(pred) / len(s.frames) - 0.5).astype(int)
