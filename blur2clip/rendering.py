@@ -17,20 +17,19 @@ No torch here: the onnxruntime path renders with numpy alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
 
 from .device import cpu_cores
-from .timeline import instants
+from .timeline import Instants, instants
 
 STILL_BELOW, MOVED_ABOVE = 0.03, 0.08  # largest departure from the photo (0..1) near a pixel
 STILL_RADIUS = 4  # px: the departure is spread this far, so a moving edge keeps its surroundings
 BAND_PIXELS = 2**18  # pixels rendered at once (the float32 work of a band stays about 20 MB)
 
 
-class Motion(Sequence):
+class Motion(Instants):
     """n frames (`len`, `self[k]`: the k-th of n instants, `timeline.instants`) rendered when asked for
     from a photo's middle frame and travel, in `dtype` (float32 0..1, or uint8 rounded half up).
 
@@ -57,15 +56,8 @@ class Motion(Sequence):
             motion.weight = guard_weight(departure)
         return motion
 
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, k):
-        if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(self.n))]
-        if not -self.n <= k < self.n:
-            raise IndexError(k)
-        return self.frame(instants(self.n)[k % self.n] - 0.5)
+    def _at(self, t: float) -> np.ndarray:
+        return self.frame(t - 0.5)
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -43,15 +43,10 @@ def neighbours(k: int, t: float) -> tuple[int, int, float]:
     return a, b, x - a
 
 
-class Timeline(Sequence):
-    """n frames at `instants(n)` made on demand from K predicted frames (FxHxWx3, float32 or uint8)."""
+class Instants(Sequence):
+    """n frames, the k-th at the k-th of `instants(n)`, each made when asked for (`_at(t)`, t in 0..1)."""
 
-    def __init__(self, frames: np.ndarray, n: int, mode: str = "guarded"):
-        if mode not in MODES:
-            raise ValueError(f"unknown interpolation {mode!r}; one of {', '.join(MODES)}")
-        if n < 1 or len(frames) < 1:
-            raise ValueError(f"need frames to resample and n >= 1, got {len(frames)} frames and n={n}")
-        self.frames, self.n, self.mode = frames, n, mode
+    n: int
 
     def __len__(self) -> int:
         return self.n
@@ -61,7 +56,24 @@ class Timeline(Sequence):
             return [self[i] for i in range(*j.indices(self.n))]
         if not -self.n <= j < self.n:
             raise IndexError(j)
-        a, b, u = neighbours(len(self.frames), instants(self.n)[j % self.n])
+        return self._at(float(instants(self.n)[j % self.n]))
+
+    def _at(self, t: float) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Timeline(Instants):
+    """n frames at `instants(n)` made on demand from K predicted frames (FxHxWx3, float32 or uint8)."""
+
+    def __init__(self, frames: np.ndarray, n: int, mode: str = "guarded"):
+        if mode not in MODES:
+            raise ValueError(f"unknown interpolation {mode!r}; one of {', '.join(MODES)}")
+        if n < 1 or len(frames) < 1:
+            raise ValueError(f"need frames to resample and n >= 1, got {len(frames)} frames and n={n}")
+        self.frames, self.n, self.mode = frames, n, mode
+
+    def _at(self, t: float) -> np.ndarray:
+        a, b, u = neighbours(len(self.frames), t)
         if self.mode == "nearest" or a == b or u < 1e-6 or u > 1 - 1e-6:
             return self.frames[b if u >= 0.5 else a]
         return _blend(self.frames[a], self.frames[b], u, self.mode == "guarded")
