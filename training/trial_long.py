@@ -3,8 +3,8 @@
 Each trial continues the long run's committed weights (training/long-run.safetensors) for 300 steps of
 the long run's recipe (training/long.py) with one change, on the same seed and a cosine learning rate to
 1% over those steps, so two trials differ only in the change named. Run from the repository root:
-    python training/trial_long.py NAME [--resume]        (NAME: one of TRIALS)
-then  blur2clip eval --data ../shared/data/realmotion --weights runs/trial-NAME/stage3.safetensors --frames 7
+    python training/trial_long.py NAME [--seed N] [--resume]     (NAME: one of TRIALS; seed 3 unless told)
+then  blur2clip eval --data ../shared/data/realmotion --weights runs/trial-NAME[-sN]/stage3.safetensors --frames 7
 (a copy or hard link of another run's validation.safetensors in runs/trial-NAME saves making it again).
 """
 
@@ -25,12 +25,16 @@ TRIALS = {
     # longer motion: the camera's median travel 10 px (was 5), the layers' 36 (was 24); on realmotion the
     # long run's frames move 6-23 px apart where the true ones move 24-76
     "longer": dict(synth={**SYNTH, "camera_px": 10.0, "layer_px": 36.0}),
+    # longer motion with the still term: does the term keep what "longer" cost the nearly still scene?
+    "longer-still": dict(synth={**SYNTH, "camera_px": 10.0, "layer_px": 36.0}, w_still=0.03),
 }
 
 name = sys.argv[1]
-train(TrainConfig(data="../shared/data/photos", out=f"runs/trial-{name}", stage="3", steps=[300] * 3,
+seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 3
+out = f"runs/trial-{name}" + (f"-s{seed}" if seed != 3 else "")
+train(TrainConfig(data="../shared/data/photos", out=out, stage="3", steps=[300] * 3,
                   init="training/long-run.safetensors", model=MODEL, batch=8, crop=192,
-                  lr=5e-4, warmup=50, w_middle=W_MIDDLE, w_reblur=1.0, seed=3, workers=1, threads=1,
+                  lr=5e-4, warmup=50, w_middle=W_MIDDLE, w_reblur=1.0, seed=seed, workers=1, threads=1,
                   # EMA of 0.99: after 300 steps 5% of the starting weights are left in the average (0.999
                   # would keep 74% and hide the difference a trial makes)
                   ema=0.99, val_every=300, ckpt_every=100, precision="bf16", compile=True,
