@@ -18,11 +18,15 @@ A network with the "travel" head (model.py) says how far each pixel travels over
 true travel is known (synthetic samples), the canonical order is taken from it pixel by pixel, and the
 predicted travel is scored against the true one turned the same way (`w_travel`); elsewhere (real
 frames) the order is the "local" rule's. `w_still` adds the travel predicted where the true one is under
-STILL_PX, in px: what a sharp photo or a still background must not get.
+STILL_PX, in px: what a sharp photo or a still background must not get. `w_fft` adds the middle frame's
+error in the frequency domain (the mean absolute real and imaginary parts of its orthonormal 2-D Fourier
+transform): the same energy as the error in pixels, but a blur's loss of fine detail spread over few pixels
+is spread over many coefficients there, so it weighs more than in a per-pixel mean.
 """
 
 from __future__ import annotations
 
+import warnings
 from functools import cache, partial
 
 import torch
@@ -92,17 +96,19 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
     known = None if travel is None else true_travel.isfinite()
     # What depends on the data is decided here, so that a compiled graph has no branch on it.
     how = dict(active=tuple(stage_frames(stage, nf)), w_middle=cfg.w_middle, order=cfg.order,
-               w_travel=cfg.w_travel, w_still=cfg.w_still, w_pairs=cfg.w_pairs if fade > 0 else 0.0,
+               w_travel=cfg.w_travel, w_still=cfg.w_still, w_fft=cfg.w_fft, w_pairs=cfg.w_pairs if fade > 0 else 0.0,
                w_reblur=cfg.w_reblur,
                all_known=known is not None and bool(known.all()),
                any_known=known is not None and bool(known.any()))
-    loss, parts = (_compiled() if compiled else _terms)(pred, gt, clean, travel, true_travel,
-                                                         torch.tensor(fade), **how)
+    with warnings.catch_warnings():  # the compiler's note that the Fourier transform stays uncompiled
+        warnings.filterwarnings("ignore", "Torchinductor does not support code generation for complex")
+        loss, parts = (_compiled() if compiled else _terms)(pred, gt, clean, travel, true_travel,
+                                                             torch.tensor(fade), **how)
     return loss, {k: v.item() for k, v in parts.items()}
 
 
-def _terms(pred, gt, clean, travel, true_travel, fade, *, active, w_middle, order, w_travel, w_still, w_pairs,
-           w_reblur, all_known, any_known):
+def _terms(pred, gt, clean, travel, true_travel, fade, *, active, w_middle, order, w_travel, w_still, w_fft,
+           w_pairs, w_reblur, all_known, any_known):
     """staged_loss's terms: tensors in, (loss, parts as 0-d tensors) out; the keywords are constants."""
     pred = pred.float()
     nf = pred.shape[1]
@@ -142,6 +148,11 @@ def _terms(pred, gt, clean, travel, true_travel, fade, *, active, w_middle, orde
         err = (moved * still).sum() / still.sum().clamp(min=1)
         loss = loss + w_still * err
         parts["still"] = err
+    if w_fft > 0 and nf // 2 in active:  # the middle frame is the same in either direction of time
+        spectrum = torch.fft.rfft2(pred[:, nf // 2] - gt[:, nf // 2], norm="ortho")
+        err = torch.view_as_real(spectrum).abs().mean()
+        loss = loss + w_fft * err
+        parts["fft"] = err
     pairs = [(i, nf - 1 - i) for i in active if i < nf // 2]
     if w_pairs > 0 and pairs:
         i, j = zip(*pairs)

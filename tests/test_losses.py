@@ -107,6 +107,25 @@ def test_the_still_term_counts_travel_only_where_the_truth_is_still():
     assert "still" not in off
 
 
+def test_the_frequency_term_scores_the_middle_frame_alone_by_parseval():
+    """w_fft: the mean absolute real and imaginary part of the middle frame's error, orthonormally
+    transformed: zero for the true middle frame whatever the other frames do; a constant error c on one
+    channel is one coefficient, c * sqrt(H * W), among the 2 * 3 * H * (W // 2 + 1) parts."""
+    b, f, h, w = 2, 7, 24, 20
+    gt = torch.rand(b, f, 3, h, w, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(data="d", out="o", w_pairs=0.0, w_reblur=0.0, w_fft=1.0)
+    pred = gt.clone()
+    pred[:, 0] += 0.2  # an outer frame is wrong: not this term's
+    _, parts = staged_loss(pred, gt, gt.mean(1), 3, cfg, 0.0)
+    assert parts["fft"] == pytest.approx(0.0, abs=1e-6)
+    pred[:, f // 2, 1] += 0.1
+    loss, parts = staged_loss(pred, gt, gt.mean(1), 3, cfg, 0.0)
+    assert parts["fft"] == pytest.approx(0.1 * (h * w) ** 0.5 / (2 * 3 * h * (w // 2 + 1)), rel=1e-4)
+    assert loss.item() == pytest.approx(parts["rec"] + parts["fft"], rel=1e-5)
+    _, off = staged_loss(pred, gt, gt.mean(1), 3, TrainConfig(data="d", out="o"), 0.0)
+    assert "fft" not in off
+
+
 def test_the_true_travel_agrees_with_the_order_measured_from_the_frames():
     """On synthetic camera blurs the synthesis' travel and `against_canonical`'s estimate pick the same
     order almost everywhere: the two rules share one sign convention."""
@@ -161,7 +180,7 @@ def test_the_compiled_loss_is_the_eager_one():
     gt = render(base, true, 7)
     true[1, :, :8] = float("nan")
     true[0, :, 8:16] = 0.0  # still pixels (w_still)
-    cfg = TrainConfig(data="d", out="o", w_middle=9.0, w_reblur=1.0, w_still=0.5)
+    cfg = TrainConfig(data="d", out="o", w_middle=9.0, w_reblur=1.0, w_still=0.5, w_fft=0.5)
     for progress in (0.1, 0.9):  # the pairwise term fades out by half-way
         results = []
         for compiled in (False, True):

@@ -27,6 +27,9 @@ TRIALS = {
     "longer": dict(synth={**SYNTH, "camera_px": 10.0, "layer_px": 36.0}),
     # longer motion with the still term: does the term keep what "longer" cost the nearly still scene?
     "longer-still": dict(synth={**SYNTH, "camera_px": 10.0, "layer_px": 36.0}, w_still=0.03),
+    # the long run's recipe (w_still 0.03) and the middle frame's error in the frequency domain, which weighs
+    # the fine detail a blur takes away more than a per-pixel mean does (losses.py, w_fft)
+    "fft": dict(w_still=0.03, w_fft=0.5),
 }
 
 name = sys.argv[1]
