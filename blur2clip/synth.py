@@ -47,6 +47,8 @@ class SynthConfig:
     camera_depth: float = 0.0  # parallax: std of the log of a smooth random inverse depth (0: a flat scene)
     p_static_camera: float = 0.1
     p_still: float = 0.0  # samples where nothing moves at all (frames equal the input, degradations kept)
+    p_defocus: float = 0.0  # samples whose background is out of focus: blur that is not motion, in the frames too
+    defocus_px: tuple[float, float] = (1.0, 4.0)  # radius of the out-of-focus disc, px (uniform)
     layer_probs: tuple[float, ...] = (0.15, 0.35, 0.3, 0.2)  # P(0, 1, 2, 3 foreground layers)
     layer_px: float = 14.0  # median layer displacement over the exposure
     layer_tail: float = 0.6
@@ -111,6 +113,17 @@ def _smooth_field(rng: np.random.Generator, n: int, channels: int, scale: float)
     """A smooth random field over n x n px (channels x n x n), its values about N(0, scale^2)."""
     g = torch.from_numpy(rng.normal(0, scale, (1, channels, 5, 5)).astype(np.float32))
     return F.interpolate(g, size=(n, n), mode="bicubic", align_corners=True)[0]
+
+
+def _defocus(x: torch.Tensor, radius: float) -> torch.Tensor:
+    """1xCxHxW linear light seen through a lens focused elsewhere: each point spread over a disc of
+    `radius` px (its edge anti-aliased), the border reflected."""
+    k = math.ceil(radius)
+    yy, xx = torch.meshgrid(torch.arange(-k, k + 1.0), torch.arange(-k, k + 1.0), indexing="ij")
+    disc = (radius + 0.5 - (xx**2 + yy**2).sqrt()).clamp(0, 1)
+    c = x.shape[1]
+    kernel = (disc / disc.sum()).expand(c, 1, -1, -1).contiguous()
+    return F.conv2d(F.pad(x, (k, k, k, k), mode="reflect"), kernel, groups=c)
 
 
 def _sample_grid(src: torch.Tensor, pix: torch.Tensor) -> torch.Tensor:
@@ -182,6 +195,8 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
     # --- the background seen by a moving camera ---
     margin = int(cam_len + (abs(rot) + abs(zoom)) * n) + 8
     bg = _prepare(photo, rng, cfg, n + 2 * margin)
+    if cfg.p_defocus > 0 and rng.random() < cfg.p_defocus:  # drawn only when used, as above
+        bg = _defocus(bg, rng.uniform(*cfg.defocus_px))
     bright = rng.random() < cfg.p_highlights
     if bright:  # a second set of channels: the light the input saw, brighter than white in places
         bg = torch.cat([bg, _highlights(bg, rng)], 1)  # 1x6xHxW

@@ -40,6 +40,34 @@ def test_no_motion_gives_frames_equal_to_the_input():
         assert torch.allclose(f, s.blurred, atol=1e-5)
 
 
+def test_defocus_is_scene_content_not_motion():
+    """p_defocus: the background seen out of focus, alike in the input and in every frame (without motion
+    the frames equal the input), with less fine detail than in focus; a point spreads over a disc."""
+    from dataclasses import replace
+
+    from blur2clip.synth import _defocus
+
+    point = torch.zeros(1, 1, 21, 21)
+    point[..., 10, 10] = 1.0
+    spread = _defocus(point, 3.0)[0, 0]
+    assert spread.sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert spread[10, 10] == spread[10, 12] > 0 and spread[10, 13] > 0 and spread[10, 15] == 0
+    assert torch.allclose(_defocus(torch.full((1, 3, 16, 16), 0.3), 2.5), torch.tensor(0.3), atol=1e-6)
+
+    def detail(x):
+        return ((x[..., 1:] - x[..., :-1]) ** 2).mean().item()
+
+    still = SynthConfig(size=40).still()
+    sharp, soft = [], []
+    for seed in range(4):
+        for p, out in ((0.0, sharp), (1.0, soft)):
+            cfg = replace(still, p_defocus=p, defocus_px=(2.0, 3.0))
+            s = synthesize(photo(seed), np.random.default_rng(seed), cfg)
+            assert all(torch.allclose(f, s.blurred, atol=1e-5) for f in s.frames)
+            out.append(detail(s.blurred))
+    assert sum(soft) < 0.6 * sum(sharp), (soft, sharp)
+
+
 def test_motion_moves_the_frames_and_blurs_the_input():
     cfg = SynthConfig(size=64, camera_px=20, camera_tail=0.01, p_static_camera=0.0, layer_probs=(0, 0, 1),
                       p_noise=0, p_jpeg=0, p_highlights=0)

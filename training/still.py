@@ -6,7 +6,8 @@ On N Kodak photos (synthetic motion, `synth`), per weights file (the default whe
 - sharp: a photo with no motion and no degradation; the worst and the mean frame PSNR against the photo;
 - objects L: one object moving L px over the exposure on a still camera, L = 4, 8, 16, 32, 64;
 - camera L: the whole picture moving L px, no object;
-- mix: the default training mix, noise, JPEG and highlights included (the other cases have none).
+- mix: the default training mix, noise, JPEG and highlights included (the other cases have none);
+- defocus: a photo out of focus (a disc of 1-4 px) with no motion: blur that is not motion, to be left alone.
 For the moving cases, pPSNR of the model and of the blurred input copied to every frame, and the gain;
 for every case, how far the first and last frames move apart (`motion.motion_px`), the model's beside the
 truth's: a model that deblurs but keeps its frames together scores near 0 px.
@@ -46,6 +47,7 @@ def cases(size: int, frames: int) -> dict[str, SynthConfig]:
         out[f"camera {n}"] = replace(base, p_static_camera=0.0, camera_px=float(n), camera_tail=0.0,
                                      layer_probs=(1.0,))
     out["mix"] = SynthConfig(size=size, frames=frames)  # with the input's degradations
+    out["defocus"] = replace(base.still(), p_defocus=1.0)  # last: the cases above keep their samples
     return out
 
 
@@ -89,8 +91,9 @@ def main() -> None:
             if args.cases and case not in args.cases:
                 continue
             r = scores(ex, photos, cfg, key)
-            gain = "" if case == "sharp" else f"{r['ppsnr'] - r['base']:+.2f}"
-            base = "identical" if case == "sharp" else f"{r['base']:.2f}"
+            still = case in ("sharp", "defocus")  # the frames are the photo
+            gain = "" if still else f"{r['ppsnr'] - r['base']:+.2f}"
+            base = "identical" if still else f"{r['base']:.2f}"
             print(f"| {case} | {base} | {r['ppsnr']:.2f} | {gain} | {r['worst']:.2f} | {r['reblur']:.1f} "
                   f"| {r['moved']:.1f} / {r['true_moved']:.1f} |", flush=True)
 

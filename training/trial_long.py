@@ -30,6 +30,9 @@ TRIALS = {
     # the long run's recipe (w_still 0.03) and the middle frame's error in the frequency domain, which weighs
     # the fine detail a blur takes away more than a per-pixel mean does (losses.py, w_fft)
     "fft": dict(w_still=0.03, w_fft=0.5),
+    # the long run's recipe with a background out of focus in 15% of the samples (synth.p_defocus): blur that
+    # is not motion, kept in the frames, so that the network does not take a soft background for motion
+    "defocus": dict(synth={**SYNTH, "p_defocus": 0.15}, w_still=0.03),
 }
 
 name = sys.argv[1]
