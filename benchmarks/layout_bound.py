@@ -1,0 +1,91 @@
+"""What the network's channel LayerNorms cost in onnxruntime: a bound for the next architecture.
+
+    python benchmarks/layout_bound.py [--weights PATH] [--size 512] [--repeat 6]
+
+onnxruntime's CPU kernels keep a convolutional network in a blocked channel layout (NCHWc) between
+convolutions, but a LayerNorm over the channels of each pixel has no blocked kernel: every one is reached
+through a reorder to channels-last, a transpose back, and a reorder into the blocked layout again (so do
+the channel attention's mean and its product). This times the exported graph of the weights as they are
+beside the same graph with every LayerNorm taken out (and with the attention's product as a sum, which
+the blocked layout can keep), on one thread and one square tile, the runs interleaved, best of `repeat`.
+The variants compute something else: the figures bound what a block without channel LayerNorms (a norm
+folded into the convolutions at export, or none) could save, not a result to ship.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from frames_speed import cpu_name  # noqa: E402
+from model_speed import load_network  # noqa: E402
+
+
+def without_norms(self, inp):  # torchnet._GraphBlock.forward with the LayerNorms taken out
+    x = self.dwconv_a(self.conv1a(inp)) * self.dwconv_b(self.conv1b(inp))
+    y = inp + self.conv2(x * self.sca(x)) * self.beta
+    return y + self.ffn2(self.ffn1a(y) * self.ffn1b(y)) * self.gamma
+
+
+def without_norms_attention_added(self, inp):  # ... and the channel attention added, not multiplied
+    x = self.dwconv_a(self.conv1a(inp)) * self.dwconv_b(self.conv1b(inp))
+    y = inp + self.conv2(x + self.sca(x)) * self.beta
+    return y + self.ffn2(self.ffn1a(y) * self.ffn1b(y)) * self.gamma
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights", help="a weights file (default: the shipped stage 3)")
+    ap.add_argument("--size", type=int, default=512, help="side of the square tile, px")
+    ap.add_argument("--repeat", type=int, default=6)
+    args = ap.parse_args()
+
+    import onnxruntime as ort
+    import torch
+
+    from blur2clip import torchnet
+
+    torch.set_num_threads(1)
+    model, what = load_network(args.weights)
+    as_is = torchnet._GraphBlock.forward
+    variants = {"as shipped": as_is, "no LayerNorm": without_norms,
+                "no LayerNorm, attention added": without_norms_attention_added}
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    sessions = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, forward) in enumerate(variants.items()):
+            torchnet._GraphBlock.forward = forward
+            try:
+                torchnet.export(model, Path(tmp) / f"{i}.onnx", "bound")
+            finally:
+                torchnet._GraphBlock.forward = as_is
+            sessions[name] = ort.InferenceSession(str(Path(tmp) / f"{i}.onnx"), options,
+                                                  providers=["CPUExecutionProvider"])
+    m = model.config.multiple
+    side = max(m, args.size // m * m)
+    tile = np.random.default_rng(0).random((1, side, side, 3), np.float32)
+    best = dict.fromkeys(sessions, float("inf"))
+    for _ in range(args.repeat):
+        for name, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, {"padded": tile, "tiles": tile})
+            best[name] = min(best[name], time.perf_counter() - start)
+    print(f"{cpu_name()}, onnxruntime {ort.__version__}, 1 thread; {what}; one {side}x{side} tile, "
+          f"best of {args.repeat}")
+    for name, seconds in best.items():
+        print(f"  {name:32s} {seconds:6.3f} s  {seconds / best['as shipped']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
