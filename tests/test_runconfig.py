@@ -100,7 +100,7 @@ def test_the_readmes_config_file_is_read_as_it_stands(tmp_path):
     (tmp_path / "run.toml").write_text(block)
     cfg = runconfig.from_dict(runconfig.read(tmp_path / "run.toml"))
     assert cfg.steps == [1000, 1000, 60000] and cfg.ema == 0.999 and cfg.tensorboard and cfg.model.frames == 21
-    assert cfg.synth == {"p_static_camera": 0.4, "layer_px": 24.0}
+    assert cfg.synth == {"p_static_camera": 0.4, "layer_px": 24.0, "p_defocus": 0.15}
 
 
 def test_json_is_read_by_its_suffix_or_its_brace(tmp_path):
