@@ -32,7 +32,8 @@ TRIALS = {
     "fft": dict(w_still=0.03, w_fft=0.5),
     # the long run's recipe with a background out of focus in 15% of the samples (synth.p_defocus): blur that
     # is not motion, kept in the frames, so that the network does not take a soft background for motion
-    "defocus": dict(synth={**SYNTH, "p_defocus": 0.15}, w_still=0.03),  # the long run took it up at step 6904
+    # (the long run took it up at step 6904, so its SYNTH now holds it: today this trial is "still")
+    "defocus": dict(synth={**SYNTH, "p_defocus": 0.15}, w_still=0.03),
 }
 
 name = sys.argv[1]
