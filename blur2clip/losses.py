@@ -96,8 +96,8 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
     known = None if travel is None else true_travel.isfinite()
     # What depends on the data is decided here, so that a compiled graph has no branch on it.
     how = dict(active=tuple(stage_frames(stage, nf)), w_middle=cfg.w_middle, order=cfg.order,
-               w_travel=cfg.w_travel, w_still=cfg.w_still, w_fft=cfg.w_fft, w_pairs=cfg.w_pairs if fade > 0 else 0.0,
-               w_reblur=cfg.w_reblur,
+               w_travel=cfg.w_travel, w_still=cfg.w_still, w_fft=cfg.w_fft,
+               w_pairs=cfg.w_pairs if fade > 0 else 0.0, w_reblur=cfg.w_reblur,
                all_known=known is not None and bool(known.all()),
                any_known=known is not None and bool(known.any()))
     with warnings.catch_warnings():  # the compiler's note that the Fourier transform stays uncompiled

@@ -88,8 +88,9 @@ NOT_RECORDED = ("resume",)  # how this start was asked for, not a setting of the
 CHOICES = {"stage": ("1", "2", "3", "all"), "order": ("sample", "local"), "precision": ("auto", "fp32", "bf16"),
            "layout": ("auto", *LAYOUTS)}
 LEAST = {"frames_per_blur": 1, "batch": 1, "crop": 16, "lr": 0, "weight_decay": 0, "warmup": 0, "w_middle": 0,
-         "w_pairs": 0, "w_travel": 0, "w_still": 0, "w_fft": 0, "pairs_fade": 0, "w_reblur": 0, "ema": 0, "ckpt_every": 1,
-         "val_every": 1, "val_count": 1, "val_size": 16, "log_every": 1, "workers": 0, "threads": 0}
+         "w_pairs": 0, "w_travel": 0, "w_still": 0, "w_fft": 0, "pairs_fade": 0, "w_reblur": 0, "ema": 0,
+         "ckpt_every": 1, "val_every": 1, "val_count": 1, "val_size": 16, "log_every": 1, "workers": 0,
+         "threads": 0}
 
 
 def read(path: str | os.PathLike) -> dict:

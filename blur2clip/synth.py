@@ -47,7 +47,7 @@ class SynthConfig:
     camera_depth: float = 0.0  # parallax: std of the log of a smooth random inverse depth (0: a flat scene)
     p_static_camera: float = 0.1
     p_still: float = 0.0  # samples where nothing moves at all (frames equal the input, degradations kept)
-    p_defocus: float = 0.0  # samples whose background is out of focus: blur that is not motion, in the frames too
+    p_defocus: float = 0.0  # samples with the background out of focus: blur that is not motion, in the frames too
     defocus_px: tuple[float, float] = (1.0, 4.0)  # radius of the out-of-focus disc, px (uniform)
     layer_probs: tuple[float, ...] = (0.15, 0.35, 0.3, 0.2)  # P(0, 1, 2, 3 foreground layers)
     layer_px: float = 14.0  # median layer displacement over the exposure
