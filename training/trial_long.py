@@ -34,6 +34,9 @@ TRIALS = {
     # is not motion, kept in the frames, so that the network does not take a soft background for motion
     # (the long run took it up at step 6904, so its SYNTH now holds it: today this trial is "still")
     "defocus": dict(synth={**SYNTH, "p_defocus": 0.15}, w_still=0.03),
+    # the long run's recipe since step 6904 without the defocused samples: "defocus" against "still", the
+    # other way round
+    "no-defocus": dict(synth={**SYNTH, "p_defocus": 0.0}, w_still=0.03),
 }
 
 name = sys.argv[1]
