@@ -31,16 +31,14 @@ from frames_speed import cpu_name  # noqa: E402
 from model_speed import load_network  # noqa: E402
 
 
-def without_norms(self, inp):  # torchnet._GraphBlock.forward with the LayerNorms taken out
-    x = self.dwconv_a(self.conv1a(inp)) * self.dwconv_b(self.conv1b(inp))
-    y = inp + self.conv2(x * self.sca(x)) * self.beta
-    return y + self.ffn2(self.ffn1a(y) * self.ffn1b(y)) * self.gamma
-
-
-def without_norms_attention_added(self, inp):  # ... and the channel attention added, not multiplied
-    x = self.dwconv_a(self.conv1a(inp)) * self.dwconv_b(self.conv1b(inp))
-    y = inp + self.conv2(x + self.sca(x)) * self.beta
-    return y + self.ffn2(self.ffn1a(y) * self.ffn1b(y)) * self.gamma
+def without_norms(attention_added: bool):
+    """torchnet._GraphBlock.forward with the LayerNorms taken out; attention_added: the channel attention
+    added to its input, not multiplied."""
+    def forward(self, inp):
+        x = self.dwconv_a(self.conv1a(inp)) * self.dwconv_b(self.conv1b(inp))
+        y = inp + self.conv2(x + self.sca(x) if attention_added else x * self.sca(x)) * self.beta
+        return y + self.ffn2(self.ffn1a(y) * self.ffn1b(y)) * self.gamma
+    return forward
 
 
 def main() -> None:
@@ -58,8 +56,8 @@ def main() -> None:
     torch.set_num_threads(1)
     model, what = load_network(args.weights)
     as_is = torchnet._GraphBlock.forward
-    variants = {"as shipped": as_is, "no LayerNorm": without_norms,
-                "no LayerNorm, attention added": without_norms_attention_added}
+    variants = {"as shipped": as_is, "no LayerNorm": without_norms(False),
+                "no LayerNorm, attention added": without_norms(True)}
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     sessions = {}

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from blur2clip import metrics  # noqa: E402
 from blur2clip.motion import motion_px  # noqa: E402
 from blur2clip.extract import Extractor  # noqa: E402
+from blur2clip.layouts import window_centres  # noqa: E402
 from blur2clip.synth import SynthConfig, synthesize  # noqa: E402
 
 LENGTHS = (4, 8, 16, 32, 64)
@@ -59,8 +60,7 @@ def scores(ex: Extractor, photos: list[np.ndarray], cfg: SynthConfig, key: int) 
         out = np.asarray(ex(s.blurred.permute(1, 2, 0).numpy()))
         pred = torch.from_numpy(out).permute(0, 3, 1, 2)
         if len(pred) != len(s.frames):  # score the instants the truth has: window centres
-            idx = np.round((np.arange(len(s.frames)) + 0.5) * len(pred) / len(s.frames) - 0.5).astype(int)
-            pred = pred[idx]
+            pred = pred[window_centres(len(pred), len(s.frames))]
         model.add(metrics.score(pred[None], s.frames[None], s.blurred[None]))
         base.add(metrics.baseline(s.frames[None], s.blurred[None]))
         worst.append(metrics.frame_psnr(pred[None], s.frames[None]).min().item())
