@@ -1,7 +1,8 @@
 """The network: one blurred photo in, the sharp frames of its exposure out.
 
-A NAFNet-style U-Net (per-pixel LayerNorm, depthwise 3x3 convolutions, SimpleGate, simplified channel
-attention; no batch statistics) with one of two heads (config.head):
+A NAFNet-style U-Net (per-pixel LayerNorm or, with config.norm "centre", each pixel's channels centred
+without a division; depthwise 3x3 convolutions, SimpleGate, simplified channel attention; no batch
+statistics) with one of two heads (config.head):
 - "frames": every frame at once as a residual on the input, frame_i = blurred + r_i;
 - "travel": the middle frame as a residual on the input, and how far each pixel travels over the
   exposure (2 channels, px); the frame at instant tau (-1/2 .. 1/2 of the exposure) is the middle frame
@@ -72,6 +73,18 @@ class LayerNorm2d(nn.Module):
         return y.permute(0, 3, 1, 2)
 
 
+class CentreNorm2d(LayerNorm2d):
+    """The channels of each pixel centred on their mean, then scaled and shifted per channel: a LayerNorm
+    without its division by the pixel's spread. Linear, so an exported graph folds it into the 1x1
+    convolutions that follow it (torchnet._GraphBlock)."""
+
+    def forward(self, x):  # x: BxCxHxW
+        return (x - x.mean(1, keepdim=True)) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+NORMS = {"layer": LayerNorm2d, "centre": CentreNorm2d}
+
+
 class SimpleGate(nn.Module):
     def forward(self, x):  # Bx2CxHxW -> BxCxHxW
         a, b = x.chunk(2, dim=1)
@@ -81,15 +94,15 @@ class SimpleGate(nn.Module):
 class NAFBlock(nn.Module):
     """Spatial mixing (1x1, depthwise 3x3, gate, channel attention) then a gated feed-forward, each residual."""
 
-    def __init__(self, c: int):
+    def __init__(self, c: int, norm: str = "layer"):
         super().__init__()
-        self.norm1 = LayerNorm2d(c)
+        self.norm1 = NORMS[norm](c)
         self.conv1 = nn.Conv2d(c, 2 * c, 1)
         self.dwconv = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
         self.gate = SimpleGate()
         self.sca = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c, 1))
         self.conv2 = nn.Conv2d(c, c, 1)
-        self.norm2 = LayerNorm2d(c)
+        self.norm2 = NORMS[norm](c)
         self.ffn1 = nn.Conv2d(c, 2 * c, 1)
         self.ffn2 = nn.Conv2d(c, c, 1)
         self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))  # zero: the block starts as the identity
@@ -113,15 +126,15 @@ class Blur2Clip(nn.Module):
         self.intro = nn.Conv2d(3, c, 3, padding=1)
         self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
         for n in cfg.enc_blocks:
-            self.encoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
+            self.encoders.append(nn.Sequential(*[NAFBlock(c, cfg.norm) for _ in range(n)]))
             self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
             c *= 2
-        self.middle = nn.Sequential(*[NAFBlock(c) for _ in range(cfg.middle_blocks)])
+        self.middle = nn.Sequential(*[NAFBlock(c, cfg.norm) for _ in range(cfg.middle_blocks)])
         self.ups, self.decoders = nn.ModuleList(), nn.ModuleList()
         for n in cfg.dec_blocks:
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
-            self.decoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
+            self.decoders.append(nn.Sequential(*[NAFBlock(c, cfg.norm) for _ in range(n)]))
         self.ending = nn.Conv2d(c, 3 * cfg.frames if cfg.head == "frames" else 5, 3, padding=1)
         nn.init.zeros_(self.ending.weight)  # every frame starts equal to the input
         nn.init.zeros_(self.ending.bias)

@@ -19,6 +19,10 @@ class ModelConfig:
     # "frames": a residual per frame on the photo; "travel": the middle frame and how far each pixel travels
     # over the exposure, every frame the middle one moved along that travel (model.py)
     head: str = "frames"
+    # "layer": a LayerNorm over the channels of each pixel; "centre": each pixel's channels centred, then a
+    # learned scale and shift per channel, no division (model.CentreNorm2d: linear, so an exported graph
+    # folds it into the convolutions after it, which onnxruntime's blocked-layout CPU kernels keep)
+    norm: str = "layer"
     stage: int = 3  # training stage the weights come from: 1 middle frame, 2 adds 3/5, 3 all frames
 
     @property
@@ -27,7 +31,12 @@ class ModelConfig:
         return 2 ** len(self.enc_blocks)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as stored; `norm` only when it is not the LayerNorm, so the files of networks made
+        before it existed (the shipped ONNX graphs among them) are written byte for byte as before."""
+        d = asdict(self)
+        if d["norm"] == "layer":
+            del d["norm"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -57,6 +66,8 @@ class ModelConfig:
                                  f"(at most {MAX_LEVELS} levels of 0 to {MAX_BLOCKS} blocks)")
         if self.head not in HEADS:
             raise ValueError(f"model config head: {self.head!r} is not one of {', '.join(HEADS)}")
+        if self.norm not in NORMS:
+            raise ValueError(f"model config norm: {self.norm!r} is not one of {', '.join(NORMS)}")
         if len(self.enc_blocks) != len(self.dec_blocks):
             raise ValueError(f"model config: {len(self.enc_blocks)} encoder levels but "
                              f"{len(self.dec_blocks)} decoder levels")
@@ -66,6 +77,7 @@ class ModelConfig:
 
 
 HEADS = ("frames", "travel")
+NORMS = ("layer", "centre")
 MAX_LEVELS, MAX_BLOCKS, MAX_CHANNELS = 6, 64, 8192  # far beyond any trainable network, far below a crash
 _RANGES = {"width": (1, 1024), "middle_blocks": (0, MAX_BLOCKS), "frames": (1, 255), "stage": (1, 3)}
 

@@ -175,6 +175,8 @@ class _GraphBlock(torch.nn.Module):
     around. At 720p the network took 0.94x the time, the frames equal to 1e-7."""
 
     def __init__(self, block):
+        from .model import CentreNorm2d
+
         super().__init__()
         c = block.conv2.in_channels
         self.norm1, self.norm2, self.sca, self.conv2, self.ffn2 = block.norm1, block.norm2, block.sca, \
@@ -183,6 +185,11 @@ class _GraphBlock(torch.nn.Module):
         self.conv1a, self.conv1b = _part(block.conv1, 0, c), _part(block.conv1, c, 2 * c)
         self.dwconv_a, self.dwconv_b = _part(block.dwconv, 0, c), _part(block.dwconv, c, 2 * c)
         self.ffn1a, self.ffn1b = _part(block.ffn1, 0, c), _part(block.ffn1, c, 2 * c)
+        if isinstance(self.norm1, CentreNorm2d):  # linear: folded into the 1x1 convolutions after it
+            for norm, convs in ((self.norm1, (self.conv1a, self.conv1b)), (self.norm2, (self.ffn1a, self.ffn1b))):
+                for conv in convs:
+                    _fold_centring(norm, conv)
+            self.norm1 = self.norm2 = torch.nn.Identity()
 
     def forward(self, inp):
         n = self.norm1(inp)
@@ -200,6 +207,15 @@ def _part(conv: torch.nn.Conv2d, start: int, stop: int) -> torch.nn.Conv2d:
                            padding=conv.padding, dilation=conv.dilation, groups=stop - start if depthwise else 1)
     part.weight.data, part.bias.data = conv.weight.data[start:stop].clone(), conv.bias.data[start:stop].clone()
     return part
+
+
+def _fold_centring(norm, conv: torch.nn.Conv2d) -> None:
+    """conv(norm(x)) as conv(x) alone, for a CentreNorm2d `norm` and a 1x1 `conv` with a bias:
+    W (w * (x - mean x) + b) + c = (W diag(w) (I - 1/C)) x + (W b + c)."""
+    w = conv.weight.data[:, :, 0, 0].double()  # out x C
+    scaled = w * norm.weight.data.double()
+    conv.weight.data = (scaled - scaled.mean(1, keepdim=True)).to(conv.weight.dtype)[:, :, None, None]
+    conv.bias.data = (conv.bias.data.double() + w @ norm.bias.data.double()).to(conv.bias.dtype)
 
 
 def _for_graph(model):
