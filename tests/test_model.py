@@ -140,6 +140,34 @@ def test_an_unknown_head_is_refused():
         ModelConfig.from_dict({"head": "flow"})
 
 
+def test_an_unknown_norm_is_refused():
+    with pytest.raises(ValueError, match="norm"):
+        ModelConfig.from_dict({"norm": "batch"})
+
+
+def test_a_centre_norm_network_round_trips_and_a_layer_norm_config_is_stored_as_before(tmp_path):
+    """config.norm "centre" is stored in the file and comes back; the LayerNorm (the default) is not
+    written at all, so the files of older networks are written byte for byte as they were."""
+    assert "norm" not in ModelConfig().to_dict() and ModelConfig.from_dict({}).norm == "layer"
+    model = tiny_model(seed=2, norm="centre")
+    path = weights.save(model, tmp_path / "centre.safetensors")
+    loaded = weights.load_model(path)
+    assert loaded.config.norm == "centre" and model.config.to_dict()["norm"] == "centre"
+    x = torch.rand(1, 3, 24, 40)
+    with torch.no_grad():
+        assert torch.allclose(model(x), loaded(x), atol=1e-5)
+
+
+def test_a_centre_norm_centres_each_pixel_without_dividing():
+    from blur2clip.model import CentreNorm2d
+
+    norm = CentreNorm2d(5)
+    x = torch.randn(2, 5, 6, 7)
+    y = norm(x)
+    assert y.mean(1).abs().max() < 1e-6  # each pixel's channels centred
+    assert torch.allclose(norm(3 * x), 3 * y, atol=1e-5)  # no division by the spread: it scales with x
+
+
 def test_in_training_only_the_middle_instant_teaches_the_middle_frame():
     from blur2clip.model import render
 
