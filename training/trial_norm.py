@@ -1,8 +1,9 @@
 """Which norm for the next long run: the LayerNorm of today's blocks against a CentreNorm (no division, so
 the exported graph has no norm at all: model.CentreNorm2d), each trained from scratch at small scale.
 
-A converted LayerNorm network does not carry over (training/centre_norm.py: without the division the
-gates' products grow block by block and the network overflows), so the choice is made from scratch:
+A LayerNorm network does not carry over: its norms' weights divided by one fitted spread each (s =
+E[sigma^2] / E[sigma] over synthetic samples), the long run's weights overflowed to NaN within the
+encoder (without the division the gates' products grow block by block), so the choice is made from scratch:
 the long run's design and synthesis, the three stages of 300, 300 and 900 steps of 128 px crops, batch
 8, the default learning rate, seed 0; two runs differ only in `norm`. Run from the repository root:
     python training/trial_norm.py NORM [--resume]       (NORM: layer or centre)
