@@ -2,7 +2,8 @@
 
 Each trial continues the long run's committed weights (training/long-run.safetensors) for 300 steps of
 the long run's recipe (training/long.py) with one change, on the same seed and a cosine learning rate to
-1% over those steps, so two trials differ only in the change named. Run from the repository root:
+1% over those steps, so two trials differ only in the change named (a trial of SHAPES starts from those
+weights put in a network of another shape). Run from the repository root:
     python training/trial_long.py NAME [--seed N] [--resume]     (NAME: one of TRIALS; seed 3 unless told)
 then  blur2clip eval --data ../shared/data/realmotion --weights runs/trial-NAME[-sN]/stage3.safetensors --frames 7
 (a copy or hard link of another run's validation.safetensors in runs/trial-NAME saves making it again).
@@ -41,13 +42,34 @@ TRIALS = {
     # it had a quarter): realmotion's middle frame is the long run's weakest figure (24.21 dB at step
     # 7600 against the shipped weights' 24.35), and it is the photo a `--still` gives
     "middle-heavy": dict(w_still=0.03, w_middle=27.0),
+    # the run's recipe on a deeper network: 6 blocks at the bottom (1/16 of the resolution, where a 3x3
+    # reaches 48 px) instead of 2, the new ones starting as the identity (their scales are zero), so it
+    # starts from the run's function; each block costs the same MACs at every level, so +4 blocks is
+    # +20% of the network's time. Is the deblurring of long real blurs short of capacity?
+    "deeper": dict(w_still=0.03),
 }
+SHAPES = {"deeper": dict(middle_blocks=6)}  # trials on another network shape: the run's weights put in it
+INIT = "training/long-run.safetensors"
 
 name = sys.argv[1]
 seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 3
 out = f"runs/trial-{name}" + (f"-s{seed}" if seed != 3 else "")
+init = INIT
+if name in SHAPES:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from blur2clip.model import Blur2Clip
+    from blur2clip.weights import load_model, save
+
+    init = f"{out}/init.safetensors"
+    if not Path(init).is_file():
+        source = load_model(INIT)
+        shaped = Blur2Clip(replace(source.config, **SHAPES[name]))
+        shaped.load_state_dict(source.state_dict(), strict=False)  # the new blocks keep their identity start
+        save(shaped, init)
 train(TrainConfig(data="../shared/data/photos", out=out, stage="3", steps=[300] * 3,
-                  init="training/long-run.safetensors", model=MODEL, batch=8, crop=192,
+                  init=init, model=MODEL, batch=8, crop=192,
                   lr=5e-4, warmup=50, w_reblur=1.0, seed=seed, workers=1, threads=1,
                   # EMA of 0.99: after 300 steps 5% of the starting weights are left in the average (0.999
                   # would keep 74% and hide the difference a trial makes)
