@@ -117,17 +117,16 @@ def test_a_centre_norm_graph_has_no_norm_and_agrees_in_both_engines(tmp_path):
     convolutions), and onnxruntime gives torch's frames, whole and tiled."""
     import onnx
 
-    ops = {}
+    ops, paths = {}, {}
     for norm in ("layer", "centre"):
-        path = weights.save(tiny_model(seed=5, norm=norm), tmp_path / f"{norm}.safetensors")
-        graph = onnx.load(str(export_onnx(path))).graph
-        ops[norm] = [n.op_type for n in graph.node]
+        paths[norm] = weights.save(tiny_model(seed=5, norm=norm), tmp_path / f"{norm}.safetensors")
+        ops[norm] = [n.op_type for n in onnx.load(str(export_onnx(paths[norm]))).graph.node]
     assert "LayerNormalization" in ops["layer"] and "LayerNormalization" not in ops["centre"]
     # the only means left are those of the channel attention and the still guard, as in the LayerNorm's
     assert ops["centre"].count("ReduceMean") == ops["layer"].count("ReduceMean")
     image = photo_like(61, 90)
     for tile in (0, 48):
-        onnx_, torch_ = both(path, tile=tile, overlap=16)
+        onnx_, torch_ = both(paths["centre"], tile=tile, overlap=16)
         assert np.abs(onnx_(image) - torch_(image)).max() < 1e-4
 
 

@@ -66,7 +66,8 @@ if name in SHAPES:
     if not Path(init).is_file():
         source = load_model(INIT)
         shaped = Blur2Clip(replace(source.config, **SHAPES[name]))
-        shaped.load_state_dict(source.state_dict(), strict=False)  # the new blocks keep their identity start
+        missing, unexpected = shaped.load_state_dict(source.state_dict(), strict=False)
+        assert not unexpected, unexpected  # every weight of the run is used; the new blocks keep their start
         save(shaped, init)
 train(TrainConfig(data="../shared/data/photos", out=out, stage="3", steps=[300] * 3,
                   init=init, model=MODEL, batch=8, crop=192,
