@@ -4,8 +4,9 @@ Each trial continues the long run's committed weights (training/long-run.safeten
 the long run's recipe (training/long.py) with one change, on the same seed and a cosine learning rate to
 1% over those steps, so two trials differ only in the change named (a trial of SHAPES starts from those
 weights put in a network of another shape). Run from the repository root:
-    python training/trial_long.py NAME [--seed N] [--resume]     (NAME: one of TRIALS; seed 3 unless told)
-then  blur2clip eval --data ../shared/data/realmotion --weights runs/trial-NAME[-sN]/stage3.safetensors --frames 7
+    python training/trial_long.py NAME [--seed N] [--steps N] [--resume]   (NAME: one of TRIALS; seed 3
+                                                                          and 300 steps unless told)
+then  blur2clip eval --data ../shared/data/realmotion --weights runs/trial-NAME[-sN][-N]/stage3.safetensors --frames 7
 (a copy or hard link of another run's validation.safetensors in runs/trial-NAME saves making it again).
 """
 
@@ -53,7 +54,8 @@ INIT = "training/long-run.safetensors"
 
 name = sys.argv[1]
 seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 3
-out = f"runs/trial-{name}" + (f"-s{seed}" if seed != 3 else "")
+steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 300
+out = f"runs/trial-{name}" + (f"-s{seed}" if seed != 3 else "") + (f"-{steps}" if steps != 300 else "")
 init = INIT
 if name in SHAPES:
     from dataclasses import replace
@@ -69,7 +71,7 @@ if name in SHAPES:
         missing, unexpected = shaped.load_state_dict(source.state_dict(), strict=False)
         assert not unexpected, unexpected  # every weight of the run is used; the new blocks keep their start
         save(shaped, init)
-train(TrainConfig(data="../shared/data/photos", out=out, stage="3", steps=[300] * 3,
+train(TrainConfig(data="../shared/data/photos", out=out, stage="3", steps=[steps] * 3,
                   init=init, model=MODEL, batch=8, crop=192,
                   lr=5e-4, warmup=50, w_reblur=1.0, seed=seed, workers=1, threads=1,
                   # EMA of 0.99: after 300 steps 5% of the starting weights are left in the average (0.999
