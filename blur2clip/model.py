@@ -82,7 +82,7 @@ class CentreNorm2d(LayerNorm2d):
         return (x - x.mean(1, keepdim=True)) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
-NORMS = {"layer": LayerNorm2d, "centre": CentreNorm2d}
+NORM_LAYERS = {"layer": LayerNorm2d, "centre": CentreNorm2d}  # config.norm (netconfig.NORMS) -> its module
 
 
 class SimpleGate(nn.Module):
@@ -96,13 +96,13 @@ class NAFBlock(nn.Module):
 
     def __init__(self, c: int, norm: str = "layer"):
         super().__init__()
-        self.norm1 = NORMS[norm](c)
+        self.norm1 = NORM_LAYERS[norm](c)
         self.conv1 = nn.Conv2d(c, 2 * c, 1)
         self.dwconv = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
         self.gate = SimpleGate()
         self.sca = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c, 1))
         self.conv2 = nn.Conv2d(c, c, 1)
-        self.norm2 = NORMS[norm](c)
+        self.norm2 = NORM_LAYERS[norm](c)
         self.ffn1 = nn.Conv2d(c, 2 * c, 1)
         self.ffn2 = nn.Conv2d(c, c, 1)
         self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))  # zero: the block starts as the identity
