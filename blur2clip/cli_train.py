@@ -107,6 +107,10 @@ def train_command(
     device: Annotated[str, typer.Option(
         rich_help_panel=RUN, help="auto: the process's GPU (LOCAL_RANK under torchrun) if any, else cpu.")]
     = "auto",
+    synth_device: Annotated[Literal["cpu", "cuda"], typer.Option(
+        rich_help_panel=RUN, help="Where synthetic motion is rendered: cpu (in the workers), or cuda (the "
+                                  "training GPU, driven by the workers: many times the samples per second).")]
+    = "cpu",
     precision: Annotated[Literal["auto", "fp32", "bf16"], typer.Option(
         rich_help_panel=RUN, help="auto: bf16 autocast on a GPU, fp32 on the CPU.")] = "auto",
     compile: Annotated[bool, typer.Option(

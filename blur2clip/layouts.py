@@ -91,8 +91,9 @@ class Data:
         """The summary's lines about what was found."""
         raise NotImplementedError
 
-    def stream(self, items: list, size: int, seed: int, synth: SynthConfig, train: bool):
-        """The endless dataset of BlurSamples of `size` px made from `items`."""
+    def stream(self, items: list, size: int, seed: int, synth: SynthConfig, train: bool, device: str = "cpu"):
+        """The endless dataset of BlurSamples of `size` px made from `items` (synthetic ones rendered on
+        `device`)."""
         raise NotImplementedError
 
     def scored_samples(self, per_sequence: int, size: int | None, all_photos: bool
@@ -119,11 +120,13 @@ class Data:
             w, h = small[0].size
             raise ValueError(f"{small[0].name}: frames of {w}x{h} are smaller than the {crop} px training crop")
 
-    def train_set(self, crop: int, seed: int, synth: dict | None = None) -> torch.utils.data.Dataset:
+    def train_set(self, crop: int, seed: int, synth: dict | None = None,
+                  device: str = "cpu") -> torch.utils.data.Dataset:
         """The endless training stream; `synth` overrides SynthConfig fields (the motion and camera
-        statistics of synthetic samples, and the input degradations of footage)."""
+        statistics of synthetic samples, and the input degradations of footage); `device`: where synthetic
+        motion is rendered (its samples come back on the CPU; footage is always cut on the CPU)."""
         cfg = SynthConfig(size=crop, frames=self.frames, **(synth or {}))
-        return self.stream(self.train, crop, seed, cfg, train=True)
+        return self.stream(self.train, crop, seed, cfg, train=True, device=device)
 
     def make_validation(self, count: int, size: int, seed: int = FIXED_SEED) -> dict:
         """`count` fixed samples of `size` px from the held-out part, stacked: {"blurred", "frames", "clean"}."""
@@ -192,8 +195,8 @@ class Photos(Data):
     def check_crop(self, crop):
         pass  # photos are rescaled to the crop
 
-    def stream(self, items, size, seed, synth, train):
-        return SyntheticBlur(items, synth, seed=seed, cache=train)
+    def stream(self, items, size, seed, synth, train, device="cpu"):
+        return SyntheticBlur(items, synth, seed=seed, cache=train, device=device)
 
     def scored(self, all_photos: bool = False) -> list[Path]:
         """The held-out photos (the others may have trained the weights), or all of them."""
@@ -254,7 +257,7 @@ class Sequences(Data):
                 f"  {_count(len(self.train), 'sequence')} for training ({_count(samples, 'sample')}), "
                 f"{len(self.val)} for validation; {_resolution(self.found)}; {per}"]
 
-    def stream(self, items, size, seed, synth, train):
+    def stream(self, items, size, seed, synth, train, device="cpu"):
         if not train:  # the validation crops fit the smallest held-out frames
             size = min(size, *(min(s.size) for s in items))
         return FootageBlur(items, self.frames_per_blur, self.frames, size, seed=seed, train=train,
@@ -347,7 +350,7 @@ class Clips(Data):
                 f"  {_count(len(self.found), 'blurred photo')} with {per} true frames each, "
                 f"scored at the centres of {self.frames} windows"]
 
-    def stream(self, items, size, seed, synth, train):
+    def stream(self, items, size, seed, synth, train, device="cpu"):
         raise ValueError(f"{self.root}: the clips layout is for evaluation only; train on photos, sequences "
                          f"or videos")
 

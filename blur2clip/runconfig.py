@@ -71,6 +71,7 @@ class TrainConfig:
     workers: int = 1
     threads: int = 0  # torch threads in the main process (0: torch's default)
     device: str = "auto"  # "auto": the process's CUDA device (LOCAL_RANK under torchrun) if any, else cpu
+    synth_device: str = "cpu"  # where synthetic motion is rendered: "cpu", or "cuda" (the training GPU)
     precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; or "fp32", "bf16"
     compile: bool = False  # the loss through torch.compile: up to a minute of compiling per start, faster steps
     init: str | None = None  # weights to start from instead of the previous stage's file
@@ -81,12 +82,12 @@ class TrainConfig:
 
 
 FIXED_ON_RESUME = ("layout", "frames_per_blur", "model")  # a resumed run keeps these
-OPERATIONAL = ("resume", "threads", "workers", "device", "log_every", "val_every", "ckpt_every",
-               "tensorboard", "compile")  # free to change on a resume, not logged
+OPERATIONAL = ("resume", "threads", "workers", "device", "synth_device", "log_every", "val_every",
+               "ckpt_every", "tensorboard", "compile")  # free to change on a resume, not logged
 NOT_RECORDED = ("resume",)  # how this start was asked for, not a setting of the run
 
 CHOICES = {"stage": ("1", "2", "3", "all"), "order": ("sample", "local"), "precision": ("auto", "fp32", "bf16"),
-           "layout": ("auto", *LAYOUTS)}
+           "layout": ("auto", *LAYOUTS), "synth_device": ("cpu", "cuda")}
 LEAST = {"frames_per_blur": 1, "batch": 1, "crop": 16, "lr": 0, "weight_decay": 0, "warmup": 0, "w_middle": 0,
          "w_pairs": 0, "w_travel": 0, "w_still": 0, "w_fft": 0, "pairs_fade": 0, "w_reblur": 0, "ema": 0,
          "ckpt_every": 1, "val_every": 1, "val_count": 1, "val_size": 16, "log_every": 1, "workers": 0,

@@ -64,12 +64,14 @@ class StreamSampler(torch.utils.data.Sampler):
 
 class SyntheticBlur(torch.utils.data.Dataset):
     """Sample i: a random photo given random motion, seeded by (seed, i); up to three more photos of the list
-    give the moving foreground layers."""
+    give the moving foreground layers. device: where the motion is rendered (a GPU: see synth.py); the
+    samples come back on the CPU, as a DataLoader's workers hand them over."""
 
-    def __init__(self, photos: list[Path], synth: SynthConfig, seed: int = 0, cache: bool = True):
+    def __init__(self, photos: list[Path], synth: SynthConfig, seed: int = 0, cache: bool = True,
+                 device: str = "cpu"):
         if not photos:
             raise ValueError("no photos to synthesize from")
-        self.photos, self.synth, self.seed, self.cache = list(photos), synth, seed, cache
+        self.photos, self.synth, self.seed, self.cache, self.device = list(photos), synth, seed, cache, device
         self._decoded: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -87,8 +89,8 @@ class SyntheticBlur(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, i])
         pick = rng.integers(len(self.photos), size=4)
         s = synthesize(self._photo(int(pick[0])), rng, self.synth,
-                       layer_photos=[self._photo(int(j)) for j in pick[1:]])
-        return BlurSample(s.blurred, s.frames, s.clean, s.travel)
+                       layer_photos=[self._photo(int(j)) for j in pick[1:]], device=self.device)
+        return BlurSample(s.blurred.cpu(), s.frames.cpu(), s.clean.cpu(), s.travel.cpu())
 
 
 def synthetic_sample(photo: np.ndarray, seed: list[int], cfg: SynthConfig) -> BlurSample:

@@ -8,6 +8,8 @@ done in linear light (gamma 2.2), so the ground-truth frames average exactly to 
 saturated highlights and JPEG are applied to the blurred input only.
 
 All tensors are float32 in sRGB 0..1 unless named *_lin: CxHxW for images, FxCxHxW for frames.
+`synthesize(..., device=)` renders on that device (a GPU makes the warping and averaging nearly free; the
+random draws, photo resizing and JPEG stay on the CPU), with the same draws: on the CPU the same samples.
 """
 
 from __future__ import annotations
@@ -94,24 +96,26 @@ def _random_direction(rng, length):
     return np.array([math.cos(a), math.sin(a)]) * length
 
 
-def _blob_mask(rng: np.random.Generator, n: int) -> torch.Tensor:
+def _blob_mask(rng: np.random.Generator, n: int, device: torch.device) -> torch.Tensor:
     """An irregular soft-edged shape filling part of an n x n square: 1x1xnxn in 0..1."""
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+    line = torch.linspace(-1, 1, n, device=device)
+    yy, xx = torch.meshgrid(line, line, indexing="ij")
     ax, ay = rng.uniform(0.5, 1.0, 2)
     ang = rng.uniform(0, math.pi)
     u = xx * math.cos(ang) + yy * math.sin(ang)
     v = -xx * math.sin(ang) + yy * math.cos(ang)
     ellipse = 1 - (u / ax) ** 2 - (v / ay) ** 2
-    g = torch.from_numpy(rng.normal(0, 1, (1, 1, 6, 6)).astype(np.float32))
+    g = torch.from_numpy(rng.normal(0, 1, (1, 1, 6, 6)).astype(np.float32)).to(device)
     noise = F.interpolate(g, size=(n, n), mode="bicubic", align_corners=True)[0, 0]
     field = ellipse + rng.uniform(0.3, 0.8) * noise
     edge = rng.uniform(0.02, 0.12)  # soft, slightly variable edge
     return torch.sigmoid(field / edge)[None, None].clamp(0, 1)
 
 
-def _smooth_field(rng: np.random.Generator, n: int, channels: int, scale: float) -> torch.Tensor:
+def _smooth_field(rng: np.random.Generator, n: int, channels: int, scale: float,
+                  device: torch.device) -> torch.Tensor:
     """A smooth random field over n x n px (channels x n x n), its values about N(0, scale^2)."""
-    g = torch.from_numpy(rng.normal(0, scale, (1, channels, 5, 5)).astype(np.float32))
+    g = torch.from_numpy(rng.normal(0, scale, (1, channels, 5, 5)).astype(np.float32)).to(device)
     return F.interpolate(g, size=(n, n), mode="bicubic", align_corners=True)[0]
 
 
@@ -119,7 +123,8 @@ def _defocus(x: torch.Tensor, radius: float) -> torch.Tensor:
     """1xCxHxW linear light seen through a lens focused elsewhere: each point spread over a disc of
     `radius` px (its edge anti-aliased), the border reflected."""
     k = math.ceil(radius)
-    yy, xx = torch.meshgrid(torch.arange(-k, k + 1.0), torch.arange(-k, k + 1.0), indexing="ij")
+    line = torch.arange(-k, k + 1.0, device=x.device)
+    yy, xx = torch.meshgrid(line, line, indexing="ij")
     disc = (radius + 0.5 - (xx**2 + yy**2).sqrt()).clamp(0, 1)
     c = x.shape[1]
     kernel = (disc / disc.sum()).expand(c, 1, -1, -1).contiguous()
@@ -136,8 +141,9 @@ def _sample_grid(src: torch.Tensor, pix: torch.Tensor) -> torch.Tensor:
     return out[0].reshape(src.shape[1], *shape)
 
 
-def _prepare(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig, min_side: int) -> torch.Tensor:
-    """HxWx3 uint8 photo -> 1x3xhxw linear tensor, randomly rescaled, flipped and exposed."""
+def _prepare(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig, min_side: int,
+             device: torch.device) -> torch.Tensor:
+    """HxWx3 uint8 photo -> 1x3xhxw linear tensor on `device`, randomly rescaled, flipped and exposed."""
     img = Image.fromarray(photo)
     short = min(img.size)
     lo, hi = cfg.photo_scale
@@ -147,7 +153,7 @@ def _prepare(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig, min_
         img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.LANCZOS)
     elif s > 1.001:
         img = img.resize((round(img.width * s), round(img.height * s)), Image.BICUBIC)
-    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).to(device).permute(2, 0, 1)[None]
     if rng.random() < 0.5:
         x = x.flip(-1)
     if rng.random() < 0.2:
@@ -156,13 +162,14 @@ def _prepare(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig, min_
 
 
 def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = SynthConfig(),
-               layer_photos: list[np.ndarray] | None = None) -> Sample:
-    """Blur a sharp HxWx3 uint8 photo with random motion; layers are cut from `layer_photos` (or the photo)."""
-    n, nf = cfg.size, cfg.frames
+               layer_photos: list[np.ndarray] | None = None, device: str | torch.device = "cpu") -> Sample:
+    """Blur a sharp HxWx3 uint8 photo with random motion; layers are cut from `layer_photos` (or the photo).
+    The sample's tensors are on `device`."""
+    n, nf, device = cfg.size, cfg.frames, torch.device(device)
     if cfg.p_still > 0 and rng.random() < cfg.p_still:  # drawn only when used: older streams stay as they were
         still = replace(cfg, camera_px=0.0, camera_rotation=0.0, camera_zoom=0.0, camera_perspective=0.0,
                         p_static_camera=1.0, layer_probs=(1.0,), p_still=0.0)
-        return synthesize(photo, rng, still, layer_photos)
+        return synthesize(photo, rng, still, layer_photos, device)
     # --- how things move over the exposure (t in 0..1; 0.5 is the middle frame) ---
     static = rng.random() < cfg.p_static_camera
     cam_len = 0.0 if static else _magnitude(rng, cfg.camera_px, cfg.camera_tail, cfg.max_motion_px)
@@ -178,8 +185,9 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
                            rot=rng.normal(0, 0.08), zoom=rng.normal(0, 0.05),
                            centre=rng.uniform(-0.1 * n, 1.1 * n, 2),
                            # drawn only when used, here and for the depth below: older streams stay as they were
-                           warp=_smooth_field(rng, n, 2, cfg.layer_warp * length) if cfg.layer_warp > 0 else None))
-    depth = _smooth_field(rng, n, 1, cfg.camera_depth) if cfg.camera_depth > 0 and cam_len > 0 else None
+                           warp=_smooth_field(rng, n, 2, cfg.layer_warp * length, device)
+                           if cfg.layer_warp > 0 else None))
+    depth = _smooth_field(rng, n, 1, cfg.camera_depth, device) if cfg.camera_depth > 0 and cam_len > 0 else None
     if depth is not None:  # inverse depth about 1 (the tracked plane), near parts moving further
         depth = depth[0].exp()
         depth /= depth.median()
@@ -194,7 +202,7 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
 
     # --- the background seen by a moving camera ---
     margin = int(cam_len + (abs(rot) + abs(zoom)) * n) + 8
-    bg = _prepare(photo, rng, cfg, n + 2 * margin)
+    bg = _prepare(photo, rng, cfg, n + 2 * margin, device)
     if cfg.p_defocus > 0 and rng.random() < cfg.p_defocus:  # drawn only when used, as above
         bg = _defocus(bg, rng.uniform(*cfg.defocus_px))
     bright = rng.random() < cfg.p_highlights
@@ -202,36 +210,39 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
         bg = torch.cat([bg, _highlights(bg, rng)], 1)  # 1x6xHxW
     H, W = bg.shape[-2:]
     c = torch.tensor([rng.uniform(margin + n / 2, max(margin + n / 2, W - margin - n / 2)),
-                      rng.uniform(margin + n / 2, max(margin + n / 2, H - margin - n / 2))])
+                      rng.uniform(margin + n / 2, max(margin + n / 2, H - margin - n / 2))], device=device)
     cam = _bezier(rng, np.array([*_random_direction(rng, cam_len), rot, zoom, *persp]),
                   np.array([cam_len * 0.15] * 2 + [abs(rot) * 0.2, abs(zoom) * 0.2, 0, 0]) + 1e-9, t)
     cam -= _bezier_mid(cam, t)
-    ys, xs = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32),
-                            indexing="ij")
+    line = torch.arange(n, dtype=torch.float32, device=device)
+    ys, xs = torch.meshgrid(line, line, indexing="ij")
     p = torch.stack([xs, ys], -1) - (n - 1) / 2  # nxnx2, centred output pixel positions
-    subs, flow = _background(bg, p, c, torch.from_numpy(cam.astype(np.float32)), n, still=static, depth=depth)
+    subs, flow = _background(bg, p, c, torch.from_numpy(cam.astype(np.float32)).to(device), n, still=static,
+                             depth=depth)
 
     # --- foreground layers, each with its own motion, composited in order ---
     pool = layer_photos or [photo]
     for L in layers:
-        src = _prepare(pool[int(rng.integers(len(pool)))], rng, cfg, L["size"] + 2)
+        src = _prepare(pool[int(rng.integers(len(pool)))], rng, cfg, L["size"] + 2, device)
         sh, sw = src.shape[-2:]
         y0, x0 = int(rng.integers(0, sh - L["size"] + 1)), int(rng.integers(0, sw - L["size"] + 1))
         tex = src[:, :, y0:y0 + L["size"], x0:x0 + L["size"]]
         tex = torch.cat([tex, _highlights(tex, rng)] if bright else [tex], 1)
-        tex = torch.cat([tex, _blob_mask(rng, L["size"])], 1)  # colour channels + alpha
+        tex = torch.cat([tex, _blob_mask(rng, L["size"], device)], 1)  # colour channels + alpha
         path = _bezier(rng, np.array([*L["end"], L["rot"], L["zoom"]]),
                        np.array([L["length"] * 0.2] * 2 + [abs(L["rot"]) * 0.3, abs(L["zoom"]) * 0.3]) + 1e-9, t)
-        path = torch.from_numpy((path - _bezier_mid(path, t)).astype(np.float32))
+        path = (path - _bezier_mid(path, t)).astype(np.float32)
         # Only the output rows and columns the layer covers at some sub-frame are worked on (elsewhere its
         # alpha is 0 and nothing changes): the box around its square's corners along the path, and a margin.
-        (y0, y1), (x0, x1) = _footprint(path.numpy(), L["centre"], L["size"], n)
+        (y0, y1), (x0, x1) = _footprint(path, L["centre"], L["size"], n)
         if y0 == y1 or x0 == x1:  # never in the picture
             continue
-        q = p[y0:y1, x0:x1] + (n - 1) / 2 - torch.from_numpy(L["centre"].astype(np.float32))  # from its centre
+        path = torch.from_numpy(path).to(device)
+        # the output pixels' offsets from the layer's centre
+        q = p[y0:y1, x0:x1] + (n - 1) / 2 - torch.from_numpy(L["centre"].astype(np.float32)).to(device)
         lgrid = _layer_map(q, path[:, None, None]) + (L["size"] - 1) / 2  # S x h x w x 2
         if L["warp"] is not None:  # its parts move apart and back: still the identity at the middle
-            tau = torch.from_numpy((t - 0.5).astype(np.float32))[:, None, None, None]
+            tau = torch.from_numpy((t - 0.5).astype(np.float32)).to(device)[:, None, None, None]
             lgrid = lgrid - tau * L["warp"][:, y0:y1, x0:x1].permute(1, 2, 0)
         inside = ((lgrid >= -0.5) & (lgrid <= L["size"] - 0.5)).all(-1).float()  # S x h x w
         h, w = y1 - y0, x1 - x0
@@ -259,7 +270,7 @@ def _background(bg: torch.Tensor, p: torch.Tensor, c: torch.Tensor, cam: torch.T
     scene's inverse depth (n x n, about 1) scales the camera's travel per pixel (parallax; no occlusion)."""
     if still:
         one = _sample_grid(bg, (p + c)[None]).permute(1, 0, 2, 3)  # 1 x C x n x n
-        return one.repeat(len(cam), 1, 1, 1), torch.zeros(len(cam), 2, n, n)
+        return one.repeat(len(cam), 1, 1, 1), torch.zeros(len(cam), 2, n, n, device=bg.device)
     moved = _camera_map(p, cam[:, None, None], n)  # S x n x n x 2
     if depth is not None:
         moved = moved + (depth - 1)[None, :, :, None] * cam[:, None, None, :2]
@@ -272,7 +283,7 @@ def _travel(flow: torch.Tensor, t: np.ndarray) -> torch.Tensor:
     """2xHxW: how far each pixel's content travels over the exposure, the least-squares straight line d
     through its flow (Sx2xHxW at sub-frame times t): the frame at instant tau (-1/2 .. 1/2 of the
     exposure) is close to the middle frame sampled at p - tau * d."""
-    tau = torch.from_numpy((t - 0.5).astype(np.float32))
+    tau = torch.from_numpy((t - 0.5).astype(np.float32)).to(flow.device)
     return -torch.einsum("s,schw->chw", tau, flow) / float((tau**2).sum())
 
 
@@ -338,13 +349,14 @@ def _highlights(lin: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 def _noise(lin: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Signal-dependent sensor noise in linear light."""
     shot, read = rng.uniform(0, 4e-3), rng.uniform(0, 1e-2)
-    g = torch.Generator().manual_seed(int(rng.integers(2**31)))
-    return (lin + torch.randn(lin.shape, generator=g) * torch.sqrt(shot * lin + read**2)).clamp(0, 1)
+    g = torch.Generator("cpu").manual_seed(int(rng.integers(2**31)))
+    noise = torch.randn(lin.shape, generator=g, device=g.device).to(lin.device)  # the same noise anywhere
+    return (lin + noise * torch.sqrt(shot * lin + read**2)).clamp(0, 1)
 
 
 def _jpeg(img: torch.Tensor, quality: int) -> torch.Tensor:
-    arr = (img.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    arr = (img.permute(1, 2, 0).cpu().numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=quality)
     out = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(out).permute(2, 0, 1)
+    return torch.from_numpy(out).to(img.device).permute(2, 0, 1)

@@ -112,6 +112,9 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.device = devices.pick(cfg.device)
         self.bf16 = devices.train_bf16(cfg.precision, self.device)
+        if cfg.synth_device == "cuda" and self.device.type != "cuda":
+            raise ValueError(f"synth_device cuda renders the samples on the training GPU, but this run trains on "
+                             f"{self.device.type}: train on a GPU or use synth_device cpu")
         self.data = open_data(cfg.data, cfg.layout, cfg.frames_per_blur, cfg.model.frames)
         if self.data.layout == "clips":
             raise ValueError(f"{cfg.data}: the clips layout is for evaluation only; train on photos, sequences "
@@ -239,11 +242,14 @@ class Trainer:
         # Where the stage's data stream stands (samples read by all processes together): from the
         # checkpoint, so a run resumed with another batch size or process count reads on, not again.
         step0, start = step, (ckpt or {}).get("data", {}).get("position", step * per_rank * self.world)
+        on_gpu = cfg.synth_device == "cuda"  # the workers render on the training GPU (CUDA needs spawned workers)
         loader = torch.utils.data.DataLoader(
-            self.data.train_set(cfg.crop, seed=cfg.seed * 1000 + stage, synth=cfg.synth), batch_size=per_rank,
+            self.data.train_set(cfg.crop, seed=cfg.seed * 1000 + stage, synth=cfg.synth,
+                                device=str(self.device) if on_gpu else "cpu"), batch_size=per_rank,
             sampler=StreamSampler(start // self.world, self.rank, self.world), num_workers=cfg.workers,
             worker_init_fn=_worker_init, pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if cfg.workers else None)
+            prefetch_factor=4 if cfg.workers else None,
+            multiprocessing_context="spawn" if on_gpu and cfg.workers else None)
         it = iter(loader)
         t0, seen = time.time(), 0
         try:

@@ -149,3 +149,21 @@ def test_a_still_camera_samples_its_background_once_with_the_values_of_a_moving_
     moving = at_rest.clone()
     moving[:, 0] = torch.linspace(-3, 3, 14)
     assert not torch.equal(_background(bg, p, c, moving, n, still=False)[0], subs)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(p_still=1.0),
+                                dict(p_defocus=1.0, layer_warp=0.3, camera_depth=0.3, p_highlights=1.0, p_noise=1.0,
+                                     p_jpeg=1.0)])
+def test_the_synthesis_makes_its_tensors_on_the_device_it_is_given(kw):
+    """A GPU renders a sample only if no tensor is made on the default device: with meta as the default,
+    such a tensor fails to mix with the CPU's or shows in the result, so the device given (the CPU here) must
+    reach every one, and the draws stay the same."""
+    cfg = SynthConfig(size=48, frames=7, **kw)
+    photos = [photo(s) for s in range(3)]
+    for i in range(3):
+        plain = synthesize(photos[0], np.random.default_rng(i), cfg, photos)
+        with torch.device("meta"):
+            placed = synthesize(photos[0], np.random.default_rng(i), cfg, photos, device="cpu")
+        for name in ("blurred", "frames", "clean", "travel"):
+            a, b = getattr(plain, name), getattr(placed, name)
+            assert b.device.type == "cpu" and torch.equal(a, b), name

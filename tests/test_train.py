@@ -16,6 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from blur2clip import weights
+from blur2clip.cli import main
 from blur2clip.data import SyntheticBlur, list_photos, split_photos
 from blur2clip.synth import SynthConfig
 from blur2clip.losses import staged_loss
@@ -251,6 +252,17 @@ def test_gopro_layout_trains_stage_one_only_and_says_so(footage_dirs, tmp_path):
     assert set(weights.read_metadata(paths[0])["training"]["validation"]) == {"middle", "middle_ssim", "reblur"}
     with pytest.raises(ValueError, match="only the middle frame"):
         train(tiny_cfg(footage_dirs["gopro"], tmp_path / "s3", stage="3"), log=lambda *_: None)
+
+
+def test_rendering_samples_on_the_gpu_needs_a_run_on_the_gpu(photos, tmp_path, capsys):
+    with pytest.raises(ValueError, match="synth_device cuda renders the samples on the training GPU, but this run "
+                                         "trains on cpu"):
+        train(tiny_cfg(photos, tmp_path / "api", device="cpu", synth_device="cuda"), log=lambda *_: None)
+    code = main(["train", "--data", str(photos), "--out", str(tmp_path / "cli"), "--device", "cpu",
+                 "--synth-device", "cuda", "--steps", "2", "--crop", "32", "-q"])
+    err = capsys.readouterr().err
+    assert code == 3 and "synth_device cuda" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "cli" / "checkpoint.pt").exists()
 
 
 def test_a_stage_file_comes_with_its_sha256_curves_and_the_data_position(photos, tmp_path, monkeypatch):

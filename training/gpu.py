@@ -2,7 +2,9 @@
 
     python training/gpu.py --seconds 420 --init training/long-run.safetensors --data PHOTOS --out RUN --export DIR
 
-The GPU runs the network; the synthesis runs in CPU worker processes, which set the pace. So the script
+The GPU runs the network; the synthesis runs in worker processes, which set the pace: on the CPU (an
+H200's 15 workers made 10 samples/s, 0.33 s per step of 8) or, with --synth-device cuda (the default where
+there is a GPU), driving the GPU, which renders the motion (benchmarks/synth_speed.py). So the script
 first measures how many samples per second the workers make, then sizes the stage (its cosine learning
 rate needs the step count up front) to end inside the time given. If the stage runs late anyway, a timer
 stops it with the same signal a user would send (the checkpoint is written, `Stopped` raised). Either
@@ -34,12 +36,13 @@ from blur2clip.train import Stopped, TrainConfig, _worker_init, train
 from blur2clip.weights import load_model, save
 
 
-def sample_rate(data_root: str, crop: int, workers: int, seconds: float) -> float:
-    """Samples per second that `workers` processes synthesize (after their start-up)."""
+def sample_rate(data_root: str, crop: int, workers: int, seconds: float, device: str) -> float:
+    """Samples per second that `workers` processes synthesize (after their start-up), rendering on `device`."""
     data = open_data(data_root, "auto", 7, MODEL.frames)
     loader = torch.utils.data.DataLoader(
-        data.train_set(crop, seed=999, synth=SYNTH), batch_size=8, sampler=StreamSampler(10**9),
-        num_workers=workers, worker_init_fn=_worker_init, prefetch_factor=2)
+        data.train_set(crop, seed=999, synth=SYNTH, device=device), batch_size=8, sampler=StreamSampler(10**9),
+        num_workers=workers, worker_init_fn=_worker_init, prefetch_factor=2,
+        multiprocessing_context="spawn" if device != "cpu" else None)
     it = iter(loader)
     for _ in range(workers):  # every worker has made its first batch (and decoded its first photos)
         next(it)
@@ -77,6 +80,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--export", required=True)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    ap.add_argument("--synth-device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=192)
     ap.add_argument("--lr", type=float, default=5e-4)
@@ -86,12 +90,12 @@ def main() -> None:
     start = time.time()
     deadline = start + args.seconds - 25  # leave time to export
 
-    rate = sample_rate(args.data, args.crop, args.workers, args.probe)
+    rate = sample_rate(args.data, args.crop, args.workers, args.probe, args.synth_device)
     setup = 20 + args.val_count * 1.0  # model, validation set (made in this process), workers' start
     budget = deadline - time.time() - setup
     steps = max(20, int(0.9 * budget * rate / args.batch))
-    print(f"{args.workers} workers make {rate:.1f} samples/s; {budget:.0f} s left: {steps} steps of {args.batch}",
-          flush=True)
+    print(f"{args.workers} workers make {rate:.1f} samples/s (rendering on {args.synth_device}); {budget:.0f} s "
+          f"left: {steps} steps of {args.batch}", flush=True)
     timer = threading.Timer(max(1.0, deadline - time.time()), lambda: os.kill(os.getpid(), signal.SIGTERM))
     timer.daemon = True
     timer.start()
@@ -99,8 +103,8 @@ def main() -> None:
     cfg = TrainConfig(
         data=args.data, out=args.out, stage="3", steps=[steps], init=args.init, model=MODEL,
         synth=SYNTH, batch=args.batch, crop=args.crop, lr=args.lr, warmup=min(100, steps // 10),
-        w_middle=W_MIDDLE, w_reblur=1.0,
-        ema=0.999, workers=args.workers, threads=2, val_every=max(100, steps // 5), val_count=args.val_count,
+        w_middle=W_MIDDLE, w_reblur=1.0, ema=0.999, workers=args.workers, synth_device=args.synth_device,
+        threads=2, val_every=max(100, steps // 5), val_count=args.val_count,
         ckpt_every=200, seed=1)  # seed 1: other samples than the CPU run's stream (seed 0)
     stopped = False
     try:
@@ -112,7 +116,8 @@ def main() -> None:
     log = [json.loads(line) for line in (Path(args.out) / "log.jsonl").read_text().splitlines()]
     done = max((r.get("step", 0) for r in log if "stage" in r), default=0)
     facts = dict(steps_planned=steps, steps_logged=done, stopped_early=stopped, samples_per_s=round(rate, 1),
-                 batch=args.batch, crop=args.crop, workers=args.workers, train_s=round(time.time() - t0),
+                 batch=args.batch, crop=args.crop, workers=args.workers, synth_device=args.synth_device,
+                 train_s=round(time.time() - t0),
                  device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
                  torch=torch.__version__, val=[r["val"] for r in log if "val" in r][-1:])
     export(Path(args.out), Path(args.export), facts)
