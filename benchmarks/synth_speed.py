@@ -28,7 +28,7 @@ from long import MODEL, SYNTH  # noqa: E402  (the long run's recipe, one place)
 
 from blur2clip.samples import StreamSampler, SyntheticBlur  # noqa: E402
 from blur2clip.synth import SynthConfig  # noqa: E402
-from blur2clip.train import _worker_init  # noqa: E402
+from blur2clip.train import _worker_init, shut_down  # noqa: E402
 
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 
@@ -68,11 +68,14 @@ def loader_rate(ds: SyntheticBlur, workers: int, batches: int = 20) -> float:
     loader = torch.utils.data.DataLoader(ds, batch_size=8, sampler=StreamSampler(), num_workers=workers,
                                          worker_init_fn=_worker_init, multiprocessing_context="spawn")
     it = iter(loader)
-    for _ in range(workers):  # every worker started and made its first batch
-        next(it)
-    t = time.perf_counter()
-    n = sum(len(next(it)[0]) for _ in range(batches))
-    return n / (time.perf_counter() - t)
+    try:
+        for _ in range(workers):  # every worker started and made its first batch
+            next(it)
+        t = time.perf_counter()
+        n = sum(len(next(it)[0]) for _ in range(batches))
+        return n / (time.perf_counter() - t)
+    finally:
+        shut_down(it)
 
 
 def main() -> None:

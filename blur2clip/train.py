@@ -283,7 +283,7 @@ class Trainer:
             self.checkpoint(model, opt, stage, step, start + (step - step0) * per_rank * self.world)
             raise
         finally:
-            del it  # shuts the data workers down now; at interpreter exit they would be waited for forever
+            shut_down(it)
         if self.main:
             path = weights.save(self.shipped(model), self.stage_path(stage), training=self.facts(stage, total))
             digest = weights.sha256(path)
@@ -363,6 +363,14 @@ def _worker_init(_):
     # A stop signal sent to the whole process group is the main process's to handle: it writes the
     # checkpoint and then shuts the workers down itself.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def shut_down(it) -> None:
+    """Stop a DataLoader iterator's worker processes now, also while an error propagates (its traceback
+    keeps the iterator alive past a `del`). They ignore SIGTERM (`_worker_init`), so the interpreter's
+    exit, which terminates its daemonic children and then joins them, would wait for them forever."""
+    if hasattr(it, "_shutdown_workers"):  # (none to stop without workers)
+        it._shutdown_workers()
 
 
 def train(cfg: TrainConfig, log=print) -> list[Path]:

@@ -198,6 +198,36 @@ def test_killed_run_resumes_from_its_checkpoint_to_the_same_weights(request, tmp
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+FAILING_WORKER = """
+import torch
+from blur2clip.train import _worker_init, shut_down
+
+class Breaks(torch.utils.data.Dataset):
+    def __len__(self):
+        return 100
+    def __getitem__(self, i):
+        if i >= 4:
+            raise OSError("photo unreadable")
+        return torch.zeros(2)
+
+it = iter(torch.utils.data.DataLoader(Breaks(), batch_size=2, num_workers=1, worker_init_fn=_worker_init))
+try:
+    for batch in it:
+        pass
+except OSError:
+    print("the worker's error reached the main process")
+finally:
+    shut_down(it)
+"""
+
+
+def test_a_data_workers_error_ends_the_process_instead_of_leaving_it_waiting_for_the_workers():
+    # The workers ignore SIGTERM, which is how the interpreter's exit stops them, and the error's traceback
+    # keeps the loader alive: without shut_down the process waits for its worker forever.
+    done = subprocess.run([sys.executable, "-c", FAILING_WORKER], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "reached the main process" in done.stdout
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_sigterm_to_the_process_group_writes_a_checkpoint_and_stops(photos, tmp_path, workers):
     """As a scheduler stops a job: SIGTERM to every process of the group, data workers included."""

@@ -32,7 +32,7 @@ from long import MODEL, SYNTH, W_MIDDLE  # the long run's recipe, one place
 
 from blur2clip.data import StreamSampler, open_data
 from blur2clip.model import Blur2Clip, ModelConfig
-from blur2clip.train import Stopped, TrainConfig, _worker_init, train
+from blur2clip.train import Stopped, TrainConfig, _worker_init, shut_down, train
 from blur2clip.weights import load_model, save
 
 
@@ -44,13 +44,15 @@ def sample_rate(data_root: str, crop: int, workers: int, seconds: float, device:
         num_workers=workers, worker_init_fn=_worker_init, prefetch_factor=2,
         multiprocessing_context="spawn" if device != "cpu" else None)
     it = iter(loader)
-    for _ in range(workers):  # every worker has made its first batch (and decoded its first photos)
-        next(it)
-    t0, n = time.time(), 0
-    while time.time() - t0 < seconds:
-        n += len(next(it)[0])
-    del it
-    return n / (time.time() - t0)
+    try:
+        for _ in range(workers):  # every worker has made its first batch (and decoded its first photos)
+            next(it)
+        t0, n = time.time(), 0
+        while time.time() - t0 < seconds:
+            n += len(next(it)[0])
+        return n / (time.time() - t0)
+    finally:
+        shut_down(it)
 
 
 def export(run: Path, dest: Path, facts: dict) -> None:
@@ -113,7 +115,8 @@ def main() -> None:
         stopped = True
         print(e, flush=True)
     timer.cancel()
-    log = [json.loads(line) for line in (Path(args.out) / "log.jsonl").read_text().splitlines()]
+    logged = Path(args.out) / "log.jsonl"  # written from the first log_every steps on
+    log = [json.loads(line) for line in logged.read_text().splitlines()] if logged.is_file() else []
     done = max((r.get("step", 0) for r in log if "stage" in r), default=0)
     facts = dict(steps_planned=steps, steps_logged=done, stopped_early=stopped, samples_per_s=round(rate, 1),
                  batch=args.batch, crop=args.crop, workers=args.workers, synth_device=args.synth_device,
