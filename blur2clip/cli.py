@@ -291,6 +291,17 @@ def _is_subcommand(args: list[str], photo_command) -> bool:
     return False
 
 
+def _plain_in_usage(param):
+    """A required argument's make_metavar whose usage form is its name (PHOTO..., not Typer's {PHOTO}...)."""
+    made = param.make_metavar
+
+    def make_metavar(ctx, *, usage: bool = False) -> str:
+        if not usage:
+            return made(ctx, usage=usage)
+        return (param.metavar or (param.name or "").upper()) + ("..." if param.nargs != 1 else "")
+    return make_metavar
+
+
 def _unwrap(command) -> None:
     """Join the lines of each help paragraph (Typer's rich help would keep the docstring's line breaks;
     a paragraph that starts with \\b keeps them), in a command and its subcommands; flags take no value,
@@ -299,7 +310,7 @@ def _unwrap(command) -> None:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
         if param.param_type_name == "argument" and param.required:  # usage: PHOTO..., not Typer's {PHOTO}...
-            param._usage_display_name = lambda p=param: p.display_name_raw + ("..." if p.nargs != 1 else "")
+            param.make_metavar = _plain_in_usage(param)
     made = command.get_help_option  # --help is made when help is shown: no value to show there either
 
     def help_option(ctx, made=made):
