@@ -109,7 +109,8 @@ def train_command(
     = "auto",
     synth_device: Annotated[Literal["cpu", "cuda"], typer.Option(
         rich_help_panel=RUN, help="Where synthetic motion is rendered: cpu (in the workers), or cuda (the "
-                                  "training GPU, driven by the workers: many times the samples per second).")]
+                                  "training GPU, driven by the workers, which then keep only the random "
+                                  "draws, resizing and JPEG).")]
     = "cpu",
     precision: Annotated[Literal["auto", "fp32", "bf16"], typer.Option(
         rich_help_panel=RUN, help="auto: bf16 autocast on a GPU, fp32 on the CPU.")] = "auto",

@@ -156,8 +156,9 @@ def test_a_still_camera_samples_its_background_once_with_the_values_of_a_moving_
                                      p_jpeg=1.0)])
 def test_the_synthesis_makes_its_tensors_on_the_device_it_is_given(kw):
     """A GPU renders a sample only if no tensor is made on the default device: with meta as the default,
-    such a tensor fails to mix with the CPU's or shows in the result, so the device given (the CPU here) must
-    reach every one, and the draws stay the same."""
+    such a tensor (torch.zeros, arange, randn... without the device) fails to mix with the CPU's or shows in
+    the result, and the draws stay the same. (torch.from_numpy is not caught: it makes CPU tensors anyway;
+    benchmarks/synth_speed.py compares a GPU's samples with the CPU's.)"""
     cfg = SynthConfig(size=48, frames=7, **kw)
     photos = [photo(s) for s in range(3)]
     for i in range(3):

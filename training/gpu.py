@@ -3,9 +3,9 @@
     python training/gpu.py --seconds 420 --init training/long-run.safetensors --data PHOTOS --out RUN --export DIR
 
 The GPU runs the network; the synthesis runs in worker processes, which set the pace: on the CPU (an
-H200's 15 workers made 10 samples/s, 0.33 s per step of 8) or, with --synth-device cuda (the default where
-there is a GPU), driving the GPU, which renders the motion (benchmarks/synth_speed.py). So the script
-first measures how many samples per second the workers make, then sizes the stage (its cosine learning
+H200's 15 workers gave 0.31-0.34 s per step of 8, about 24 samples/s) or, with --synth-device cuda (the
+default here where there is a GPU; not yet run on one), driving the GPU, which renders the motion
+(benchmarks/synth_speed.py). So the script first measures how many samples per second the workers make, then sizes the stage (its cosine learning
 rate needs the step count up front) to end inside the time given. If the stage runs late anyway, a timer
 stops it with the same signal a user would send (the checkpoint is written, `Stopped` raised). Either
 way DIR receives the averaged weights (float16 safetensors, as training/long-run.safetensors), the run's
