@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from blur2clip import metrics, weights  # noqa: E402
 from blur2clip.data import open_data  # noqa: E402
+from blur2clip.model import render  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -55,11 +56,18 @@ def run(model, x: torch.Tensor, tile: int = 384) -> torch.Tensor:
     return out
 
 
+@torch.no_grad()
 def validation_figures(model, val: dict) -> dict:
+    """The validation set's figures; a travel head's frames rendered at the set's instants (its 7 true
+    frames: the centres of 7 windows), whatever count it was trained on."""
+    n = val["frames"].shape[1]
+    if model.config.head != "travel" and model.config.frames != n:
+        raise SystemExit(f"a frames head of {model.config.frames} frames cannot be scored against {n}")
     meter = metrics.Meter()
     for s in range(0, len(val["blurred"]), 8):
         b, f = val["blurred"][s:s + 8], val["frames"][s:s + 8]
-        meter.add(metrics.score(model(b), f, b), len(b))
+        pred = render(*model.motion(b), n) if model.config.head == "travel" else model(b)
+        meter.add(metrics.score(pred, f, b), len(b))
     return meter.mean()
 
 
