@@ -2,15 +2,18 @@
 
     python training/gpu.py --seconds 420 --init training/long-run.safetensors --data PHOTOS --out RUN --export DIR
 
-The GPU runs the network; the synthesis runs in worker processes, which set the pace: on the CPU (an
-H200's 15 workers gave 0.31-0.34 s per step of 8, about 24 samples/s) or, with --synth-device cuda (the
-default here where there is a GPU; not yet run on one), driving the GPU, which renders the motion
-(benchmarks/synth_speed.py). So the script first measures how many samples per second the workers make, then sizes the stage (its cosine learning
-rate needs the step count up front) to end inside the time given. If the stage runs late anyway, a timer
-stops it with the same signal a user would send (the checkpoint is written, `Stopped` raised). Either
-way DIR receives the averaged weights (float16 safetensors, as training/long-run.safetensors), the run's
-log.jsonl, curves.png and config.json, and a short JSON of the figures (steps, samples/s, s/step).
-Continue on any machine with `python training/long.py --init DIR/gpu-run.safetensors`.
+The GPU runs the network; the synthesis runs in worker processes, which set the pace: on the CPU (an H200's
+15 workers gave 0.31-0.34 s per step of 8, about 24 samples/s) or, with --synth-device cuda (the default
+here where there is a GPU; not yet run on one), driving the GPU, which renders the motion
+(benchmarks/synth_speed.py). So the script first measures how many samples per second the workers make
+(after as long again of warming up: the second burst's probe, without it, measured 10.3 samples/s probably
+while the workers were still decoding their photos, where training ran at 24), then sizes the stage (its
+cosine learning rate needs the step count up front) to end inside the time given. If the stage runs late
+anyway, a timer stops it with the same signal a user would send (the checkpoint is written, `Stopped`
+raised). Either way DIR receives the averaged weights (float16 safetensors, as
+training/long-run.safetensors), the run's log.jsonl, curves.png and config.json, and a short JSON of the
+figures (steps, samples/s, s/step). Continue on any machine with
+`python training/long.py --init DIR/gpu-run.safetensors`.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from blur2clip.weights import load_model, save
 
 
 def sample_rate(data_root: str, crop: int, workers: int, seconds: float, device: str) -> float:
-    """Samples per second that `workers` processes synthesize (after their start-up), rendering on `device`."""
+    """Samples per second that `workers` processes synthesize, rendering on `device`: counted over `seconds`
+    after as many seconds of warming up (each worker decodes the photos it draws once, then keeps them)."""
     data = open_data(data_root, "auto", 7, MODEL.frames)
     loader = torch.utils.data.DataLoader(
         data.train_set(crop, seed=999, synth=SYNTH, device=device), batch_size=8, sampler=StreamSampler(10**9),
@@ -45,7 +49,10 @@ def sample_rate(data_root: str, crop: int, workers: int, seconds: float, device:
         multiprocessing_context="spawn" if device != "cpu" else None)
     it = iter(loader)
     try:
-        for _ in range(workers):  # every worker has made its first batch (and decoded its first photos)
+        for _ in range(workers):  # every worker has started and made its first batch
+            next(it)
+        warm = time.time()
+        while time.time() - warm < seconds:
             next(it)
         t0, n = time.time(), 0
         while time.time() - t0 < seconds:
@@ -86,7 +93,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=192)
     ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--probe", type=float, default=15.0, help="seconds of measuring the synthesis rate")
+    ap.add_argument("--probe", type=float, default=15.0,
+                    help="seconds of measuring the synthesis rate (after as many of warming up)")
     ap.add_argument("--val-count", type=int, default=16)
     args = ap.parse_args()
     start = time.time()
