@@ -242,14 +242,11 @@ class Trainer:
         # Where the stage's data stream stands (samples read by all processes together): from the
         # checkpoint, so a run resumed with another batch size or process count reads on, not again.
         step0, start = step, (ckpt or {}).get("data", {}).get("position", step * per_rank * self.world)
-        on_gpu = cfg.synth_device == "cuda"  # the workers render on the training GPU (CUDA needs spawned workers)
-        loader = torch.utils.data.DataLoader(
-            self.data.train_set(cfg.crop, seed=cfg.seed * 1000 + stage, synth=cfg.synth,
-                                device=str(self.device) if on_gpu else "cpu"), batch_size=per_rank,
-            sampler=StreamSampler(start // self.world, self.rank, self.world), num_workers=cfg.workers,
-            worker_init_fn=_worker_init, pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if cfg.workers else None,
-            multiprocessing_context="spawn" if on_gpu and cfg.workers else None)
+        rendering = str(self.device) if cfg.synth_device == "cuda" else "cpu"  # the workers on the training GPU
+        loader = data_loader(
+            self.data.train_set(cfg.crop, seed=cfg.seed * 1000 + stage, synth=cfg.synth, device=rendering),
+            per_rank, StreamSampler(start // self.world, self.rank, self.world), cfg.workers, rendering,
+            pin_memory=self.device.type == "cuda", prefetch=4)
         it = iter(loader)
         t0, seen = time.time(), 0
         try:
@@ -356,6 +353,17 @@ class Trainer:
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         _atomic_save(state, self.out / "checkpoint.pt")
+
+
+def data_loader(dataset, batch: int, sampler, workers: int, rendering: str = "cpu", pin_memory: bool = False,
+                prefetch: int = 2) -> torch.utils.data.DataLoader:
+    """The training stream's loader: `workers` processes (0: the calling one) making batches of `batch`,
+    `prefetch` batches ahead each. rendering: the device the dataset renders on; workers that use CUDA
+    must be spawned, not forked."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch, sampler=sampler, num_workers=workers, worker_init_fn=_worker_init,
+        pin_memory=pin_memory, prefetch_factor=prefetch if workers else None,
+        multiprocessing_context="spawn" if workers and rendering != "cpu" else None)
 
 
 def _worker_init(_):

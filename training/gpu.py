@@ -35,7 +35,7 @@ from long import MODEL, SYNTH, W_MIDDLE  # the long run's recipe, one place
 
 from blur2clip.data import StreamSampler, open_data
 from blur2clip.model import Blur2Clip, ModelConfig
-from blur2clip.train import Stopped, TrainConfig, _worker_init, shut_down, train
+from blur2clip.train import Stopped, TrainConfig, data_loader, shut_down, train
 from blur2clip.weights import load_model, save
 
 
@@ -43,10 +43,8 @@ def sample_rate(data_root: str, crop: int, workers: int, seconds: float, device:
     """Samples per second that `workers` processes synthesize, rendering on `device`: counted over `seconds`
     after as many seconds of warming up (each worker decodes the photos it draws once, then keeps them)."""
     data = open_data(data_root, "auto", 7, MODEL.frames)
-    loader = torch.utils.data.DataLoader(
-        data.train_set(crop, seed=999, synth=SYNTH, device=device), batch_size=8, sampler=StreamSampler(10**9),
-        num_workers=workers, worker_init_fn=_worker_init, prefetch_factor=2,
-        multiprocessing_context="spawn" if device != "cpu" else None)
+    loader = data_loader(data.train_set(crop, seed=999, synth=SYNTH, device=device), 8, StreamSampler(10**9),
+                         workers, device)
     it = iter(loader)
     try:
         for _ in range(workers):  # every worker has started and made its first batch
