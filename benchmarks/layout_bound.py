@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,6 +42,17 @@ def without_norms(attention_added: bool):
     return forward
 
 
+def tanh_norms(self, inp):
+    """torchnet._GraphBlock.forward with each LayerNorm as a bounded elementwise squash, tanh(x / 2): a
+    norm without statistics (its per-channel scale and shift would fold into the 1x1 convolutions after it,
+    as CentreNorm2d's do), which the blocked layout may keep."""
+    n = torch.tanh(inp * 0.5)
+    x = self.dwconv_a(self.conv1a(n)) * self.dwconv_b(self.conv1b(n))
+    y = inp + self.conv2(x * self.sca(x)) * self.beta
+    n = torch.tanh(y * 0.5)
+    return y + self.ffn2(self.ffn1a(n) * self.ffn1b(n)) * self.gamma
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", help="a weights file (default: the shipped stage 3)")
@@ -49,7 +61,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import onnxruntime as ort
-    import torch
 
     from blur2clip import torchnet
 
@@ -57,7 +68,7 @@ def main() -> None:
     model, what = load_network(args.weights)
     as_is = torchnet._GraphBlock.forward
     variants = {"as shipped": as_is, "no LayerNorm": without_norms(False),
-                "no LayerNorm, attention added": without_norms(True)}
+                "no LayerNorm, attention added": without_norms(True), "tanh instead of LayerNorm": tanh_norms}
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     sessions = {}

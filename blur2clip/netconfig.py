@@ -21,7 +21,8 @@ class ModelConfig:
     head: str = "frames"
     # "layer": a LayerNorm over the channels of each pixel; "centre": each pixel's channels centred, then a
     # learned scale and shift per channel, no division (model.CentreNorm2d: linear, so an exported graph
-    # folds it into the convolutions after it, which onnxruntime's blocked-layout CPU kernels keep)
+    # folds it into the convolutions after it, which onnxruntime's blocked-layout CPU kernels keep);
+    # "tanh": tanh(alpha x), then a scale and shift per channel (model.TanhNorm2d: no statistics)
     norm: str = "layer"
     stage: int = 3  # training stage the weights come from: 1 middle frame, 2 adds 3/5, 3 all frames
 
@@ -77,7 +78,7 @@ class ModelConfig:
 
 
 HEADS = ("frames", "travel")
-NORMS = ("layer", "centre")
+NORMS = ("layer", "centre", "tanh")
 MAX_LEVELS, MAX_BLOCKS, MAX_CHANNELS = 6, 64, 8192  # far beyond any trainable network, far below a crash
 _RANGES = {"width": (1, 1024), "middle_blocks": (0, MAX_BLOCKS), "frames": (1, 255), "stage": (1, 3)}
 
