@@ -1,8 +1,8 @@
 """The network: one blurred photo in, the sharp frames of its exposure out.
 
 A NAFNet-style U-Net (per-pixel LayerNorm or, with config.norm "centre", each pixel's channels centred
-without a division, or with "tanh" each value squashed; depthwise 3x3 convolutions, SimpleGate,
-simplified channel attention; no batch statistics) with one of two heads (config.head):
+without a division; depthwise 3x3 convolutions, SimpleGate, simplified channel attention; no batch
+statistics) with one of two heads (config.head):
 - "frames": every frame at once as a residual on the input, frame_i = blurred + r_i;
 - "travel": the middle frame as a residual on the input, and how far each pixel travels over the
   exposure (2 channels, px); the frame at instant tau (-1/2 .. 1/2 of the exposure) is the middle frame
@@ -82,20 +82,7 @@ class CentreNorm2d(LayerNorm2d):
         return (x - x.mean(1, keepdim=True)) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
-class TanhNorm2d(LayerNorm2d):
-    """Each value squashed by tanh(alpha x) (alpha one learned scalar, 0.5 at the start), then scaled and
-    shifted per channel: a norm without statistics, elementwise, so an exported graph keeps only the tanh
-    (the scale and shift fold into the 1x1 convolutions after it: torchnet._GraphBlock)."""
-
-    def __init__(self, c: int, eps: float = 1e-6):
-        super().__init__(c, eps)
-        self.alpha = nn.Parameter(torch.tensor(0.5))
-
-    def forward(self, x):  # x: BxCxHxW
-        return torch.tanh(self.alpha * x) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-
-
-NORM_LAYERS = {"layer": LayerNorm2d, "centre": CentreNorm2d, "tanh": TanhNorm2d}  # config.norm -> its module
+NORM_LAYERS = {"layer": LayerNorm2d, "centre": CentreNorm2d}  # config.norm (netconfig.NORMS) -> its module
 
 
 class SimpleGate(nn.Module):

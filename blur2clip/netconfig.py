@@ -21,8 +21,7 @@ class ModelConfig:
     head: str = "frames"
     # "layer": a LayerNorm over the channels of each pixel; "centre": each pixel's channels centred, then a
     # learned scale and shift per channel, no division (model.CentreNorm2d: linear, so an exported graph
-    # folds it into the convolutions after it, which onnxruntime's blocked-layout CPU kernels keep);
-    # "tanh": tanh(alpha x), then a scale and shift per channel (model.TanhNorm2d: no statistics)
+    # folds it into the convolutions after it, which onnxruntime's blocked-layout CPU kernels keep)
     norm: str = "layer"
     # A travel head's auxiliary frames, for training only: this many frames predicted as a frames head
     # would (residuals on the photo) from the same last features, scored beside the travel head's, so the
@@ -89,7 +88,7 @@ class ModelConfig:
 
 
 HEADS = ("frames", "travel")
-NORMS = ("layer", "centre", "tanh")
+NORMS = ("layer", "centre")
 MAX_LEVELS, MAX_BLOCKS, MAX_CHANNELS = 6, 64, 8192  # far beyond any trainable network, far below a crash
 _RANGES = {"width": (1, 1024), "middle_blocks": (0, MAX_BLOCKS), "frames": (1, 255), "stage": (1, 3),
            "aux_frames": (0, 255)}

@@ -175,7 +175,7 @@ class _GraphBlock(torch.nn.Module):
     around. At 720p the network took 0.94x the time, the frames equal to 1e-7."""
 
     def __init__(self, block):
-        from .model import CentreNorm2d, TanhNorm2d
+        from .model import CentreNorm2d
 
         super().__init__()
         c = block.conv2.in_channels
@@ -185,11 +185,11 @@ class _GraphBlock(torch.nn.Module):
         self.conv1a, self.conv1b = _part(block.conv1, 0, c), _part(block.conv1, c, 2 * c)
         self.dwconv_a, self.dwconv_b = _part(block.dwconv, 0, c), _part(block.dwconv, c, 2 * c)
         self.ffn1a, self.ffn1b = _part(block.ffn1, 0, c), _part(block.ffn1, c, 2 * c)
-        if isinstance(self.norm1, (CentreNorm2d, TanhNorm2d)):  # scale and shift folded into the 1x1s after it
+        if isinstance(self.norm1, CentreNorm2d):  # linear: folded into the 1x1 convolutions after it
             for norm, convs in ((self.norm1, (self.conv1a, self.conv1b)), (self.norm2, (self.ffn1a, self.ffn1b))):
                 for conv in convs:
-                    _fold_norm(norm, conv)
-            self.norm1, self.norm2 = _Squash.of(self.norm1), _Squash.of(self.norm2)
+                    _fold_centring(norm, conv)
+            self.norm1 = self.norm2 = torch.nn.Identity()
 
     def forward(self, inp):
         n = self.norm1(inp)
@@ -209,34 +209,13 @@ def _part(conv: torch.nn.Conv2d, start: int, stop: int) -> torch.nn.Conv2d:
     return part
 
 
-def _fold_norm(norm, conv: torch.nn.Conv2d) -> None:
-    """conv(norm(x)) as conv(s(x)), for a 1x1 `conv` with a bias and a CentreNorm2d or TanhNorm2d `norm`
-    (s: the centring, or the tanh, without the norm's per-channel scale w and shift b):
-    W (w * s(x) + b) + c = (W diag(w)) s(x) + (W b + c); the centring is linear too, (I - 1/C) folded in."""
-    from .model import CentreNorm2d
-
+def _fold_centring(norm, conv: torch.nn.Conv2d) -> None:
+    """conv(norm(x)) as conv(x) alone, for a CentreNorm2d `norm` and a 1x1 `conv` with a bias:
+    W (w * (x - mean x) + b) + c = (W diag(w) (I - 1/C)) x + (W b + c)."""
     w = conv.weight.data[:, :, 0, 0].double()  # out x C
     scaled = w * norm.weight.data.double()
-    if isinstance(norm, CentreNorm2d):
-        scaled = scaled - scaled.mean(1, keepdim=True)
-    conv.weight.data = scaled.to(conv.weight.dtype)[:, :, None, None]
+    conv.weight.data = (scaled - scaled.mean(1, keepdim=True)).to(conv.weight.dtype)[:, :, None, None]
     conv.bias.data = (conv.bias.data.double() + w @ norm.bias.data.double()).to(conv.bias.dtype)
-
-
-class _Squash(torch.nn.Module):
-    """What is left of a TanhNorm2d once its scale and shift are folded: tanh(alpha x)."""
-
-    def __init__(self, alpha: torch.Tensor):
-        super().__init__()
-        self.alpha = torch.nn.Parameter(alpha.detach().clone(), requires_grad=False)
-
-    def forward(self, x):
-        return torch.tanh(self.alpha * x)
-
-    @staticmethod
-    def of(norm) -> torch.nn.Module:
-        """The folded form of a norm: nothing left of a CentreNorm2d, the tanh of a TanhNorm2d."""
-        return _Squash(norm.alpha) if hasattr(norm, "alpha") else torch.nn.Identity()
 
 
 def _upsampler(up: torch.nn.Sequential) -> torch.nn.ConvTranspose2d:

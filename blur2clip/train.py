@@ -113,9 +113,9 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.device = devices.pick(cfg.device)
         self.bf16 = devices.train_bf16(cfg.precision, self.device)
-        if cfg.w_aux > 0 and not cfg.model.aux_frames:
-            raise ValueError(f"w_aux {cfg.w_aux} scores auxiliary frames, but the network has none: set "
-                             f"model.aux_frames (a travel head's) or w_aux 0")
+        if (cfg.w_aux > 0) != bool(cfg.model.aux_frames):
+            raise ValueError(f"w_aux {cfg.w_aux} and model.aux_frames {cfg.model.aux_frames}: auxiliary frames "
+                             f"(a travel head's) train with a weight, and a weight needs them; set both or neither")
         if cfg.synth_device == "cuda" and self.device.type != "cuda":
             raise ValueError(f"synth_device cuda renders the samples on the training GPU, but this run trains on "
                              f"{self.device.type}: train on a GPU or use synth_device cpu")

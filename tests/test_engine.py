@@ -91,11 +91,11 @@ def test_a_travel_head_agrees_in_both_engines(tmp_path):
         assert uint8[3].dtype == np.uint8 and np.abs(uint8[3] / 255 - a[3]).max() <= 0.5 / 255 + 1e-6
 
 
-@pytest.mark.parametrize("norm", ["layer", "centre", "tanh"])
+@pytest.mark.parametrize("norm", ["layer", "centre"])
 def test_the_graphs_rearranged_blocks_compute_the_same_network(norm):
-    """The exported graph's NAFBlocks (each gate as two convolutions; a CentreNorm, or a TanhNorm's scale
-    and shift, folded into the convolutions after it) and upsamplers (one transposed convolution each) are
-    the same function: to float rounding, on a network whose block scales and norm weights are not trivial."""
+    """The exported graph's NAFBlocks (each gate as two convolutions; a CentreNorm folded into the
+    convolutions after it) and upsamplers (one transposed convolution each) are the same function: to
+    float rounding, on a network whose block scales and norm weights are not trivial."""
     from blur2clip.model import NAFBlock
     from blur2clip.torchnet import _for_graph
 
@@ -112,27 +112,22 @@ def test_the_graphs_rearranged_blocks_compute_the_same_network(norm):
         assert (graph(x) - model(x)).abs().max() < 1e-5
 
 
-def test_a_centre_or_tanh_norm_graph_has_no_norm_and_agrees_in_both_engines(tmp_path):
+def test_a_centre_norm_graph_has_no_norm_and_agrees_in_both_engines(tmp_path):
     """A CentreNorm network's graph holds no norm of any kind (its centring and scale are in the
-    convolutions), a TanhNorm network's only its tanh (two per block), and onnxruntime gives torch's
-    frames, whole and tiled."""
+    convolutions), and onnxruntime gives torch's frames, whole and tiled."""
     import onnx
 
     ops, paths = {}, {}
-    for norm in ("layer", "centre", "tanh"):
+    for norm in ("layer", "centre"):
         paths[norm] = weights.save(tiny_model(seed=5, norm=norm), tmp_path / f"{norm}.safetensors")
         ops[norm] = [n.op_type for n in onnx.load(str(export_onnx(paths[norm]))).graph.node]
-    assert "LayerNormalization" in ops["layer"]
-    blocks = ops["layer"].count("LayerNormalization") // 2
-    for norm in ("centre", "tanh"):
-        assert "LayerNormalization" not in ops[norm]
-        # the only means left are those of the channel attention and the still guard, as in the LayerNorm's
-        assert ops[norm].count("ReduceMean") == ops["layer"].count("ReduceMean")
-        assert ops[norm].count("Tanh") == (2 * blocks if norm == "tanh" else 0)
-        image = photo_like(61, 90)
-        for tile in (0, 48):
-            onnx_, torch_ = both(paths[norm], tile=tile, overlap=16)
-            assert np.abs(onnx_(image) - torch_(image)).max() < 1e-4
+    assert "LayerNormalization" in ops["layer"] and "LayerNormalization" not in ops["centre"]
+    # the only means left are those of the channel attention and the still guard, as in the LayerNorm's
+    assert ops["centre"].count("ReduceMean") == ops["layer"].count("ReduceMean")
+    image = photo_like(61, 90)
+    for tile in (0, 48):
+        onnx_, torch_ = both(paths["centre"], tile=tile, overlap=16)
+        assert np.abs(onnx_(image) - torch_(image)).max() < 1e-4
 
 
 @pytest.mark.parametrize("h, w", [(1, 1), (3, 5), (9, 9), (40, 33)])

@@ -109,8 +109,11 @@ def test_a_frames_file_starts_a_travel_head_whose_travel_trains(photos, tmp_path
 
 
 def test_auxiliary_frames_train_beside_the_travel_head_from_a_file_without_them(photos, tmp_path, tiny_weights):
-    with pytest.raises(ValueError, match="w_aux 1.0 scores auxiliary frames, but the network has none"):
+    with pytest.raises(ValueError, match="w_aux 1.0 and model.aux_frames 0: auxiliary frames"):
         train(tiny_cfg(photos, tmp_path / "none", w_aux=1.0), log=lambda *_: None)
+    with pytest.raises(ValueError, match="w_aux 0.0 and model.aux_frames 3"):
+        train(tiny_cfg(photos, tmp_path / "unscored", model=tiny_config(head="travel", aux_frames=3)),
+              log=lambda *_: None)
     path, = train(tiny_cfg(photos, tmp_path, stage="3", steps=[1, 1, 3], init=str(tiny_weights), w_aux=1.0,
                            model=tiny_config(head="travel", aux_frames=3)), log=lambda *_: None)
     model = weights.load_model(path)

@@ -6,7 +6,7 @@ E[sigma^2] / E[sigma] over synthetic samples), the long run's weights overflowed
 encoder (without the division the gates' products grow block by block), so the choice is made from scratch:
 the long run's design and synthesis, the three stages of 300, 300 and 900 steps of 128 px crops, batch
 8, the default learning rate, seed 0; two runs differ only in `norm`. Run from the repository root:
-    python training/trial_norm.py NORM [--resume]       (NORM: layer, centre or tanh)
+    python training/trial_norm.py NORM [--resume]       (NORM: layer or centre)
 then  blur2clip eval --data ../shared/data/realmotion --weights runs/norm-NORM/stage3.safetensors --frames 7
 """
 
