@@ -78,13 +78,11 @@ def canonical_travel(gt: torch.Tensor, true: torch.Tensor, all_known: bool | Non
 
 
 def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, true_travel=None,
-                compiled: bool = False, aux=None):
+                compiled: bool = False):
     """Loss of BxFx3xHxW predictions at a stage; `progress` 0..1 through the stage; cfg a TrainConfig;
     travel: the travel head's Bx2xHxW (px), with the samples' true travel (NaN where unknown; None: not
     known at all). pred and travel may be bfloat16 (autocast): the loss is computed in float32.
-    compiled: the terms through torch.compile (`train --compile`). aux: a travel head's auxiliary frames
-    (BxAx3xHxW, model.aux_frames), scored against the true frames at the centres of A windows, the better
-    direction of time per sample, weighted by cfg.w_aux. Returns (loss, parts)."""
+    compiled: the terms through torch.compile (`train --compile`). Returns (loss, parts)."""
     nf = pred.shape[1]
     if gt.shape[1] == 1:  # only the middle frame is known (GoPro_Large)
         if stage != 1:
@@ -106,13 +104,6 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
         warnings.filterwarnings("ignore", "Torchinductor does not support code generation for complex")
         loss, parts = (_compiled() if compiled else _terms)(pred, gt, clean, travel, true_travel,
                                                              torch.tensor(fade), **how)
-    if aux is not None and cfg.w_aux > 0:
-        n, a = gt.shape[1], aux.shape[1]
-        target = gt[:, [(2 * i + 1) * n // (2 * a) for i in range(a)]]  # layouts.window_centres
-        aux = aux.float()
-        err = torch.minimum(charbonnier(aux, target, dims=(1, 2, 3, 4)),
-                            charbonnier(aux, target.flip(1), dims=(1, 2, 3, 4))).mean()
-        loss, parts = loss + cfg.w_aux * err, {**parts, "aux": err}
     return loss, {k: v.item() for k, v in parts.items()}
 
 

@@ -138,16 +138,10 @@ class Blur2Clip(nn.Module):
         self.ending = nn.Conv2d(c, 3 * cfg.frames if cfg.head == "frames" else 5, 3, padding=1)
         nn.init.zeros_(self.ending.weight)  # every frame starts equal to the input
         nn.init.zeros_(self.ending.bias)
-        # config.aux_frames: a frames head beside the travel head, for training only (residuals, zero start)
-        self.aux = nn.Conv2d(c, 3 * cfg.aux_frames, 3, padding=1) if cfg.aux_frames else None
-        if self.aux is not None:
-            nn.init.zeros_(self.aux.weight)
-            nn.init.zeros_(self.aux.bias)
 
-    def forward(self, x, with_travel: bool = False, with_aux: bool = False):  # x: Bx3xHxW
-        """The frames; with_travel: (frames, travel Bx2xHxW px, or None for the "frames" head); with_aux:
-        (frames, travel, the auxiliary frames BxAx3xHxW, A = config.aux_frames)."""
-        return self.predict(self._padded(x), x, with_travel, with_aux)
+    def forward(self, x, with_travel: bool = False):  # x: Bx3xHxW
+        """The frames; with_travel: (frames, travel Bx2xHxW px, or None for the "frames" head)."""
+        return self.predict(self._padded(x), x, with_travel)
 
     def _padded(self, x):
         """x (Bx3xHxW) padded (replicated) to Bx3xH'xW', multiples of config.multiple."""
@@ -155,19 +149,17 @@ class Blur2Clip(nn.Module):
         m = self.config.multiple
         return F.pad(x, (0, -w % m, 0, -h % m), mode="replicate") if h % m or w % m else x
 
-    def predict(self, xp, x, with_travel: bool = False, with_aux: bool = False):
+    def predict(self, xp, x, with_travel: bool = False):
         """The frames of x (Bx3xHxW), given xp: x padded (replicated) to H'xW', multiples of
         config.multiple. forward pads, then calls this; an exported graph takes both, padded beforehand
         (so its height and width stay free: engine.py)."""
         b, _, h, w = x.shape
-        r, aux = self._head(xp, h, w, with_aux)  # Bx3FxHxW residuals, or Bx5xHxW: the middle's, the travel
+        r = self._head(xp, h, w)  # Bx3FxHxW residuals, or Bx5xHxW: the middle's and the travel
         if self.config.head == "frames":
             frames, travel = x.unsqueeze(1) + r.view(b, self.config.frames, 3, h, w), None  # BxFx3xHxW
         else:
             travel = r[:, 3:] * TRAVEL_PX
             frames = render(x + r[:, :3], travel, self.config.frames, hold=self.training)
-        if with_aux:
-            return frames, travel, x.unsqueeze(1) + aux.view(b, -1, 3, h, w)  # BxAx3xHxW
         return (frames, travel) if with_travel else frames
 
     def motion(self, x, xp=None):
@@ -176,12 +168,11 @@ class Blur2Clip(nn.Module):
         instants from them)."""
         if self.config.head != "travel":
             raise ValueError("only a travel head predicts a middle frame and its travel")
-        r, _ = self._head(self._padded(x) if xp is None else xp, *x.shape[2:])
+        r = self._head(self._padded(x) if xp is None else xp, *x.shape[2:])
         return x + r[:, :3], r[:, 3:] * TRAVEL_PX
 
-    def _head(self, xp, h: int, w: int, aux: bool = False):
-        """The head's raw output for the padded photos xp, cropped to h x w, and the auxiliary frames'
-        residuals (BxAx3 channels) when `aux` (None otherwise)."""
+    def _head(self, xp, h: int, w: int):
+        """The head's raw output for the padded photos xp, cropped to h x w."""
         f = self.intro(xp)  # BxCxH'xW'
         skips = []
         for enc, down in zip(self.encoders, self.downs):
@@ -191,9 +182,7 @@ class Blur2Clip(nn.Module):
         f = self.middle(f)  # Bx(16C)x(H'/16)x(W'/16)
         for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
             f = dec(up(f) + skip)  # Bx(C/2)x(2H)x(2W)
-        if aux and self.aux is None:
-            raise ValueError("this network has no auxiliary frames (config.aux_frames 0)")
-        return self.ending(f)[:, :, :h, :w], self.aux(f)[:, :, :h, :w] if aux else None
+        return self.ending(f)[:, :, :h, :w]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -230,16 +219,6 @@ def with_travel_head(model: Blur2Clip) -> Blur2Clip:
     with torch.no_grad():
         new.ending.weight[:3] = model.ending.weight[mid:mid + 3]
         new.ending.bias[:3] = model.ending.bias[mid:mid + 3]
-    return new.train(model.training)
-
-
-def with_aux_frames(model: Blur2Clip, aux_frames: int) -> Blur2Clip:
-    """The same travel network with `aux_frames` auxiliary frames (config.aux_frames; 0: none), every other
-    layer kept, new auxiliary frames at their zero start."""
-    if model.config.aux_frames == aux_frames:
-        return model
-    new = Blur2Clip(ModelConfig(**{**model.config.to_dict(), "aux_frames": aux_frames}))
-    new.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("aux.")}, strict=False)
     return new.train(model.training)
 
 

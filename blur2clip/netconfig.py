@@ -23,11 +23,6 @@ class ModelConfig:
     # learned scale and shift per channel, no division (model.CentreNorm2d: linear, so an exported graph
     # folds it into the convolutions after it, which onnxruntime's blocked-layout CPU kernels keep)
     norm: str = "layer"
-    # A travel head's auxiliary frames, for training only: this many frames predicted as a frames head
-    # would (residuals on the photo) from the same last features, scored beside the travel head's, so the
-    # network's deblurring learns from every instant and not from the middle one alone; never rendered
-    # (the exported graph leaves them out). 0: none.
-    aux_frames: int = 0
     stage: int = 3  # training stage the weights come from: 1 middle frame, 2 adds 3/5, 3 all frames
 
     @property
@@ -36,14 +31,11 @@ class ModelConfig:
         return 2 ** len(self.enc_blocks)
 
     def to_dict(self) -> dict:
-        """The config as stored; `norm` only when it is not the LayerNorm and `aux_frames` only when set,
-        so the files of networks made before they existed (the shipped ONNX graphs among them) are written
-        byte for byte as before."""
+        """The config as stored; `norm` only when it is not the LayerNorm, so the files of networks made
+        before it existed (the shipped ONNX graphs among them) are written byte for byte as before."""
         d = asdict(self)
         if d["norm"] == "layer":
             del d["norm"]
-        if not d["aux_frames"]:
-            del d["aux_frames"]
         return d
 
     @classmethod
@@ -74,9 +66,6 @@ class ModelConfig:
                                  f"(at most {MAX_LEVELS} levels of 0 to {MAX_BLOCKS} blocks)")
         if self.head not in HEADS:
             raise ValueError(f"model config head: {self.head!r} is not one of {', '.join(HEADS)}")
-        if self.aux_frames and self.head != "travel":
-            raise ValueError(f"model config aux_frames: {self.aux_frames} given to a {self.head} head (only a "
-                             f"travel head has auxiliary frames)")
         if self.norm not in NORMS:
             raise ValueError(f"model config norm: {self.norm!r} is not one of {', '.join(NORMS)}")
         if len(self.enc_blocks) != len(self.dec_blocks):
@@ -90,8 +79,7 @@ class ModelConfig:
 HEADS = ("frames", "travel")
 NORMS = ("layer", "centre")
 MAX_LEVELS, MAX_BLOCKS, MAX_CHANNELS = 6, 64, 8192  # far beyond any trainable network, far below a crash
-_RANGES = {"width": (1, 1024), "middle_blocks": (0, MAX_BLOCKS), "frames": (1, 255), "stage": (1, 3),
-           "aux_frames": (0, 255)}
+_RANGES = {"width": (1, 1024), "middle_blocks": (0, MAX_BLOCKS), "frames": (1, 255), "stage": (1, 3)}
 
 
 def _is_int(value) -> bool:

@@ -36,8 +36,7 @@ from .data import StreamSampler, open_data
 from .files import atomic_path
 from .logbook import Logbook
 from .losses import staged_loss
-from .model import (Blur2Clip, ModelConfig, count_parameters, stage_frames, with_aux_frames, with_frames,
-                    with_travel_head)
+from .model import Blur2Clip, ModelConfig, count_parameters, stage_frames, with_frames, with_travel_head
 from .runconfig import TrainConfig  # noqa: F401 -- the training API: train(TrainConfig(...))
 
 
@@ -113,9 +112,6 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.device = devices.pick(cfg.device)
         self.bf16 = devices.train_bf16(cfg.precision, self.device)
-        if (cfg.w_aux > 0) != bool(cfg.model.aux_frames):
-            raise ValueError(f"w_aux {cfg.w_aux} and model.aux_frames {cfg.model.aux_frames}: auxiliary frames "
-                             f"(a travel head's) train with a weight, and a weight needs them; set both or neither")
         if cfg.synth_device == "cuda" and self.device.type != "cuda":
             raise ValueError(f"synth_device cuda renders the samples on the training GPU, but this run trains on "
                              f"{self.device.type}: train on a GPU or use synth_device cpu")
@@ -203,7 +199,7 @@ class Trainer:
             if model.config.frames != cfg.model.frames and self.main:
                 how = "the head's weights interpolated in time" if model.config.head == "frames" else "rendered"
                 self.log(f"  {cfg.init}: {model.config.frames} frames, adapted to {cfg.model.frames} ({how})")
-            return with_aux_frames(with_frames(model, cfg.model.frames), cfg.model.aux_frames).train()
+            return with_frames(model, cfg.model.frames).train()
         if stage == 1:
             torch.manual_seed(cfg.seed)
             return Blur2Clip(cfg.model)
@@ -260,9 +256,9 @@ class Trainer:
                 for g in opt.param_groups:
                     g["lr"] = _lr(step, total, cfg)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    pred, travel, *aux = net(blurred, with_travel=True, with_aux=cfg.w_aux > 0)
+                    pred, travel = net(blurred, with_travel=True)
                 loss, parts = staged_loss(pred, frames, clean, stage, cfg, step / total, travel, true_travel,
-                                          compiled=cfg.compile, aux=aux[0] if aux else None)
+                                          compiled=cfg.compile)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)

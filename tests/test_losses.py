@@ -195,21 +195,3 @@ def test_the_compiled_loss_is_the_eager_one():
         assert ("pairs" in eager_parts) == (progress < 0.5)
         torch.testing.assert_close(fast_grad, eager_grad, rtol=1e-4, atol=1e-7)
     assert losses._compiled.cache_info().currsize == 1  # the compiled terms did run
-
-
-def test_auxiliary_frames_are_scored_at_the_window_centres_in_either_direction_of_time():
-    """w_aux scores a travel head's auxiliary frames against the true frames at the centres of as many
-    windows (21 into 7: 1, 4, ..., 19), the better direction of time per sample; nothing when w_aux is 0."""
-    cfg = TrainConfig(data="", out="", w_aux=0.5, w_pairs=0.0, w_reblur=0.0)
-    gt = torch.rand(2, 21, 3, 8, 8)
-    pred = gt.clone()
-    aux = gt[:, 1::3].clone()
-    aux[1] = aux[1].flip(0)  # the second sample's frames in reversed time
-    _, parts = staged_loss(pred, gt, gt.mean(1), 3, cfg, 0.5, aux=aux)
-    assert parts["aux"] < 2e-3  # Charbonnier's floor: sqrt(1e-6)
-    aux[0, 0] += 0.5  # one of the first sample's 7 frames off by 0.5: the batch's mean error 0.5 / 7 / 2
-    loss, parts = staged_loss(pred, gt, gt.mean(1), 3, cfg, 0.5, aux=aux)
-    assert parts["aux"] == pytest.approx(0.5 / 7 / 2 + 1e-3, abs=1e-4) and loss.item() == pytest.approx(
-        parts["rec"] + 0.5 * parts["aux"], abs=1e-5)
-    _, parts = staged_loss(pred, gt, gt.mean(1), 3, TrainConfig(data="", out="", w_pairs=0.0), 0.5, aux=aux)
-    assert "aux" not in parts

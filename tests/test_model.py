@@ -194,35 +194,3 @@ def test_a_training_travel_network_holds_its_middle_frame():
         model(x)[:, [0, 1, 5, 6]].sum().backward()  # the moved frames only
         assert model.ending.weight.grad[3:].abs().sum() > 0
         assert bool(model.ending.weight.grad[:3].abs().sum() > 0) == middle_learns
-
-
-def test_auxiliary_frames_train_beside_a_travel_head_and_leave_its_frames_and_graph_alone(tmp_path):
-    """config.aux_frames: a frames head's residuals beside the travel head, from the same features, zero at
-    the start (so equal to the photo); stored in the file only when set; refused on a frames head; the
-    network's own frames do not depend on them, and its exported graph leaves them out."""
-    from blur2clip.model import with_travel_head
-    from blur2clip.onnxfile import export_onnx
-
-    assert "aux_frames" not in ModelConfig().to_dict()
-    with pytest.raises(ValueError, match="aux_frames"):
-        ModelConfig.from_dict({"aux_frames": 3})  # a frames head
-    base = with_travel_head(tiny_model(seed=4))
-    model = Blur2Clip(ModelConfig(**{**base.config.to_dict(), "aux_frames": 3}))
-    kept = model.load_state_dict(base.state_dict(), strict=False)
-    assert set(kept.missing_keys) == {"aux.weight", "aux.bias"} and not kept.unexpected_keys
-    x = torch.rand(2, 3, 24, 40)
-    frames, travel, aux = model.train()(x, with_travel=True, with_aux=True)
-    assert aux.shape == (2, 3, 3, 24, 40) and torch.equal(aux, x[:, None].expand_as(aux))  # the zero start
-    aux.sum().backward()
-    assert model.aux.weight.grad.abs().sum() > 0
-    with torch.no_grad():
-        model.aux.weight.normal_(0, 1)
-        assert torch.equal(model.eval()(x), base.eval()(x))  # the frames never see them
-    path = weights.save(model, tmp_path / "aux.safetensors")
-    assert weights.load_model(path).config.aux_frames == 3
-    with pytest.raises(ValueError, match="no auxiliary frames"):
-        base(x, with_aux=True)
-    import onnx
-
-    graph = onnx.load(str(export_onnx(path))).graph
-    assert not any("aux" in i.name for i in graph.initializer)

@@ -108,20 +108,6 @@ def test_a_frames_file_starts_a_travel_head_whose_travel_trains(photos, tmp_path
     assert len(steps) == 3 and all("travel" in r and np.isfinite(r["travel"]) for r in steps)
 
 
-def test_auxiliary_frames_train_beside_the_travel_head_from_a_file_without_them(photos, tmp_path, tiny_weights):
-    with pytest.raises(ValueError, match="w_aux 1.0 and model.aux_frames 0: auxiliary frames"):
-        train(tiny_cfg(photos, tmp_path / "none", w_aux=1.0), log=lambda *_: None)
-    with pytest.raises(ValueError, match="w_aux 0.0 and model.aux_frames 3"):
-        train(tiny_cfg(photos, tmp_path / "unscored", model=tiny_config(head="travel", aux_frames=3)),
-              log=lambda *_: None)
-    path, = train(tiny_cfg(photos, tmp_path, stage="3", steps=[1, 1, 3], init=str(tiny_weights), w_aux=1.0,
-                           model=tiny_config(head="travel", aux_frames=3)), log=lambda *_: None)
-    model = weights.load_model(path)
-    assert model.config.aux_frames == 3 and model.aux.weight.abs().sum() > 0  # left their zero start
-    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [np.isfinite(r["aux"]) for r in log if "loss" in r] == [True] * 3
-
-
 def test_stage_two_needs_stage_one(photos, tmp_path):
     with pytest.raises(FileNotFoundError, match="stage1"):
         train(tiny_cfg(photos, tmp_path, stage="2"), log=lambda *_: None)
