@@ -7,7 +7,8 @@ convolutions, but a LayerNorm over the channels of each pixel has no blocked ker
 through a reorder to channels-last, a transpose back, and a reorder into the blocked layout again (so do
 the channel attention's mean and its product). This times the exported graph of the weights as they are
 beside the same graph with every LayerNorm taken out (and with the attention's product as a sum, which
-the blocked layout can keep), on one thread and one square tile, the runs interleaved, best of `repeat`.
+the blocked layout can keep), and with every LayerNorm as an elementwise tanh (a norm without
+statistics), on one thread and one square tile, the runs interleaved, best of `repeat`.
 The variants compute something else: the figures bound what a block without channel LayerNorms (a norm
 folded into the convolutions at export, or none) could save, not a result to ship.
 """
@@ -45,7 +46,7 @@ def without_norms(attention_added: bool):
 def tanh_norms(self, inp):
     """torchnet._GraphBlock.forward with each LayerNorm as a bounded elementwise squash, tanh(x / 2): a
     norm without statistics (its per-channel scale and shift would fold into the 1x1 convolutions after it,
-    as CentreNorm2d's do), which the blocked layout may keep."""
+    as CentreNorm2d's do). Trained from scratch it learned as the centre norm did (the model card)."""
     n = torch.tanh(inp * 0.5)
     x = self.dwconv_a(self.conv1a(n)) * self.dwconv_b(self.conv1b(n))
     y = inp + self.conv2(x * self.sca(x)) * self.beta
