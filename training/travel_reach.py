@@ -7,7 +7,7 @@ For each weights file (a travel head; the long run's committed weights by defaul
 in the list. Over the pixels whose true travel exceeds 2 px, per sample: the mean length of the predicted
 travel over the true one's, and the middle frame's PSNR gain over the blurred input; over all samples:
 the median of those ratios and the least-squares slope of the predicted travel onto the true one turned
-to the canonical direction the loss trains it to (losses.TILT). A slope and a ratio near 1 mean the
+to the canonical direction the loss trains it to (losses.canonical_travel). A slope and a ratio near 1 mean the
 frames move as far as the truth; near 0, they keep together.
 """
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "training"))
 from long import MODEL, SYNTH  # noqa: E402  (the long run's recipe, one place)
 
 from blur2clip.layouts import list_photos, split_photos  # noqa: E402
-from blur2clip.losses import TILT  # noqa: E402
+from blur2clip.losses import canonical_travel  # noqa: E402
 from blur2clip.metrics import psnr  # noqa: E402
 from blur2clip.synth import SynthConfig, synthesize  # noqa: E402
 from blur2clip.weights import load_model  # noqa: E402
@@ -42,8 +42,7 @@ def reach(model, photos: list[Path], size: int) -> dict:
     for i, path in enumerate(photos):
         s = synthesize(np.asarray(Image.open(path).convert("RGB")), np.random.default_rng([11, i]), cfg)
         middle, travel = model.motion(s.blurred[None])
-        true = s.travel
-        true = torch.where((true[:1] + TILT * true[1:]) < 0, -true, true)  # as the loss turns it
+        true = canonical_travel(s.frames[None], s.travel[None])[1][0]  # as the loss turns it
         moving = true.norm(dim=0) > MOVING_PX
         if moving.sum() < 500:  # too little moves to say
             continue
