@@ -48,6 +48,10 @@ class SynthConfig:
     camera_perspective: float = 0.01  # std of the perspective terms (normalised coordinates)
     camera_depth: float = 0.0  # parallax: std of the log of a smooth random inverse depth (0: a flat scene)
     p_static_camera: float = 0.1
+    # of the samples whose camera moves, this share moves far: its travel drawn log-uniform in long_camera_px
+    # (real photos that need the tool most are blurred far longer than the log-normal's median)
+    p_long_camera: float = 0.0
+    long_camera_px: tuple[float, float] = (30.0, 90.0)
     p_still: float = 0.0  # samples where nothing moves at all (frames equal the input, degradations kept)
     p_defocus: float = 0.0  # samples with the background out of focus: blur that is not motion, in the frames too
     defocus_px: tuple[float, float] = (1.0, 4.0)  # radius of the out-of-focus disc, px (uniform)
@@ -173,6 +177,8 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
     # --- how things move over the exposure (t in 0..1; 0.5 is the middle frame) ---
     static = rng.random() < cfg.p_static_camera
     cam_len = 0.0 if static else _magnitude(rng, cfg.camera_px, cfg.camera_tail, cfg.max_motion_px)
+    if not static and cfg.p_long_camera > 0 and rng.random() < cfg.p_long_camera:  # drawn only when used
+        cam_len = min(cfg.max_motion_px, math.exp(rng.uniform(*np.log(cfg.long_camera_px))))
     rot = 0.0 if static else rng.normal(0, cfg.camera_rotation)
     zoom = 0.0 if static else rng.normal(0, cfg.camera_zoom)
     persp = np.zeros(2) if static else rng.normal(0, cfg.camera_perspective, 2)

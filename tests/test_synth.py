@@ -110,6 +110,21 @@ def test_the_travel_says_where_the_middle_frame_moves():
     assert not still.travel.any()
 
 
+def test_a_long_camera_share_moves_the_camera_far_and_leaves_other_streams_alone():
+    """p_long_camera: of the moving-camera samples, that share travels log-uniform in long_camera_px; at 0
+    nothing is drawn for it, so the samples of a recipe without it stay the same."""
+    flat = dict(size=64, p_static_camera=0.0, layer_probs=(1.0,), p_noise=0, p_jpeg=0, p_highlights=0,
+                camera_rotation=0, camera_zoom=0, camera_perspective=0)
+    long = SynthConfig(**flat, p_long_camera=1.0, long_camera_px=(40.0, 60.0))
+    short = SynthConfig(**flat)
+    for seed in range(3):
+        s = synthesize(photo(seed, 200, 240), np.random.default_rng(seed), long)
+        assert 34 < float(s.travel.norm(dim=0).median()) < 66, seed  # the camera's path, curved a little
+        a = synthesize(photo(seed), np.random.default_rng(seed), short)
+        b = synthesize(photo(seed), np.random.default_rng(seed), SynthConfig(**flat, p_long_camera=0.0))
+        assert torch.equal(a.blurred, b.blurred) and float(a.travel.norm(dim=0).median()) < 30
+
+
 def test_a_layers_footprint_holds_every_pixel_it_shows():
     """synthesize works on a layer only inside _footprint's box: every output pixel where the layer's
     square lands at some sub-frame (by _layer_map itself) lies in it."""

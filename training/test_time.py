@@ -1,0 +1,166 @@
+"""Trials at test time on a travel head's weights: what changes when the same weights are used otherwise.
+The model card ("Three things at test time") has the figures. Run from the repository root:
+
+    python training/test_time.py local PX  eval --data ../shared/data/realmotion --weights W --frames 7
+        every block's channel attention averages over a PX-wide window (scaled to each level) instead of
+        the whole tile: the test-time local converter (Chu et al., ECCV 2022); then `blur2clip eval ...`
+    python training/test_time.py twice eval ...
+        the network run again on its own middle frame, the first pass's travel kept
+    python training/test_time.py deconv W SCENES SCALES [ITERATIONS]
+        realmotion's middle frame (whole images, e.g. SCENES 0000,0002) after Richardson-Lucy in linear
+        light (gamma 2.2) along the predicted travel times each of SCALES (e.g. 1,2,3), from the middle frame
+    python training/test_time.py coarse W
+        realmotion's middle frame (whole images, every scene) at full size; from the photo at half size
+        (the change enlarged and added to the photo); the half size's low band with the full size's high
+        band; the full size run on the half size's result (coarse to fine)
+"""
+
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import blur2clip.model as M
+
+
+class LocalMean(nn.Module):
+    """The mean over a k x k window around each pixel (the whole map when it is smaller), by running sums;
+    the edge values repeated where the window would leave the map."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        kh, kw = min(h, self.k), min(w, self.k)
+        if (kh, kw) == (h, w):
+            return x.mean((2, 3), keepdim=True)
+        s = F.pad(x.double().cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+        out = (s[:, :, kh:, kw:] + s[:, :, :-kh, :-kw] - s[:, :, :-kh, kw:] - s[:, :, kh:, :-kw]) / (kh * kw)
+        oh, ow = out.shape[2:]
+        pad = ((w - ow) // 2, (w - ow + 1) // 2, (h - oh) // 2, (h - oh + 1) // 2)
+        return F.pad(out.to(x.dtype), pad, mode="replicate")
+
+
+def local_attention(px: int) -> None:
+    """Every Blur2Clip built from now on averages its channel attention over px-wide windows."""
+    build = M.Blur2Clip.__init__
+
+    def init(self, config=None):
+        build(self, config)
+        n = len(self.encoders)
+        levels = [(seq, i) for i, seq in enumerate(self.encoders)] + [(self.middle, n)] + \
+                 [(seq, n - 1 - j) for j, seq in enumerate(self.decoders)]
+        for seq, level in levels:
+            for block in seq:
+                block.sca[0] = LocalMean(max(1, px >> level))
+
+    M.Blur2Clip.__init__ = init
+
+
+def twice() -> None:
+    """The head's middle frame is the network's output for its own first middle frame."""
+    head = M.Blur2Clip._head
+
+    def again(self, xp, h, w):
+        first = head(self, xp, *xp.shape[2:])
+        second = head(self, xp + first[:, :3], *xp.shape[2:])
+        return torch.cat([first[:, :3] + second[:, :3], first[:, 3:]], 1)[:, :, :h, :w]
+
+    M.Blur2Clip._head = again
+
+
+def line_blur(m, travel, samples: int = 25):
+    """The mean over tau in -1/2..1/2 of m at p - tau * travel(p) (bilinear): the photo the middle frame m
+    makes when moved along its travel, as model.render moves it."""
+    _, _, h, w = m.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=m.dtype), torch.arange(w, dtype=m.dtype), indexing="ij")
+    base = torch.stack([(2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1], -1)
+    step = (travel * travel.new_tensor([2 / w, 2 / h]).view(1, 2, 1, 1)).permute(0, 2, 3, 1)
+    return sum(F.grid_sample(m, base - ((k + 0.5) / samples - 0.5) * step, mode="bilinear",
+                             padding_mode="border", align_corners=False) for k in range(samples)) / samples
+
+
+ROOT = "../shared/data/realmotion"
+
+
+def _scene(scene: str):
+    """realmotion's photo and its true middle frame (the centre of the middle of 7 windows of 48): 1x3xHxW."""
+    import imageio_ffmpeg
+    from PIL import Image
+
+    photo = torch.from_numpy(np.array(Image.open(f"{ROOT}/blurry/{scene}.png").convert("RGB")))
+    frames = imageio_ffmpeg.read_frames(f"{ROOT}/frames/{scene}.mp4")
+    w, h = next(frames)["size"]
+    middle = [f for _, f in zip(range(25), frames)][24]
+    true = torch.from_numpy(np.frombuffer(middle, np.uint8).reshape(h, w, 3).copy())
+    return photo.permute(2, 0, 1)[None].float() / 255, true.permute(2, 0, 1)[None].float() / 255
+
+
+def _psnr(a, b) -> float:
+    return float(-10 * torch.log10(((a.clamp(0, 1) - b) ** 2).mean()))
+
+
+def _middle(model):
+    def middle(x):
+        with torch.no_grad():
+            return model.motion(x)[0] if model.config.head == "travel" else model(x)[:, model.config.frames // 2]
+    return middle
+
+
+def deconv(weights: str, scenes: str, scales: str, iterations: int = 10) -> None:
+    from blur2clip.weights import load_model
+
+    model, rows = load_model(weights), []
+    for scene in scenes.split(","):
+        photo, true = _scene(scene)
+        with torch.no_grad():
+            mid, travel = model.motion(photo)
+        row, linear = [_psnr(photo, true), _psnr(mid, true)], photo.clamp(1e-4, 1) ** 2.2
+        for scale in map(float, scales.split(",")):
+            m = mid.clamp(1e-4, 1) ** 2.2
+            for _ in range(iterations):
+                ratio = linear / line_blur(m, scale * travel).clamp_min(1e-4)
+                m = (m * line_blur(ratio, scale * travel)).clamp(1e-4, 1)
+            row.append(_psnr(m ** (1 / 2.2), true))
+        rows.append(row)
+        print(scene, " ".join(f"{v:.2f}" for v in row), flush=True)
+    print("mean", " ".join(f"{v:.2f}" for v in np.mean(rows, 0)), f"(the photo, the network, scales {scales})")
+
+
+def coarse(weights: str) -> None:
+    from blur2clip.weights import load_model
+
+    middle, rows = _middle(load_model(weights)), []
+    half = lambda x: F.interpolate(x.clamp(0, 1) ** 2.2, scale_factor=0.5, mode="area") ** (1 / 2.2)  # noqa: E731
+    for scene in [f"{i:04d}" for i in range(9)]:
+        photo, true = _scene(scene)
+        grow = lambda x: F.interpolate(x, size=photo.shape[2:], mode="bilinear", align_corners=False)  # noqa: E731
+        full, small = middle(photo), half(photo)
+        from_half = photo + grow(middle(small) - small)
+        bands = full - grow(F.interpolate(full - photo, scale_factor=0.5, mode="area")) + from_half - photo
+        row = [_psnr(x, true) for x in (photo, full, from_half, bands, middle(from_half.clamp(0, 1)))]
+        rows.append(row)
+        print(scene, " ".join(f"{v:.2f}" for v in row), flush=True)
+    print("mean", " ".join(f"{v:.2f}" for v in np.mean(rows, 0)),
+          "(the photo, full size, half size, bands, coarse to fine)")
+
+
+if __name__ == "__main__":
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "deconv":
+        sys.exit(deconv(args[0], args[1], args[2], *map(int, args[3:4])))
+    if mode == "coarse":
+        sys.exit(coarse(args[0]))
+    if mode == "local":
+        local_attention(int(args.pop(0)))
+    elif mode == "twice":
+        twice()
+    else:
+        sys.exit(f"test_time.py: unknown trial {mode!r} (local PX, twice, deconv or coarse)")
+    from blur2clip.cli import main
+
+    sys.exit(main(args))
