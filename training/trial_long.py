@@ -60,6 +60,7 @@ TRIALS = {
     # moves 5 px at the median and over 40 px in about 1% of the samples, where realmotion's scenes and the
     # GoPro pairs move 24-76 px and its frames come out as the photo. Unlike "longer", the short blurs stay
     "long-camera": dict(synth={**SYNTH, "p_long_camera": 0.25}, w_still=0.03),
+    "long-camera-light": dict(synth={**SYNTH, "p_long_camera": 0.1}, w_still=0.03),  # 6% of the samples
 }
 SHAPES = {"deeper": dict(middle_blocks=6)}  # trials on another network shape: the run's weights put in it
 INIT = "training/long-run.safetensors"
