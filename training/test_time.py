@@ -1,5 +1,5 @@
 """Trials at test time on a travel head's weights: what changes when the same weights are used otherwise.
-The model card ("Three things at test time") has the figures. Run from the repository root:
+The model card ("Four things at test time") has the figures. Run from the repository root:
 
     python training/test_time.py local PX  eval --data ../shared/data/realmotion --weights W --frames 7
         every block's channel attention averages over a PX-wide window (scaled to each level) instead of
@@ -150,6 +150,8 @@ def coarse(weights: str) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "deconv":
         sys.exit(deconv(args[0], args[1], args[2], *map(int, args[3:4])))
