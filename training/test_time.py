@@ -74,30 +74,19 @@ def twice() -> None:
 
 
 def line_blur(m, travel, samples: int = 25):
-    """The mean over tau in -1/2..1/2 of m at p - tau * travel(p) (bilinear): the photo the middle frame m
-    makes when moved along its travel, as model.render moves it."""
-    _, _, h, w = m.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=m.dtype), torch.arange(w, dtype=m.dtype), indexing="ij")
-    base = torch.stack([(2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1], -1)
-    step = (travel * travel.new_tensor([2 / w, 2 / h]).view(1, 2, 1, 1)).permute(0, 2, 3, 1)
-    return sum(F.grid_sample(m, base - ((k + 0.5) / samples - 0.5) * step, mode="bilinear",
-                             padding_mode="border", align_corners=False) for k in range(samples)) / samples
+    """The photo the middle frame m makes when moved along its travel: the mean of model.render's frames."""
+    return M.render(m, travel, samples).mean(1)
 
 
-ROOT = "../shared/data/realmotion"
+def _scenes(names: str | None = None):
+    """(name, photo, true middle frame) of realmotion's scenes (all, or the comma-separated names), through
+    the clips layout: 1x3xHxW each, the middle frame at the centre of the middle of 7 windows."""
+    from blur2clip.data import open_data
 
-
-def _scene(scene: str):
-    """realmotion's photo and its true middle frame (the centre of the middle of 7 windows of 48): 1x3xHxW."""
-    import imageio_ffmpeg
-    from PIL import Image
-
-    photo = torch.from_numpy(np.array(Image.open(f"{ROOT}/blurry/{scene}.png").convert("RGB")))
-    frames = imageio_ffmpeg.read_frames(f"{ROOT}/frames/{scene}.mp4")
-    w, h = next(frames)["size"]
-    middle = [f for _, f in zip(range(25), frames)][24]
-    true = torch.from_numpy(np.frombuffer(middle, np.uint8).reshape(h, w, 3).copy())
-    return photo.permute(2, 0, 1)[None].float() / 255, true.permute(2, 0, 1)[None].float() / 255
+    wanted = None if names is None else set(names.split(","))
+    for name, sample in open_data("../shared/data/realmotion", "auto", 7, 7).scored_samples(1, None, True):
+        if wanted is None or name in wanted:
+            yield name, sample.blurred[None], sample.frames[3][None]
 
 
 def _psnr(a, b) -> float:
@@ -115,8 +104,7 @@ def deconv(weights: str, scenes: str, scales: str, iterations: int = 10) -> None
     from blur2clip.weights import load_model
 
     model, rows = load_model(weights), []
-    for scene in scenes.split(","):
-        photo, true = _scene(scene)
+    for scene, photo, true in _scenes(scenes):
         with torch.no_grad():
             mid, travel = model.motion(photo)
         row, linear = [_psnr(photo, true), _psnr(mid, true)], photo.clamp(1e-4, 1) ** 2.2
@@ -136,8 +124,7 @@ def coarse(weights: str) -> None:
 
     middle, rows = _middle(load_model(weights)), []
     half = lambda x: F.interpolate(x.clamp(0, 1) ** 2.2, scale_factor=0.5, mode="area") ** (1 / 2.2)  # noqa: E731
-    for scene in [f"{i:04d}" for i in range(9)]:
-        photo, true = _scene(scene)
+    for scene, photo, true in _scenes():
         grow = lambda x: F.interpolate(x, size=photo.shape[2:], mode="bilinear", align_corners=False)  # noqa: E731
         full, small = middle(photo), half(photo)
         from_half = photo + grow(middle(small) - small)
