@@ -143,6 +143,9 @@ def train_command(
         min=0.0, metavar="DECAY", callback=_ema, rich_help_panel=TRAINING,
         help="Validate and ship an exponential moving average of the weights with this decay per step "
              "(e.g. 0.999; 0: the weights as trained).")] = 0.0,
+    rec: Annotated[Literal["charbonnier", "rmse"], typer.Option(
+        rich_help_panel=LOSS, help="A frame's error: Charbonnier per pixel (a smooth L1), or the frame's root "
+        "mean square error (as PSNR scores it).")] = "charbonnier",
     w_middle: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS,
                                             help="Extra weight of the middle frame.")] = 2.0,
     w_pairs: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS,

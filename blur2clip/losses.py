@@ -21,7 +21,8 @@ frames) the order is the "local" rule's. `w_still` adds the travel predicted whe
 STILL_PX, in px: what a sharp photo or a still background must not get. `w_fft` adds the middle frame's
 error in the frequency domain (the mean absolute real and imaginary parts of its orthonormal 2-D Fourier
 transform): the same energy as the error in pixels, but a blur's loss of fine detail spread over few pixels
-is spread over many coefficients there, so it weighs more than in a per-pixel mean.
+is spread over many coefficients there, so it weighs more than in a per-pixel mean. `rec` says how a
+frame's error is measured: Charbonnier per pixel (a smooth L1), or the frame's root mean square error.
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ TILT = 0.5  # canonical direction (1, TILT): its boundary, motion along (-TILT, 
 
 def charbonnier(a: torch.Tensor, b: torch.Tensor, dims) -> torch.Tensor:
     return torch.sqrt((a - b) ** 2 + 1e-6).mean(dim=dims)
+
+
+def rmse(a: torch.Tensor, b: torch.Tensor, dims) -> torch.Tensor:
+    """The root of the mean square error over `dims`: a frame's error as PSNR sees it. Where a frame cannot
+    be told, its minimum is the mean of what the frame could be; Charbonnier's, like L1's, is their median."""
+    return torch.sqrt(((a - b) ** 2).mean(dim=dims) + 1e-8)
+
+
+RECS = {"charbonnier": charbonnier, "rmse": rmse}  # TrainConfig.rec -> the frames' distance
 
 
 @torch.no_grad()
@@ -87,7 +97,7 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
     if gt.shape[1] == 1:  # only the middle frame is known (GoPro_Large)
         if stage != 1:
             raise ValueError("only the middle frame is known: such data trains stage 1")
-        rec = charbonnier(pred[:, nf // 2].float(), gt[:, 0], dims=(1, 2, 3)).mean()
+        rec = RECS[cfg.rec](pred[:, nf // 2].float(), gt[:, 0], dims=(1, 2, 3)).mean()
         return rec, {"rec": rec.item()}
     # Pairwise terms: x_i + x_j and |x_i - x_j| for symmetric pairs j = F-1-i do not depend on the order.
     fade = max(0.0, 1 - progress / cfg.pairs_fade) if cfg.pairs_fade > 0 else 1.0
@@ -95,7 +105,7 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
         true_travel = torch.full(travel.shape, float("nan"), device=travel.device)
     known = None if travel is None else true_travel.isfinite()
     # What depends on the data is decided here, so that a compiled graph has no branch on it.
-    how = dict(active=tuple(stage_frames(stage, nf)), w_middle=cfg.w_middle, order=cfg.order,
+    how = dict(active=tuple(stage_frames(stage, nf)), rec=cfg.rec, w_middle=cfg.w_middle, order=cfg.order,
                w_travel=cfg.w_travel, w_still=cfg.w_still, w_fft=cfg.w_fft,
                w_pairs=cfg.w_pairs if fade > 0 else 0.0, w_reblur=cfg.w_reblur,
                all_known=known is not None and bool(known.all()),
@@ -107,12 +117,13 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
     return loss, {k: v.item() for k, v in parts.items()}
 
 
-def _terms(pred, gt, clean, travel, true_travel, fade, *, active, w_middle, order, w_travel, w_still, w_fft,
+def _terms(pred, gt, clean, travel, true_travel, fade, *, active, rec, w_middle, order, w_travel, w_still, w_fft,
            w_pairs, w_reblur, all_known, any_known):
     """staged_loss's terms: tensors in, (loss, parts as 0-d tensors) out; the keywords are constants."""
     pred = pred.float()
     nf = pred.shape[1]
     whole = len(active) == nf
+    distance = RECS[rec]
 
     def pick(t):  # the active frames (no copy when all are)
         return t if whole else t[:, list(active)]
@@ -129,10 +140,10 @@ def _terms(pred, gt, clean, travel, true_travel, fade, *, active, w_middle, orde
         against = against_canonical(gt)
     if against is not None:
         target = torch.where(against, gt.flip(1), gt)
-        rec = (charbonnier(pick(pred), pick(target), dims=(2, 3, 4)) * w).sum(1).mean()
+        rec = (distance(pick(pred), pick(target), dims=(2, 3, 4)) * w).sum(1).mean()
     else:  # per sample, the better of forward and reversed time
-        per_frame_f = charbonnier(pick(pred), pick(gt), dims=(2, 3, 4))  # B x A
-        per_frame_r = charbonnier(pick(pred), pick(gt.flip(1)), dims=(2, 3, 4))
+        per_frame_f = distance(pick(pred), pick(gt), dims=(2, 3, 4))  # B x A
+        per_frame_r = distance(pick(pred), pick(gt.flip(1)), dims=(2, 3, 4))
         rec = torch.minimum((per_frame_f * w).sum(1), (per_frame_r * w).sum(1)).mean()
     parts = {"rec": rec}
     loss = rec

@@ -53,6 +53,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup: int = 100
+    rec: str = "charbonnier"  # a frame's error: "charbonnier" per pixel or the frame's "rmse" (losses.py)
     w_middle: float = 2.0  # extra weight of the middle frame (plain deblurring lags most)
     w_pairs: float = 0.5  # order-invariant pairwise term (x_i + x_j and |x_i - x_j| of mirrored frames)
     pairs_fade: float = 0.5  # the pairwise term fades to zero over this fraction of each stage (0: never)
@@ -86,8 +87,8 @@ OPERATIONAL = ("resume", "threads", "workers", "device", "synth_device", "log_ev
                "ckpt_every", "tensorboard", "compile")  # free to change on a resume, not logged
 NOT_RECORDED = ("resume",)  # how this start was asked for, not a setting of the run
 
-CHOICES = {"stage": ("1", "2", "3", "all"), "order": ("sample", "local"), "precision": ("auto", "fp32", "bf16"),
-           "layout": ("auto", *LAYOUTS), "synth_device": ("cpu", "cuda")}
+CHOICES = {"stage": ("1", "2", "3", "all"), "order": ("sample", "local"), "rec": ("charbonnier", "rmse"),
+           "precision": ("auto", "fp32", "bf16"), "layout": ("auto", *LAYOUTS), "synth_device": ("cpu", "cuda")}
 LEAST = {"frames_per_blur": 1, "batch": 1, "crop": 16, "lr": 0, "weight_decay": 0, "warmup": 0, "w_middle": 0,
          "w_pairs": 0, "w_travel": 0, "w_still": 0, "w_fft": 0, "pairs_fade": 0, "w_reblur": 0, "ema": 0,
          "ckpt_every": 1, "val_every": 1, "val_count": 1, "val_size": 16, "log_every": 1, "workers": 0,

@@ -126,6 +126,21 @@ def test_the_frequency_term_scores_the_middle_frame_alone_by_parseval():
     assert "fft" not in off
 
 
+def test_rmse_scores_a_frame_by_its_root_mean_square_error_where_charbonnier_takes_the_mean_absolute_one():
+    """rec: an error c on half of the middle frame's pixels is c / 2 per pixel for Charbonnier (about L1)
+    and c / sqrt(2) for the frame's RMSE, times the middle frame's share of the frames' weight."""
+    b, f, h, w = 2, 7, 16, 16
+    gt = torch.rand(b, f, 3, h, w, generator=torch.Generator().manual_seed(1))
+    pred = gt.clone()
+    pred[:, f // 2, :, : h // 2] += 0.2
+    share = (1 + 9.0) / (f + 9.0)  # w_middle 9
+    for rec, expected in (("charbonnier", 0.1), ("rmse", 0.2 / 2**0.5)):
+        cfg = TrainConfig(data="d", out="o", rec=rec, w_middle=9.0, w_pairs=0.0, w_reblur=0.0)
+        _, parts = staged_loss(pred, gt, gt.mean(1), 3, cfg, 0.0)
+        _, exact = staged_loss(gt, gt, gt.mean(1), 3, cfg, 0.0)
+        assert parts["rec"] - exact["rec"] == pytest.approx(share * expected, rel=1e-2), rec
+
+
 def test_the_true_travel_agrees_with_the_order_measured_from_the_frames():
     """On synthetic camera blurs the synthesis' travel and `against_canonical`'s estimate pick the same
     order almost everywhere: the two rules share one sign convention."""
