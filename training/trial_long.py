@@ -69,7 +69,7 @@ TRIALS = {
     # at 1.8x the time per step (the issue suggests small crops early and large ones late)
     "crop256": dict(w_still=0.03, crop=256),
     # bolder, towards the shipped weights' recipe: their motion (camera-mix), a third of the defocused samples
-    # and of the still term. On realmotion's scenes of a moving camera and moving people (0004, 0008) the run's
+    # and of the still term. On two of realmotion's scenes of moving people (0004 basketball, 0008) the run's
     # middle frame gains 0.05 and 0.53 dB over the photo where the shipped weights' gains 0.74 and 1.09, and
     # its travel on 0004 is 0.5 px (the true frames 24.5): has the run learned to leave too much alone?
     "bold": dict(synth={**SYNTH, "p_static_camera": 0.1, "layer_probs": (0.15, 0.35, 0.3, 0.2), "layer_px": 14.0,
