@@ -460,7 +460,7 @@ def test_a_real_blurred_photo_with_the_shipped_weights(shared_blurred, tmp_path)
     # photo is kept (extract.keep_still), so the mean difference comes from the moving parts alone; copies
     # of one image encoded together differ by less than 0.05.
     apart = [np.abs(frames[0].astype(float) - frames[k]).mean() for k in (3, 10, CLIP_FRAMES - 1)]
-    assert 0.2 < apart[0] < apart[1] < apart[2], apart
+    assert 0.05 < apart[0] < apart[1] < apart[2] and apart[2] > 0.2, apart
 
 
 def test_a_big_photo_shows_tiles_and_time_left_on_a_terminal_only(tmp_path, tiny_weights):
