@@ -16,8 +16,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 # A clip shows this many instants of the exposure at this rate: a second forward (then back, ping-pong)
-# that moves smoothly where 7 frames jumped; `--frames 7 --fps 10` shows the network's seven frames as
-# they are.
+# that moves smoothly where 7 frames jumped; `--frames 7 --fps 10` gives the clip of the first versions.
 CLIP_FRAMES = 24
 CLIP_FPS = 24.0
 

@@ -173,7 +173,7 @@ class _Played:
 
     def __init__(self, frames, order: list[int]):
         self.frames, self.order, self.kept = frames, order, {}
-        first = np.asarray(frames[order[0]])
+        first = self.kept[order[0]] = np.asarray(frames[order[0]])  # made to know its size, not made twice
         self.keep = first.nbytes * len(set(order)) <= PLAYED_BYTES
 
     def __len__(self) -> int:
@@ -182,7 +182,7 @@ class _Played:
     def __getitem__(self, i: int) -> np.ndarray:
         j = self.order[i]
         if j in self.kept:
-            return self.kept[j]
+            return self.kept[j] if self.keep else self.kept.pop(j)
         frame = np.asarray(self.frames[j])
         if self.keep:
             self.kept[j] = frame

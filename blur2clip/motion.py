@@ -27,16 +27,13 @@ def motion_px(frames) -> float:
     a, b = _luma(frames[0]), _luma(frames[len(frames) - 1])
     scale = max(1, int(np.ceil(max(a.shape) / WORK_SIDE)))
     a, b = _shrink(a, scale), _shrink(b, scale)
-    shifts = []
-    for y in range(0, a.shape[0] - TILE + 1, TILE // 2):
-        for x in range(0, a.shape[1] - TILE + 1, TILE // 2):
-            ta, tb = a[y:y + TILE, x:x + TILE], b[y:y + TILE, x:x + TILE]
-            if min(ta.std(), tb.std()) < TEXTURE:
-                continue
-            shifts.append(float(np.hypot(*_shift(ta, tb))))
-    if not shifts:
+    tiles = [(slice(y, y + TILE), slice(x, x + TILE)) for y in range(0, a.shape[0] - TILE + 1, TILE // 2)
+             for x in range(0, a.shape[1] - TILE + 1, TILE // 2)]
+    tiles = [t for t in tiles if min(a[t].std(), b[t].std()) >= TEXTURE]  # textured in both frames
+    if not tiles:
         return 0.0
-    return sorted(shifts)[max(0, len(shifts) - 1 - OUTLIERS)] * scale
+    shifts = np.sort(np.hypot(*_shifts(np.stack([a[t] for t in tiles]), np.stack([b[t] for t in tiles]))))
+    return float(shifts[max(0, len(shifts) - 1 - OUTLIERS)]) * scale
 
 
 def _luma(frame) -> np.ndarray:
@@ -53,21 +50,25 @@ def _shrink(img: np.ndarray, s: int) -> np.ndarray:
     return img[:h, :w].reshape(h // s, s, w // s, s).mean(axis=(1, 3))
 
 
-def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """(dy, dx) that moves tile a onto tile b: the peak of their phase correlation, refined to a fraction
-    of a pixel by a parabola through the peak and its neighbours."""
-    window = np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1])).astype(np.float32)
-    fa, fb = np.fft.fft2((a - a.mean()) * window), np.fft.fft2((b - b.mean()) * window)
+def _shifts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dy, dx) that move each tile of a (NxTxT) onto the same tile of b: the peak of their phase
+    correlation, refined to a fraction of a pixel by a parabola through the peak and its neighbours; all
+    tiles in one batch of FFTs."""
+    n, h, w = a.shape
+    window = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
+    fa = np.fft.fft2((a - a.mean((1, 2), keepdims=True)) * window)
+    fb = np.fft.fft2((b - b.mean((1, 2), keepdims=True)) * window)
     cross = fb * np.conj(fa)
     r = np.fft.ifft2(cross / (np.abs(cross) + 1e-9)).real
-    py, px = np.unravel_index(int(np.argmax(r)), r.shape)
+    k = np.arange(n)
+    py, px = np.unravel_index(r.reshape(n, -1).argmax(1), (h, w))
+    mid = r[k, py, px]
     out = []
-    for p, axis, n in ((py, 0, r.shape[0]), (px, 1, r.shape[1])):
-        left = r[(p - 1) % n, px] if axis == 0 else r[py, (p - 1) % n]
-        right = r[(p + 1) % n, px] if axis == 0 else r[py, (p + 1) % n]
-        mid = r[py, px]
+    for p, size, left, right in ((py, h, r[k, (py - 1) % h, px], r[k, (py + 1) % h, px]),
+                                 (px, w, r[k, py, (px - 1) % w], r[k, py, (px + 1) % w])):
         denom = left - 2 * mid + right
-        frac = 0.5 * (left - right) / denom if denom < -1e-12 else 0.0
-        d = p + float(np.clip(frac, -0.5, 0.5))
-        out.append(d - n if d > n / 2 else d)
+        curved = denom < -1e-12  # a peak: refine it; else keep the whole pixel
+        frac = np.where(curved, 0.5 * (left - right) / np.where(curved, denom, -1.0), 0.0)
+        d = p + np.clip(frac, -0.5, 0.5)
+        out.append(np.where(d > size / 2, d - size, d))
     return out[0], out[1]

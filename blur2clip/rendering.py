@@ -50,9 +50,13 @@ class Motion(Instants):
         if guard:
             taus = [instants(n)[k] - 0.5 for k in sorted({0, n // 2, n - 1})]  # -1/2 .. 1/2
             departure = np.empty(photo.shape[:2], np.float32)  # the largest, mean over colour
-            for y0, y1 in motion._bands():
+
+            def band(rows):
+                y0, y1 = rows
                 here = photo[y0:y1]
                 departure[y0:y1] = np.max([np.abs(motion._band(t, y0, y1) - here).mean(-1) for t in taus], 0)
+
+            list(_pool().map(band, motion._bands()))
             motion.weight = guard_weight(departure)
         return motion
 

@@ -195,3 +195,32 @@ def test_on_tile_reports_each_pass_over_tiles(tiny_weights):
     ex(np.random.default_rng(0).random((100, 150, 3), dtype=np.float32))
     total = seen[0][1]
     assert total > 1 and seen == [(i, total) for i in range(1, total + 1)]
+
+
+class _Counted:
+    """Frames made on demand (as a travel head's rendering.Motion makes them), counting each making."""
+
+    def __init__(self, n: int, side: int):
+        self.n, self.side, self.made = n, side, []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        self.made.append(k)
+        return np.full((self.side, self.side, 3), k, np.uint8)
+
+
+def test_a_ping_pong_makes_each_frame_once_while_they_fit(monkeypatch):
+    from blur2clip import job
+
+    order = media.play_order(7, pingpong=True)
+    frames = _Counted(7, 8)
+    played = job._Played(frames, order)
+    assert [int(played[i][0, 0, 0]) for i in range(len(played))] == order
+    assert sorted(frames.made) == list(range(7))  # the first one too: made once to learn the size
+    monkeypatch.setattr(job, "PLAYED_BYTES", 8 * 8 * 3 * 3)  # room for 3 of the 7: none kept
+    frames = _Counted(7, 8)
+    played = job._Played(frames, order)
+    assert [int(played[i][0, 0, 0]) for i in range(len(played))] == order
+    assert frames.made == order  # each made when played, the first one not twice
