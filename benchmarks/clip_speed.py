@@ -2,14 +2,15 @@
 multiply-accumulate rate beside the CPU's; the peak memory of the whole process tree; this tree's code
 beside a base commit's.
 
-    python benchmarks/clip_speed.py [--weights PATH] [--threads 2] [--base REV] [--main REV]
+    python benchmarks/clip_speed.py [--weights PATH] [--threads 2] [--base REV] [--main REV,REV]
                                     [--parts engines,encode,720p,24mp] [--skip-base]
 
 Every figure is measured in this one run, and the machine may be shared (training runs beside it): read
 them as ratios within the run, not as absolute speeds. Parts (all by default):
   engines: 1280x720 JPEG -> 7-frame MP4 (`--frames 7`, ping-pong, 3 loops), each case in a fresh process:
-          the whole command line (`python -m blur2clip`, best of 3) with --engine onnx, --engine torch and
-          the `--main` commit (before onnxruntime; torch); then each engine's process split into start-up
+          the whole command line (`python -m blur2clip`; best and median of 5 rounds, the cases in turn)
+          with --engine onnx, --engine torch and the `--main` commits (2645e26: main as the speed issue
+          measured it; e33647d: the last before onnxruntime); then each engine's process split into start-up
           (interpreter, imports, weights), decode, network, blending (tiles, alignment, conversion) and
           encode; the import time of each heavy module alone; the network's MACs/s (model.count_macs over
           one whole 720p pass, best of 3) beside the CPU's peak (a 4096x4096 fp32 matrix product in torch,
@@ -35,6 +36,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +55,10 @@ SHARED = ROOT.parent / "shared" / "data"
 FLOOR_24MP_GB = 2.0
 LOOPS = 3
 BASE = "2645e26"  # the last commit that encoded every loop and wrote MP4 clips at full size
-MAIN = "e33647d"  # the last commit before onnxruntime: torch only
+# The mains the whole process is compared with: 2645e26, main as the speed issue measured it (torch, every
+# loop encoded; its floor is 0.4x of this), and e33647d, the last commit before onnxruntime (torch only).
+MAINS = "2645e26,e33647d"
+ROUNDS = 5  # whole-process runs of each case, taken in turn
 HEAVY = ("torch", "onnxruntime", "numpy", "PIL", "imageio_ffmpeg")
 PEAK_N = 4096  # side of the matrices whose product measures the CPU's peak
 
@@ -244,19 +249,23 @@ def _union(spans: list[tuple[float, float]]) -> float:
     return total
 
 
-def cli_seconds(photo: Path, args: list[str], package: Path | None, repeats: int = 3) -> float:
-    """Best wall time of `python -m blur2clip PHOTO -o ... ARGS` in a fresh process."""
-    env = dict(os.environ)
-    if package is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(package), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+def cli_seconds(photo: Path, cases: dict[str, tuple[list[str], Path | None]], rounds: int = ROUNDS
+                ) -> dict[str, list[float]]:
+    """Wall times of `python -m blur2clip PHOTO -o ... ARGS` in fresh processes, for each case (its ARGS
+    and the package put first on its path, None: this tree's): every case once per round, round after
+    round, so a shared machine whose speed drifts slows every case alike."""
     out = photo.with_name(f"{photo.stem}-cli.mp4")
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "blur2clip", str(photo), "-o", str(out), "--overwrite", "-q", *args],
-                       check=True, env=env, cwd=photo.parent, stdout=subprocess.DEVNULL)
-        best = min(best, time.perf_counter() - t)
-    return best
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, (args, package) in cases.items():
+            env = dict(os.environ)
+            if package is not None:
+                env["PYTHONPATH"] = os.pathsep.join([str(package), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "blur2clip", str(photo), "-o", str(out), "--overwrite", "-q",
+                            *args], check=True, env=env, cwd=photo.parent, stdout=subprocess.DEVNULL)
+            times[name].append(time.perf_counter() - t)
+    return times
 
 
 def import_seconds(module: str, repeats: int = 3) -> float:
@@ -309,20 +318,24 @@ def _timed(run) -> float:
     return time.perf_counter() - t
 
 
-def print_engines(photo: Path, args, main_package: Path | None) -> None:
+def print_engines(photo: Path, args, mains: dict[str, Path]) -> None:
     print(f"engines: {photo.name} 1280x720 -> 7-frame MP4 (--frames 7, ping-pong, {LOOPS} loops), "
           f"{args.threads} threads")
     weights = ["--weights", args.weights] if args.weights else []
     common = ["--frames", "7", "--threads", str(args.threads), *weights]
-    whole = {e: cli_seconds(photo, [*common, "--engine", e], None) for e in ("onnx", "torch")}
-    if main_package is not None:
-        whole[f"main {args.main}"] = cli_seconds(photo, common, main_package)
-    ref = whole["onnx"]
-    print("  whole process, `python -m blur2clip` (best of 3):")
-    for name, seconds in whole.items():
-        print(f"    {name:14s} {seconds:6.2f} s  {seconds / ref:5.2f}x onnx")
-    if main_package is not None:
-        print(f"    onnx / main {whole['onnx'] / whole[f'main {args.main}']:.2f}x (floor: 0.4x)")
+    cases = {e: ([*common, "--engine", e], None) for e in ("onnx", "torch")}
+    cases.update({f"main {rev}": (common, package) for rev, package in mains.items()})
+    whole = cli_seconds(photo, cases)
+    best = {name: min(t) for name, t in whole.items()}
+    median = {name: statistics.median(t) for name, t in whole.items()}
+    print(f"  whole process, `python -m blur2clip` ({ROUNDS} rounds, the cases in turn): best, median")
+    for name in whole:
+        print(f"    {name:14s} {best[name]:6.2f} s {best[name] / best['onnx']:5.2f}x onnx   "
+              f"{median[name]:6.2f} s {median[name] / median['onnx']:5.2f}x onnx")
+    for i, rev in enumerate(mains):
+        floor = " (floor: 0.4x)" if i == 0 else ""
+        print(f"    onnx / main {rev}: {best['onnx'] / best[f'main {rev}']:.2f}x best, "
+              f"{median['onnx'] / median[f'main {rev}']:.2f}x median{floor}")
 
     print("  each step's share of the process (one fresh process per engine):")
     for engine in ("onnx", "torch"):
@@ -435,7 +448,8 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--base", default=BASE, help="the commit to compare with (default %(default)s)")
-    ap.add_argument("--main", default=MAIN, help="the commit before onnxruntime (default %(default)s)")
+    ap.add_argument("--main", default=MAINS, help="the commits the whole process is compared with, the first "
+                    "the one of the floor (default %(default)s)")
     ap.add_argument("--parts", default="engines,encode,720p,24mp", help="what to measure (default %(default)s)")
     ap.add_argument("--skip-24mp", action="store_true")
     ap.add_argument("--skip-base", action="store_true", help="measure this tree only")
@@ -472,8 +486,9 @@ def main(argv=None) -> int:
         base = None if skip else export_base(args.base, Path(tempfile.mkdtemp(dir=tmp)))
         photos = {name: make_photo(tmp / f"{name}.jpg", w, h) for name, w, h in cases}
         if "engines" in parts:
-            main_package = None if args.skip_base else export_base(args.main, Path(tempfile.mkdtemp(dir=tmp)))
-            print_engines(photos["720p"], args, main_package)
+            mains = {} if args.skip_base else {rev: export_base(rev, Path(tempfile.mkdtemp(dir=tmp)))
+                                               for rev in args.main.split(",")}
+            print_engines(photos["720p"], args, mains)
         if "encode" in parts:
             print_encode(photos["720p"], args)
         for name, _, _ in cases:
