@@ -254,19 +254,19 @@ class Extractor:
         return self.net.ops.finish(frames, dtype)
 
     def _empty(self, shape: tuple[int, ...], dtype: np.dtype):
-        """Where the finished rows go: FxHxWx3 frames, or a travel head's middle frame as colour planes
-        (3xHxW, as rendering.Motion takes it) and travel (HxWx2), float32 (shape: 1xHxWx5)."""
+        """Where the finished rows go: FxHxWx3 frames, or a travel head's middle frame (HxWx3) and travel
+        (HxWx2), float32, as rendering.Motion takes them (shape: 1xHxWx5)."""
         if not self.travel:
             return np.empty(shape, dtype)
-        return np.empty((3, *shape[1:3]), np.float32), np.empty((*shape[1:3], 2), np.float32)
+        return np.empty((*shape[1:3], 3), np.float32), np.empty((*shape[1:3], 2), np.float32)
 
     def _store(self, out, y0: int, y1: int, values: np.ndarray) -> None:
         """Rows y0:y1 of the result from finished values (FxrowsxWxC)."""
         if not self.travel:
             out[:, y0:y1] = values
             return
-        planes, travel = out
-        planes[:, y0:y1] = np.moveaxis(values[0, ..., :3], -1, 0)
+        middle, travel = out
+        middle[y0:y1] = values[0, ..., :3]
         travel[y0:y1] = values[0, ..., 3:]
 
     def _result(self, image: np.ndarray, out, dtype: np.dtype):

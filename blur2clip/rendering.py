@@ -33,20 +33,20 @@ class Motion(Instants):
     """n frames (`len`, `self[k]`: the k-th of n instants, `timeline.instants`) rendered when asked for
     from a photo's middle frame and travel, in `dtype` (float32 0..1, or uint8 rounded half up).
 
-    photo: HxWx3 float32 (the input, for the guard); planes: the middle frame's colour planes, 3xHxW
-    float32 (not clamped); travel: HxWx2 float32 px (x, y); weight: HxWx1 float32, how much of each frame
+    photo: HxWx3 float32 (the input, for the guard); middle: the middle frame, HxWx3 float32 (not
+    clamped); travel: HxWx2 float32 px (x, y); weight: HxWx1 float32, how much of each frame
     departs from the photo (the guard; None: all of it). `at(m)` is the same motion at m instants;
     np.asarray(motion) stacks all n frames. Frames are made a band of rows at a time: a 24 MP photo never
     holds a float32 frame beside these arrays."""
 
-    def __init__(self, photo, planes, travel, n: int, dtype=np.float32, weight=None):
-        self.photo, self.planes, self.travel, self.n, self.dtype, self.weight = photo, planes, travel, n, \
+    def __init__(self, photo, middle, travel, n: int, dtype=np.float32, weight=None):
+        self.photo, self.middle, self.travel, self.n, self.dtype, self.weight = photo, middle, travel, n, \
             np.dtype(dtype), weight
 
     @classmethod
-    def guarded(cls, photo, planes, travel, n: int, dtype=np.float32, guard: bool = True) -> "Motion":
+    def guarded(cls, photo, middle, travel, n: int, dtype=np.float32, guard: bool = True) -> "Motion":
         """The motion with the still guard decided from its first, middle and last of n instants."""
-        motion = cls(photo, planes, travel, n, dtype)
+        motion = cls(photo, middle, travel, n, dtype)
         if guard:
             taus = [instants(n)[k] - 0.5 for k in sorted({0, n // 2, n - 1})]  # -1/2 .. 1/2
             departure = np.empty(photo.shape[:2], np.float32)  # the largest, mean over colour
@@ -69,7 +69,7 @@ class Motion(Instants):
 
     def at(self, n: int) -> "Motion":
         """The same motion at n instants."""
-        return Motion(self.photo, self.planes, self.travel, n, self.dtype, self.weight)
+        return Motion(self.photo, self.middle, self.travel, n, self.dtype, self.weight)
 
     def __array__(self, dtype=None, copy=None):
         out = np.stack(list(self))
@@ -113,30 +113,39 @@ class Motion(Instants):
 
     def _band(self, tau: float, y0: int, y1: int) -> np.ndarray:
         """Rows y0:y1 of the middle frame moved to instant tau: (y1 - y0) x W x 3 float32."""
-        _, h, w = self.planes.shape
-        out = np.empty((y1 - y0, w, 3), np.float32)
+        h, w, _ = self.middle.shape
         if tau == 0:
-            out[:] = np.moveaxis(self.planes[:, y0:y1], 0, -1)
-            return out
+            return self.middle[y0:y1].copy()
         d, t = self.travel[y0:y1], np.float32(tau)
-        x = np.clip(np.arange(w, dtype=np.float32) - t * d[..., 0], 0, w - 1)  # where the middle frame shows
-        y = np.clip(np.arange(y0, y1, dtype=np.float32)[:, None] - t * d[..., 1], 0, h - 1)  # p's content
+        x = np.arange(w, dtype=np.float32) - t * d[..., 0]  # where the middle frame shows p's content
+        y = np.arange(y0, y1, dtype=np.float32)[:, None] - t * d[..., 1]
+        np.clip(x, 0, w - 1, out=x)
+        np.clip(y, 0, h - 1, out=y)
         xa, ya = x.astype(np.int32), y.astype(np.int32)  # floor: x, y >= 0
-        fx, fy = x - xa, y - ya
-        i00 = ya * w + xa  # the four pixels around (x, y), the last row and column repeated
-        i01 = i00 + (xa < w - 1)
-        i10 = i00 + (ya < h - 1) * w
-        i11 = i10 + (xa < w - 1)
-        for c, plane in enumerate(self.planes.reshape(3, h * w)):  # np.take on a contiguous plane: fastest
-            top, right = plane.take(i00), plane.take(i01)
-            top += fx * (right - top)
-            bottom, right = plane.take(i10), plane.take(i11)
-            bottom += fx * (right - bottom)
-            bottom -= top
-            bottom *= fy
-            bottom += top
-            out[..., c] = bottom
-        return out
+        x -= xa  # the fractions
+        y -= ya
+        fx, fy = x[..., None], y[..., None]
+        right = (xa < w - 1).astype(np.int32)  # the four pixels around (x, y), the last row and column repeated
+        at = ya * w
+        at += xa
+        below = at + (ya < h - 1) * w
+        pixels = self.middle.reshape(h * w, 3)  # a pixel's 3 colours in one gather: faster than 3 planes
+        top = pixels.take(at, axis=0)
+        at += right
+        step = pixels.take(at, axis=0)
+        step -= top
+        step *= fx
+        top += step
+        bottom = pixels.take(below, axis=0)
+        below += right
+        step = pixels.take(below, axis=0)
+        step -= bottom
+        step *= fx
+        bottom += step
+        bottom -= top
+        bottom *= fy
+        bottom += top
+        return bottom
 
     def shrunk(self, size: tuple[int, int]) -> "Motion":
         """The same motion at size (H, W) (Lanczos): the travel also scaled to the new pixels."""
@@ -145,8 +154,7 @@ class Motion(Instants):
             return self
         travel = _resized(self.travel, size) * np.array([size[1] / w, size[0] / h], np.float32)
         weight = None if self.weight is None else np.clip(_resized(self.weight, size), 0, 1)
-        planes = np.ascontiguousarray(np.moveaxis(_resized(np.moveaxis(self.planes, 0, -1), size), -1, 0))
-        return Motion(_resized(self.photo, size), planes, travel, self.n, self.dtype, weight)
+        return Motion(_resized(self.photo, size), _resized(self.middle, size), travel, self.n, self.dtype, weight)
 
 
 @cache

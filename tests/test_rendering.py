@@ -40,7 +40,7 @@ def test_rendering_is_torchs_render():
     t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
     for n in (2, 7, 48):
         want = render(t(middle), t(travel), n)[0].permute(0, 2, 3, 1).numpy()
-        motion = Motion(middle, np.ascontiguousarray(np.moveaxis(middle, -1, 0)), travel, n)
+        motion = Motion(middle, middle, travel, n)
         got = np.stack([motion.render((k + 0.5) / n - 0.5) for k in range(n)])
         assert np.abs(got - want).max() < 1e-4
         assert np.array_equal(np.asarray(motion), np.clip(got, 0, 1))  # no guard: the frames clamped
@@ -68,7 +68,7 @@ def test_a_still_photo_stays_itself_and_a_moving_part_moves():
     middle = photo + 0.01 * np.sin(np.arange(60, dtype=np.float32))[None, :, None]
     travel = np.zeros((40, 60, 2), np.float32)
     travel[:, 40:, 0] = 12.0  # the right part moves 12 px to the right
-    motion = Motion.guarded(photo, np.ascontiguousarray(np.moveaxis(middle, -1, 0)), travel, 7, np.uint8)
+    motion = Motion.guarded(photo, middle, travel, 7, np.uint8)
     frames = np.asarray(motion.at(24))
     assert frames.shape == (24, 40, 60, 3) and frames.dtype == np.uint8
     assert (frames[:, :, :28] == (photo[:, :28] * 255 + 0.5).astype(np.uint8)).all()
