@@ -630,3 +630,19 @@ def test_write_still_keeps_exif(tmp_path, suffix):
     with pytest.raises(MediaError, match=r"still\.bmp: unknown still format"):
         clipwriter.write_still(image, tmp_path / "still.bmp")
     assert leftovers(tmp_path) == []
+
+
+def test_a_fresh_process_reads_a_jpeg_with_few_plugins_then_any_other_format(tmp_path):
+    """Pillow's JPEG and PNG plugins alone read a JPEG (importing all of them is slower than decoding a
+    small photo); a TIFF or WebP read next in the same process still registers the rest first."""
+    import sys
+
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((24, 32, 3)) * 255).astype(np.uint8)
+    for name in ("a.jpg", "b.tif", "c.webp", "d.png"):
+        Image.fromarray(pixels).save(tmp_path / name)
+    code = ("import sys; from blur2clip import media; media.read_photo(sys.argv[1] + '/a.jpg'); "
+            "print('PIL.TiffImagePlugin' in sys.modules); "
+            "print([media.read_photo(sys.argv[1] + '/' + n).pixels.shape for n in ('b.tif', 'c.webp', 'd.png')])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["False", "[(24, 32, 3), (24, 32, 3), (24, 32, 3)]"], out.stderr
