@@ -21,7 +21,11 @@ OUTLIERS = 1  # the most-moving textured tile is set aside
 
 
 def motion_px(frames) -> float:
-    """How far the frames move between the first and the last, in pixels of the frames (0 for one frame)."""
+    """How far the frames move between the first and the last, in pixels of the frames (0 for one frame).
+    A travel head's frames (rendering.Motion) say it from their travel (`moved_px`): phase correlation
+    of whole tiles misses an object that fills a small part of every tile it is in."""
+    if hasattr(frames, "moved_px"):
+        return frames.moved_px()
     if len(frames) < 2:
         return 0.0
     a, b = _luma(frames[0]), _luma(frames[len(frames) - 1])

@@ -75,6 +75,17 @@ class Motion(Instants):
         out = np.stack(list(self))
         return out if dtype is None else out.astype(dtype)
 
+    def moved_px(self) -> float:
+        """The motion score (motion.motion_px) read from the travel: how far the frames move from the first
+        instant to the last, px, where the still guard lets them depart from the photo; the 99th percentile
+        over the pixels, so a subject of a few percent of the photo scores its own travel and a stray pixel
+        does not decide it (every other pixel of every other row, which is plenty for a percentile)."""
+        travel, weight = self.travel[::2, ::2], None if self.weight is None else self.weight[::2, ::2, 0]
+        reach = np.hypot(travel[..., 0], travel[..., 1]) * ((self.n - 1) / self.n)  # first to last instant
+        if weight is not None:
+            reach *= weight
+        return float(np.percentile(reach, 99))
+
     def frame(self, tau: float) -> np.ndarray:
         """HxWx3 in self.dtype: the guarded, clamped frame at instant tau (-1/2 .. 1/2); its bands are made
         on every core (numpy lets go of the GIL for this work)."""

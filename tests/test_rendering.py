@@ -131,3 +131,18 @@ def test_an_older_travel_onnx_file_is_not_used(tmp_path, travel_weights, caplog)
     assert "made by an older blur2clip" in caplog.text
     with pytest.raises(WeightsError, match="made by an older blur2clip; export it again"):
         Extractor(path, device="cpu", engine="onnx")
+
+
+def test_the_motion_score_of_a_travel_head_is_its_subjects_travel():
+    """motion_px of a rendering.Motion reads the travel: a subject on 10% of a still photo scores its own
+    travel between the first and last instants (where phase correlation of whole tiles may see only the
+    still background); a photo the guard keeps whole scores 0."""
+    from blur2clip.motion import motion_px
+
+    rng = np.random.default_rng(4)
+    photo = rng.random((60, 80, 3), np.float32)
+    travel = np.zeros((60, 80, 2), np.float32)
+    travel[20:44, 30:50] = (6.0, 8.0)  # a subject travelling 10 px over the exposure, 10% of the photo
+    assert motion_px(Motion(photo, photo, travel, 21)) == pytest.approx(10 * 20 / 21, rel=1e-4)
+    assert motion_px(Motion(photo, photo, travel, 21, weight=np.zeros((60, 80, 1), np.float32))) == 0.0
+    assert motion_px(Motion(photo, photo, np.zeros_like(travel), 21)) == 0.0
