@@ -141,18 +141,17 @@ class Motion(Instants):
         at += xa
         below = at + (ya < h - 1) * w
         pixels = self.middle.reshape(h * w, 3)  # a pixel's 3 colours in one gather: faster than 3 planes
-        top = pixels.take(at, axis=0)
-        at += right
-        step = pixels.take(at, axis=0)
-        step -= top
-        step *= fx
-        top += step
-        bottom = pixels.take(below, axis=0)
-        below += right
-        step = pixels.take(below, axis=0)
-        step -= bottom
-        step *= fx
-        bottom += step
+
+        def across(at):  # the pixel at `at` blended with its right neighbour by fx (in place, no temporaries)
+            out = pixels.take(at, axis=0)
+            at += right
+            step = pixels.take(at, axis=0)
+            step -= out
+            step *= fx
+            out += step
+            return out
+
+        top, bottom = across(at), across(below)
         bottom -= top
         bottom *= fy
         bottom += top
