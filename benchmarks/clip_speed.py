@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import cpu_name  # this folder: the first on sys.path of a script
+
 # Idle OpenMP threads sleep instead of spinning (see model_speed.py): fair figures on a shared machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -475,9 +477,7 @@ def main(argv=None) -> int:
         return 0
     parts = set(args.parts.split(",")) - ({"24mp"} if args.skip_24mp else set())
 
-    cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True,
-                text=True).stdout.splitlines() if line.startswith("Model name")), "unknown CPU")
-    print(f"{cpu}, {os.cpu_count()} CPUs, {args.threads} threads")
+    print(f"{cpu_name()}, {os.cpu_count()} CPUs, {args.threads} threads")
     print("All figures come from this one run on a machine that may be shared: compare them as ratios.\n")
     cases = [("720p", 1280, 720)] + ([("24mp", 6000, 4000)] if "24mp" in parts else [])
     with tempfile.TemporaryDirectory(prefix="blur2clip-bench-") as tmp:

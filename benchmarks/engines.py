@@ -23,7 +23,7 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from frames_speed import cpu_name  # noqa: E402
+from machine import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

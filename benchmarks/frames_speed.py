@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,17 +28,8 @@ import torch
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import cpu_name  # noqa: E402
 from model_speed import test_image  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def network(frames: int, head: str = "frames"):
@@ -67,9 +57,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     image = test_image(1280, 720)
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
-    print(f"{cpu_name()} ({isa}, {'AMX' if ' amx_tile' in flags else 'no AMX'}), {args.threads} threads, "
+    print(f"{cpu_name()}, {args.threads} threads, "
           f"torch {torch.__version__}; 1280x720, default tiling")
 
     def run(k: int, clip: int | None, head: str = "frames"):

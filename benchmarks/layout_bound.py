@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from frames_speed import cpu_name  # noqa: E402
+from machine import cpu_name  # noqa: E402
 from model_speed import load_network  # noqa: E402
 
 

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "training"))
 from gpu import sample_rate  # noqa: E402
 from long import MODEL, SYNTH  # noqa: E402  (the long run's recipe, one place)
+from machine import cpu_name  # noqa: E402
 
 from blur2clip.samples import SyntheticBlur  # noqa: E402
 from blur2clip.synth import SynthConfig  # noqa: E402
@@ -45,16 +46,6 @@ def photos(root: Path, tmp: Path) -> list[Path]:
         small = rng.random((30, 40, 3))
         Image.fromarray((np.kron(small, np.ones((16, 16, 1))) * 255).astype(np.uint8)).save(tmp / f"{i}.png")
     return sorted(tmp.glob("*.png"))
-
-
-def cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        import platform
-
-        return platform.processor() or platform.machine()
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
 
 
 def rate(ds: SyntheticBlur, count: int, start: int = 1000) -> tuple[float, list]:
@@ -80,7 +71,7 @@ def main() -> None:
         files = photos(args.data, Path(tmp))
         cfg = SynthConfig(size=192, frames=MODEL.frames, **SYNTH)
         cpu_rate, cpu = rate(SyntheticBlur(files, cfg, seed=7), args.count)
-        row = {"cpu": cpu_model(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        row = {"cpu": cpu_name(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                "photos": len(files), "samples_per_s_cpu_1_thread": round(cpu_rate, 2)}
         if torch.cuda.is_available():
             gpu_rate, gpu = rate(SyntheticBlur(files, cfg, seed=7, device="cuda"), args.count)
