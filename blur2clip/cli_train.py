@@ -158,6 +158,10 @@ def train_command(
         "(or down).")] = "sample",
     w_travel: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS, help="The travel head's travel "
                                             "against the synthetic motion's.")] = 0.1,
+    travel_over: Annotated[Literal["known", "moving"], typer.Option(
+        rich_help_panel=LOSS, help="The travel's error averaged over every pixel whose travel is known, or "
+        "over those that moved only (a small moving object not outweighed by the still pixels around it).")
+    ] = "known",
     w_still: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS, help="The travel head's travel "
                                            "where the synthetic motion is still (px; 0: off).")] = 0.0,
     w_fft: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS, help="The middle frame's error in "

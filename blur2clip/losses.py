@@ -16,8 +16,10 @@ So a prediction is never scored against one fixed order of the true frames. Two 
 
 A network with the "travel" head (model.py) says how far each pixel travels over the exposure. Where the
 true travel is known (synthetic samples), the canonical order is taken from it pixel by pixel, and the
-predicted travel is scored against the true one turned the same way (`w_travel`); elsewhere (real
-frames) the order is the "local" rule's. `w_still` adds the travel predicted where the true one is under
+predicted travel is scored against the true one turned the same way (`w_travel`; `travel_over` says over
+which pixels it is averaged: every pixel whose travel is known, or only those that moved, so that a small
+moving object is not outweighed by the still pixels around it); elsewhere (real frames) the order is the
+"local" rule's. `w_still` adds the travel predicted where the true one is under
 STILL_PX, in px: what a sharp photo or a still background must not get. `w_fft` adds the middle frame's
 error in the frequency domain (the mean absolute real and imaginary parts of its orthonormal 2-D Fourier
 transform): the same energy as the error in pixels, but a blur's loss of fine detail spread over few pixels
@@ -106,7 +108,7 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
     known = None if travel is None else true_travel.isfinite()
     # What depends on the data is decided here, so that a compiled graph has no branch on it.
     how = dict(active=tuple(stage_frames(stage, nf)), rec=cfg.rec, w_middle=cfg.w_middle, order=cfg.order,
-               w_travel=cfg.w_travel, w_still=cfg.w_still, w_fft=cfg.w_fft,
+               w_travel=cfg.w_travel, travel_over=cfg.travel_over, w_still=cfg.w_still, w_fft=cfg.w_fft,
                w_pairs=cfg.w_pairs if fade > 0 else 0.0, w_reblur=cfg.w_reblur,
                all_known=known is not None and bool(known.all()),
                any_known=known is not None and bool(known.any()))
@@ -117,8 +119,8 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
     return loss, {k: v.item() for k, v in parts.items()}
 
 
-def _terms(pred, gt, clean, travel, true_travel, fade, *, active, rec, w_middle, order, w_travel, w_still, w_fft,
-           w_pairs, w_reblur, all_known, any_known):
+def _terms(pred, gt, clean, travel, true_travel, fade, *, active, rec, w_middle, order, w_travel, travel_over,
+           w_still, w_fft, w_pairs, w_reblur, all_known, any_known):
     """staged_loss's terms: tensors in, (loss, parts as 0-d tensors) out; the keywords are constants."""
     pred = pred.float()
     nf = pred.shape[1]
@@ -150,7 +152,9 @@ def _terms(pred, gt, clean, travel, true_travel, fade, *, active, rec, w_middle,
     if d is not None and w_travel > 0 and any_known:  # the mean over the pixels whose travel is known
         known = d.isfinite().all(1, keepdim=True).expand_as(d)
         err = torch.sqrt(((travel - torch.where(known, d, 0.0)) / TRAVEL_PX) ** 2 + 1e-6)
-        err = torch.where(known, err, 0.0).sum() / known.sum()
+        if travel_over == "moving":  # ... and moved (NaN is not >=): the still ones are w_still's
+            known = known & (d.norm(dim=1, keepdim=True) >= STILL_PX).expand_as(d)
+        err = torch.where(known, err, 0.0).sum() / known.sum().clamp(min=1)
         loss = loss + w_travel * err
         parts["travel"] = err
     if d is not None and w_still > 0 and any_known:  # per still pixel, how far it was made to travel (px)

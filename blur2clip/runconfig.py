@@ -60,6 +60,7 @@ class TrainConfig:
     w_reblur: float = 0.5  # frames must average back to the blur, in linear light (stage 3)
     order: str = "sample"  # direction of time scored against: "sample" or "local" (losses.py says how)
     w_travel: float = 0.1  # weight of the travel head's travel against the synthesis' (losses.py)
+    travel_over: str = "known"  # the travel's error averaged over every pixel whose travel is "known" or "moving"
     w_still: float = 0.0  # weight of the travel head's travel where the synthesis' is still (losses.py)
     w_fft: float = 0.0  # weight of the middle frame's error in the frequency domain (losses.py)
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved (0: none)
@@ -88,6 +89,7 @@ OPERATIONAL = ("resume", "threads", "workers", "device", "synth_device", "log_ev
 NOT_RECORDED = ("resume",)  # how this start was asked for, not a setting of the run
 
 CHOICES = {"stage": ("1", "2", "3", "all"), "order": ("sample", "local"), "rec": ("charbonnier", "rmse"),
+           "travel_over": ("known", "moving"),
            "precision": ("auto", "fp32", "bf16"), "layout": ("auto", *LAYOUTS), "synth_device": ("cpu", "cuda")}
 LEAST = {"frames_per_blur": 1, "batch": 1, "crop": 16, "lr": 0, "weight_decay": 0, "warmup": 0, "w_middle": 0,
          "w_pairs": 0, "w_travel": 0, "w_still": 0, "w_fft": 0, "pairs_fade": 0, "w_reblur": 0, "ema": 0,

@@ -107,6 +107,30 @@ def test_the_still_term_counts_travel_only_where_the_truth_is_still():
     assert "still" not in off
 
 
+
+def test_the_travel_over_moving_pixels_is_not_diluted_by_the_still_ones():
+    """travel_over="moving": the travel's error averaged over the pixels that truly moved only, so a small
+    moving object weighs as much as a large one; "known" (the default) averages over every known pixel."""
+    from blur2clip.model import TRAVEL_PX, render
+
+    base = texture()[..., 20:-20, 20:-20]
+    true = torch.zeros(1, 2, *base.shape[-2:])
+    true[:, 0, 40:60, 40:80] = 12.0  # a small object moves right; the rest (96% of the pixels) is still
+    gt = render(base, true, 7)
+    travel = true.clone()
+    travel[:, 0, 40:60, 40:80] = 6.0  # half its travel
+    travel[:, 1, :10, :] = 0.4  # a little invented on still pixels (under STILL_PX once turned canonical)
+    known = TrainConfig(data="d", out="o", w_pairs=0.0, w_reblur=0.0)
+    over_moving = TrainConfig(data="d", out="o", w_pairs=0.0, w_reblur=0.0, travel_over="moving")
+    _, diluted = staged_loss(gt, gt, gt.mean(1), 3, known, 0.0, travel, true)
+    _, moving_only = staged_loss(gt, gt, gt.mean(1), 3, over_moving, 0.0, travel, true)
+    # the object's error alone, over both components of the travel (the vertical one exact)
+    assert moving_only["travel"] == pytest.approx(6.0 / TRAVEL_PX / 2, abs=1e-3)  # Charbonnier floor 1e-3
+    share = 20 * 40 / true[0, 0].numel()
+    assert diluted["travel"] < 2 * share * moving_only["travel"]
+    _, right = staged_loss(gt, gt, gt.mean(1), 3, over_moving, 0.0, true, true)
+    assert right["travel"] < 1e-2
+
 def test_the_frequency_term_scores_the_middle_frame_alone_by_parseval():
     """w_fft: the mean absolute real and imaginary part of the middle frame's error, orthonormally
     transformed: zero for the true middle frame whatever the other frames do; a constant error c on one
