@@ -44,6 +44,21 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def travel_weights(tmp_path_factory) -> Path:
+    """A tiny travel head whose frames move, saved with its ONNX file beside it, made once per session."""
+    from blur2clip import weights
+    from blur2clip.model import with_travel_head
+    from blur2clip.onnxfile import export_onnx
+
+    model = with_travel_head(tiny_model(seed=6))
+    with torch.no_grad():
+        model.ending.weight[3:] = torch.randn_like(model.ending.weight[3:]) * 0.5
+    path = weights.save(model, tmp_path_factory.mktemp("travel") / "travel.safetensors")
+    export_onnx(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def shared_blurred() -> Path:
     d = SHARED / "blurred"
     if not d.is_dir():

@@ -168,7 +168,8 @@ def test_usage_errors_exit_2(args, tmp_path):
 
 
 def test_an_unknown_output_suffix_is_a_usage_error_with_the_usage(tmp_path):
-    proc = run(photo(tmp_path / "a.png"), "-o", tmp_path / "clip.mov")
+    photo(tmp_path / "a.png")  # names relative to the folder: the error's box wraps a long path anywhere
+    proc = run("a.png", "-o", "clip.mov", cwd=tmp_path)
     assert proc.returncode == ExitCode.USAGE
     assert proc.stderr.startswith("Usage: blur2clip") and "clip.mov" in proc.stderr and ".mp4" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "clip.mov").exists()

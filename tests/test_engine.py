@@ -66,17 +66,12 @@ def test_tiles_run_side_by_side_give_the_frames_of_one_at_a_time(user_file):
     assert np.array_equal(whole(image), Extractor(user_file, device="cpu", engine="onnx", threads=1, tile=0)(image))
 
 
-def test_a_travel_head_agrees_in_both_engines(tmp_path):
+def test_a_travel_head_agrees_in_both_engines(travel_weights):
     """A travel head's engines give its middle frame and travel, blended over tiles and rendered at any
     instant in numpy (rendering.Motion): the same in both engines, whole and tiled, and they really move."""
-    from blur2clip.model import with_travel_head
     from blur2clip.rendering import Motion
 
-    model = with_travel_head(tiny_model(seed=6))
-    with torch.no_grad():
-        model.ending.weight[3:] = torch.randn_like(model.ending.weight[3:]) * 0.5
-    path = weights.save(model, tmp_path / "travel.safetensors")
-    export_onnx(path)
+    path = travel_weights
     image = photo_like(101, 150)
     for tile in (0, 64):
         onnx, torch_ = both(path, tile=tile, overlap=16)
@@ -112,21 +107,20 @@ def test_the_graphs_rearranged_blocks_compute_the_same_network(norm):
         assert (graph(x) - model(x)).abs().max() < 1e-5
 
 
-def test_a_centre_norm_graph_has_no_norm_and_agrees_in_both_engines(tmp_path):
+def test_a_centre_norm_graph_has_no_norm_and_agrees_in_both_engines(tmp_path, user_file):
     """A CentreNorm network's graph holds no norm of any kind (its centring and scale are in the
     convolutions), and onnxruntime gives torch's frames, whole and tiled."""
     import onnx
 
-    ops, paths = {}, {}
-    for norm in ("layer", "centre"):
-        paths[norm] = weights.save(tiny_model(seed=5, norm=norm), tmp_path / f"{norm}.safetensors")
-        ops[norm] = [n.op_type for n in onnx.load(str(export_onnx(paths[norm]))).graph.node]
+    centre = weights.save(tiny_model(seed=5, norm="centre"), tmp_path / "centre.safetensors")
+    ops = {"layer": [n.op_type for n in onnx.load(str(onnx_for(user_file))).graph.node],
+           "centre": [n.op_type for n in onnx.load(str(export_onnx(centre))).graph.node]}
     assert "LayerNormalization" in ops["layer"] and "LayerNormalization" not in ops["centre"]
     # the only means left are those of the channel attention and the still guard, as in the LayerNorm's
     assert ops["centre"].count("ReduceMean") == ops["layer"].count("ReduceMean")
     image = photo_like(61, 90)
     for tile in (0, 48):
-        onnx_, torch_ = both(paths["centre"], tile=tile, overlap=16)
+        onnx_, torch_ = both(centre, tile=tile, overlap=16)
         assert np.abs(onnx_(image) - torch_(image)).max() < 1e-4
 
 
@@ -217,14 +211,15 @@ def run(capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_weights_export_on_a_user_file(tmp_path, capsys):
-    src = weights.save(tiny_model(seed=5), tmp_path / "run" / "stage3.safetensors")
+def test_weights_export_on_a_user_file(tmp_path, capsys, user_file):
+    src = tmp_path / "run" / "stage3.safetensors"
+    src.parent.mkdir()
+    src.write_bytes(user_file.read_bytes())
     code, out, err = run(capsys, "weights", "export", src)
     assert code == ExitCode.OK, err
     assert out.splitlines() == [str(src.with_suffix(".onnx"))]
     first = src.with_suffix(".onnx").read_bytes()
-    code, out, err = run(capsys, "weights", "export", src, "-o", tmp_path / "copy.onnx")
-    assert code == ExitCode.OK and (tmp_path / "copy.onnx").read_bytes() == first  # the same bytes
+    assert first == onnx_for(user_file).read_bytes()  # the same weights, the same bytes
     assert Extractor(src, device="cpu").engine == "onnx"
 
     code, out, err = run(capsys, "weights", "export", src)  # never over an existing file without --overwrite

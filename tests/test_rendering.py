@@ -9,27 +9,14 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model, write_photo
+from conftest import write_photo
 from test_extract import photo_like
 
-from blur2clip import weights
 from blur2clip.errors import WeightsError
 from blur2clip.extract import Extractor
-from blur2clip.model import render, with_travel_head
-from blur2clip.onnxfile import export_onnx
+from blur2clip.model import render
 from blur2clip.rendering import Motion, guard_weight
 from blur2clip.torchnet import keep_still
-
-
-@pytest.fixture(scope="module")
-def travel_weights(tmp_path_factory):
-    """A tiny travel head whose frames move, saved with its ONNX file beside it."""
-    model = with_travel_head(tiny_model(seed=6))
-    with torch.no_grad():
-        model.ending.weight[3:] = torch.randn_like(model.ending.weight[3:]) * 0.5
-    path = weights.save(model, tmp_path_factory.mktemp("travel") / "travel.safetensors")
-    export_onnx(path)
-    return path
 
 
 def test_rendering_is_torchs_render():
