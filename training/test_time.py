@@ -13,6 +13,13 @@ The model card ("Four things at test time") has the figures. Run from the reposi
         realmotion's middle frame (whole images, every scene) at full size; from the photo at half size
         (the change enlarged and added to the photo); the half size's low band with the full size's high
         band; the full size run on the half size's result (coarse to fine)
+    python training/test_time.py backproject W
+        realmotion at 7 frames as the command line makes them (tiles, still guard), then with every frame
+        moved by what the frames' average misses of the photo (photo - reblur: in sRGB, in linear light,
+        and as a ratio in linear light; the average over the 7 frames or over 48 instants)
+    python training/test_time.py scale W
+        realmotion at 7 frames with the travel times 0 .. 3 (the guard decided again), and the scale each
+        photo would pick by itself: the one whose 16 instants average back closest to the photo
 """
 
 import sys
@@ -136,6 +143,64 @@ def coarse(weights: str) -> None:
           "(the photo, full size, half size, bands, coarse to fine)")
 
 
+def _realmotion(weights: str):
+    """(scene, photo HxWx3, its travel head's Motion through the shipped path, scoring function of 7 frames
+    giving metrics.score with the photo's baseline pPSNR) for every realmotion scene."""
+    from blur2clip import metrics
+    from blur2clip.data import open_data
+    from blur2clip.extract import Extractor
+
+    extractor = Extractor(weights, device="cpu", threads=1)
+    for name, blurred, frames, _ in open_data("../shared/data/realmotion").items(4, None, False):
+        photo, truth = blurred.permute(1, 2, 0).numpy(), (frames[None], blurred[None])
+        score = lambda f: metrics.score(torch.from_numpy(np.asarray(f)).permute(0, 3, 1, 2)[None], *truth)  # noqa: E731
+        yield name, photo, extractor(photo), score, metrics.baseline(*truth)["ppsnr"]
+
+
+def _summary(rows: dict, photo: dict) -> None:
+    """Mean pPSNR / middle / outer / reblur of each variant over the scenes, and the scenes under their photo."""
+    for key in next(iter(rows.values())):
+        mean = [np.mean([r[key][s] for r in rows.values()]) for s in ("ppsnr", "middle", "outer", "reblur")]
+        under = [f"{n} {r[key]['ppsnr'] - photo[n]:+.2f}" for n, r in rows.items() if r[key]["ppsnr"] < photo[n]]
+        print(f"{key:9s} " + " / ".join(f"{v:.2f}" for v in mean), "under the photo:", ", ".join(under) or "none")
+    print(f"{'photo':9s} {np.mean(list(photo.values())):.2f}")
+
+
+def backproject(weights: str) -> None:
+    lin, srgb = (lambda a: np.clip(a, 0, 1) ** 2.2), (lambda a: np.clip(a, 0, 1) ** (1 / 2.2))
+    rows, photos = {}, {}
+    for name, photo, motion, score, photos[name] in _realmotion(weights):
+        seven = np.asarray(motion.at(7))
+        variants = {"as made": seven}
+        for count in (7, 48):
+            frames = seven if count == 7 else np.asarray(motion.at(48))
+            variants[f"sRGB {count}"] = np.clip(seven + photo - frames.mean(0), 0, 1)
+            variants[f"linear {count}"] = srgb(lin(seven) + lin(photo) - lin(frames).mean(0))
+            variants[f"ratio {count}"] = srgb(lin(seven) * (lin(photo) + 1e-3) / (lin(frames).mean(0) + 1e-3))
+        rows[name] = {k: score(v) for k, v in variants.items()}
+        print(name, " ".join(f"{k}: {v['ppsnr']:.2f}" for k, v in rows[name].items()), flush=True)
+    _summary(rows, photos)
+
+
+def scale(weights: str, scales=(0, 0.5, 0.75, 1, 1.25, 1.5, 2, 3)) -> None:
+    from blur2clip.metrics import psnr, reblur
+    from blur2clip.rendering import Motion
+
+    rows, photos, picked = {}, {}, []
+    for name, photo, motion, score, photos[name] in _realmotion(weights):
+        rows[name], closest = {}, []
+        for k in scales:
+            moved = Motion.guarded(photo, motion.middle, motion.travel * k, 7)
+            rows[name][f"x{k}"] = score(moved)
+            average = reblur(torch.from_numpy(np.asarray(moved.at(16))).permute(0, 3, 1, 2)[None])
+            closest.append(psnr(average, torch.from_numpy(photo).permute(2, 0, 1)[None], dims=(1, 2, 3)).item())
+        rows[name]["picked"] = rows[name][f"x{scales[int(np.argmax(closest))]}"]
+        picked.append(scales[int(np.argmax(closest))])
+        print(name, " ".join(f"{k}: {v['ppsnr']:.2f}" for k, v in rows[name].items()), flush=True)
+    _summary(rows, photos)
+    print("picked by the average:", picked)
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -144,12 +209,14 @@ if __name__ == "__main__":
         sys.exit(deconv(args[0], args[1], args[2], *map(int, args[3:4])))
     if mode == "coarse":
         sys.exit(coarse(args[0]))
+    if mode in ("backproject", "scale"):
+        sys.exit({"backproject": backproject, "scale": scale}[mode](args[0]))
     if mode == "local":
         local_attention(int(args.pop(0)))
     elif mode == "twice":
         twice()
     else:
-        sys.exit(f"test_time.py: unknown trial {mode!r} (local PX, twice, deconv or coarse)")
+        sys.exit(f"test_time.py: unknown trial {mode!r} (local PX, twice, deconv, coarse, backproject or scale)")
     from blur2clip.cli import main
 
     sys.exit(main(args))
