@@ -144,8 +144,8 @@ def coarse(weights: str) -> None:
 
 
 def _realmotion(weights: str):
-    """(scene, photo HxWx3, its travel head's Motion through the shipped path, scoring function of 7 frames
-    giving metrics.score with the photo's baseline pPSNR) for every realmotion scene."""
+    """For every realmotion scene: its name, the photo (HxWx3), the travel head's Motion as the command line
+    makes it, a function giving metrics.score of 7 frames (7xHxWx3), and the photo's own pPSNR."""
     from blur2clip import metrics
     from blur2clip.data import open_data
     from blur2clip.extract import Extractor
@@ -194,8 +194,8 @@ def scale(weights: str, scales=(0, 0.5, 0.75, 1, 1.25, 1.5, 2, 3)) -> None:
             rows[name][f"x{k}"] = score(moved)
             average = reblur(torch.from_numpy(np.asarray(moved.at(16))).permute(0, 3, 1, 2)[None])
             closest.append(psnr(average, torch.from_numpy(photo).permute(2, 0, 1)[None], dims=(1, 2, 3)).item())
-        rows[name]["picked"] = rows[name][f"x{scales[int(np.argmax(closest))]}"]
         picked.append(scales[int(np.argmax(closest))])
+        rows[name]["picked"] = rows[name][f"x{picked[-1]}"]
         print(name, " ".join(f"{k}: {v['ppsnr']:.2f}" for k, v in rows[name].items()), flush=True)
     _summary(rows, photos)
     print("picked by the average:", picked)

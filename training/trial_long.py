@@ -79,6 +79,9 @@ TRIALS = {
     # one object is 8-16% of a sample, so its travel weighs a tenth of a camera's; on a still camera the run's
     # travel reaches 0.42x of an object's at 16 px and 0.09x at 64 px (training/still.py, session 17)
     "moving": dict(w_still=0.03, travel_over="moving"),
+    # the reblur term 4x: the frames must average back to the photo (with the travel as made, their average
+    # is further from the photo than the middle frame alone: test_time.py scale)
+    "reblur-strong": dict(w_still=0.03, w_reblur=4.0),
 }
 SHAPES = {"deeper": dict(middle_blocks=6)}  # trials on another network shape: the run's weights put in it
 INIT = "training/long-run.safetensors"
@@ -104,10 +107,10 @@ if name in SHAPES:
         save(shaped, init)
 train(TrainConfig(data="../shared/data/photos", out=out, stage="3", steps=[steps] * 3,
                   init=init, model=MODEL, batch=8,
-                  lr=5e-4, warmup=50, w_reblur=1.0, seed=seed, workers=1, threads=1,
+                  lr=5e-4, warmup=50, seed=seed, workers=1, threads=1,
                   # EMA of 0.99: after 300 steps 5% of the starting weights are left in the average (0.999
                   # would keep 74% and hide the difference a trial makes)
                   ema=0.99, val_every=300, ckpt_every=100, compile=True,
                   precision="fp32" if emulated("cpu", "bf16") else "bf16",  # as long.py: no emulated bf16
                   resume="--resume" in sys.argv,
-                  **{"crop": 192, "synth": SYNTH, "w_middle": W_MIDDLE, **TRIALS[name]}))
+                  **{"crop": 192, "synth": SYNTH, "w_middle": W_MIDDLE, "w_reblur": 1.0, **TRIALS[name]}))
