@@ -86,14 +86,14 @@ def line_blur(m, travel, samples: int = 25):
 
 
 def _scenes(names: str | None = None):
-    """(name, photo, true middle frame) of realmotion's scenes (all, or the comma-separated names), through
-    the clips layout: 1x3xHxW each, the middle frame at the centre of the middle of 7 windows."""
+    """(name, photo 1x3xHxW, true frames 7x3xHxW) of realmotion's scenes (all, or the comma-separated names),
+    through the clips layout: the true frames at the centres of 7 windows (the middle one is frames[3])."""
     from blur2clip.data import open_data
 
     wanted = None if names is None else set(names.split(","))
     for name, sample in open_data("../shared/data/realmotion", "auto", 7, 7).scored_samples(1, None, True):
         if wanted is None or name in wanted:
-            yield name, sample.blurred[None], sample.frames[3][None]
+            yield name, sample.blurred[None], sample.frames
 
 
 def _psnr(a, b) -> float:
@@ -111,7 +111,8 @@ def deconv(weights: str, scenes: str, scales: str, iterations: int = 10) -> None
     from blur2clip.weights import load_model
 
     model, rows = load_model(weights), []
-    for scene, photo, true in _scenes(scenes):
+    for scene, photo, frames in _scenes(scenes):
+        true = frames[3:4]
         with torch.no_grad():
             mid, travel = model.motion(photo)
         row, linear = [_psnr(photo, true), _psnr(mid, true)], photo.clamp(1e-4, 1) ** 2.2
@@ -131,7 +132,8 @@ def coarse(weights: str) -> None:
 
     middle, rows = _middle(load_model(weights)), []
     half = lambda x: F.interpolate(x.clamp(0, 1) ** 2.2, scale_factor=0.5, mode="area") ** (1 / 2.2)  # noqa: E731
-    for scene, photo, true in _scenes():
+    for scene, photo, frames in _scenes():
+        true = frames[3:4]
         grow = lambda x: F.interpolate(x, size=photo.shape[2:], mode="bilinear", align_corners=False)  # noqa: E731
         full, small = middle(photo), half(photo)
         from_half = photo + grow(middle(small) - small)
@@ -147,12 +149,11 @@ def _realmotion(weights: str):
     """For every realmotion scene: its name, the photo (HxWx3), the travel head's Motion as the command line
     makes it, a function giving metrics.score of 7 frames (7xHxWx3), and the photo's own pPSNR."""
     from blur2clip import metrics
-    from blur2clip.data import open_data
     from blur2clip.extract import Extractor
 
     extractor = Extractor(weights, device="cpu", threads=1)
-    for name, blurred, frames, _ in open_data("../shared/data/realmotion").items(4, None, False):
-        photo, truth = blurred.permute(1, 2, 0).numpy(), (frames[None], blurred[None])
+    for name, blurred, frames in _scenes():
+        photo, truth = blurred[0].permute(1, 2, 0).numpy(), (frames[None], blurred)
         score = lambda f: metrics.score(torch.from_numpy(np.asarray(f)).permute(0, 3, 1, 2)[None], *truth)  # noqa: E731
         yield name, photo, extractor(photo), score, metrics.baseline(*truth)["ppsnr"]
 
@@ -167,7 +168,9 @@ def _summary(rows: dict, photo: dict) -> None:
 
 
 def backproject(weights: str) -> None:
-    lin, srgb = (lambda a: np.clip(a, 0, 1) ** 2.2), (lambda a: np.clip(a, 0, 1) ** (1 / 2.2))
+    from blur2clip.metrics import GAMMA
+
+    lin, srgb = (lambda a: np.clip(a, 0, 1) ** GAMMA), (lambda a: np.clip(a, 0, 1) ** (1 / GAMMA))
     rows, photos = {}, {}
     for name, photo, motion, score, photos[name] in _realmotion(weights):
         seven = np.asarray(motion.at(7))
