@@ -3,7 +3,8 @@
 The exposure is split into `frames` output frames of `k` sub-frames each, with k chosen so that
 neighbouring sub-frames move about a pixel at most (no ghosting). Every sub-frame is the photo seen
 through a smooth camera trajectory (translation, small rotation and zoom, mild perspective) with 0-3
-foreground layers composited on top, each moving on its own (entering, leaving, occluding). Averaging is
+foreground layers composited on top, each moving on its own (entering, leaving, occluding), and in a share of
+the samples a swarm of small things moving each its own way. Averaging is
 done in linear light (gamma 2.2), so the ground-truth frames average exactly to the clean blur. Noise,
 saturated highlights and JPEG are applied to the blurred input only.
 
@@ -59,6 +60,12 @@ class SynthConfig:
     layer_px: float = 14.0  # median layer displacement over the exposure
     layer_tail: float = 0.6
     layer_warp: float = 0.0  # non-rigid layers: a smooth field moves their parts up to this share of their travel
+    # samples with a swarm of small things moving each its own way (drops of a spray, birds, leaves, a far
+    # crowd): motion confined to small regions, whose directions the photo cannot tell one by one
+    p_swarm: float = 0.0
+    swarm_count: tuple[int, int] = (8, 40)
+    swarm_size: tuple[float, float] = (3.0, 14.0)  # px, uniform
+    swarm_px: float = 16.0  # median travel of one of them (log-normal, layer_tail)
     max_motion_px: float = 100.0  # cap on any displacement over the exposure
     photo_scale: tuple[float, float] = (0.35, 1.0)  # random downscale of the source photo
     exposure: tuple[float, float] = (0.6, 1.4)  # linear gain on the scene
@@ -193,6 +200,8 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
                            # drawn only when used, here and for the depth below: older streams stay as they were
                            warp=_smooth_field(rng, n, 2, cfg.layer_warp * length, device)
                            if cfg.layer_warp > 0 else None))
+    if cfg.p_swarm > 0 and rng.random() < cfg.p_swarm:  # drawn only when used, as the warp
+        layers += _swarm(rng, cfg)
     depth = _smooth_field(rng, n, 1, cfg.camera_depth, device) if cfg.camera_depth > 0 and cam_len > 0 else None
     if depth is not None:  # inverse depth about 1 (the tracked plane), near parts moving further
         depth = depth[0].exp()
@@ -227,12 +236,17 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
                              depth=depth)
 
     # --- foreground layers, each with its own motion, composited in order ---
-    pool = layer_photos or [photo]
+    pool, swarm_src = layer_photos or [photo], None
     for L in layers:
-        src = _prepare(pool[int(rng.integers(len(pool)))], rng, cfg, L["size"] + 2, device)
+        if "gain" not in L:
+            src = _prepare(pool[int(rng.integers(len(pool)))], rng, cfg, L["size"] + 2, device)
+        else:  # a swarm's things are cut from one photo, each lit on its own
+            if swarm_src is None:
+                swarm_src = _prepare(pool[int(rng.integers(len(pool)))], rng, cfg, 64, device)
+            src = swarm_src
         sh, sw = src.shape[-2:]
         y0, x0 = int(rng.integers(0, sh - L["size"] + 1)), int(rng.integers(0, sw - L["size"] + 1))
-        tex = src[:, :, y0:y0 + L["size"], x0:x0 + L["size"]]
+        tex = src[:, :, y0:y0 + L["size"], x0:x0 + L["size"]] * L.get("gain", 1.0)
         tex = torch.cat([tex, _highlights(tex, rng)] if bright else [tex], 1)
         tex = torch.cat([tex, _blob_mask(rng, L["size"], device)], 1)  # colour channels + alpha
         path = _bezier(rng, np.array([*L["end"], L["rot"], L["zoom"]]),
@@ -266,6 +280,22 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
     input_lin = subs[:, 3:].mean(0).clamp(0, 1) if bright else clean_lin
     return Sample(blurred=degrade(input_lin, rng, cfg), frames=to_srgb(frames_lin), clean=to_srgb(clean_lin),
                   travel=_travel(flow, t))
+
+
+def _swarm(rng: np.random.Generator, cfg: SynthConfig) -> list[dict]:
+    """The layers of a swarm: swarm_count small things around one spot, each moving its own length in a
+    direction spread by up to 180 degrees about the swarm's (rain falls together, a spray flies apart)."""
+    n = cfg.size
+    heading, spread = rng.uniform(0, 2 * math.pi), rng.uniform(0, math.pi)
+    spot, reach = rng.uniform(0, n, 2), rng.uniform(0.1, 0.5) * n
+    things = []
+    for _ in range(int(rng.integers(cfg.swarm_count[0], cfg.swarm_count[1] + 1))):
+        length = _magnitude(rng, cfg.swarm_px, cfg.layer_tail, cfg.max_motion_px)
+        a = heading + rng.uniform(-spread, spread)
+        things.append(dict(size=max(3, round(rng.uniform(*cfg.swarm_size))), length=length,
+                           end=np.array([math.cos(a), math.sin(a)]) * length, rot=rng.normal(0, 0.3), zoom=0.0,
+                           centre=spot + rng.normal(0, reach, 2), warp=None, gain=rng.uniform(0.5, 2.0)))
+    return things
 
 
 def _background(bg: torch.Tensor, p: torch.Tensor, c: torch.Tensor, cam: torch.Tensor, n: int, still: bool,

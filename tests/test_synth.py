@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from blur2clip.synth import SynthConfig, synthesize, to_linear
+from blur2clip.synth import SynthConfig, _swarm, synthesize, to_linear
 
 
 def photo(seed=0, h=120, w=160):
@@ -123,6 +123,28 @@ def test_a_long_camera_share_moves_the_camera_far_and_leaves_other_streams_alone
         a = synthesize(photo(seed), np.random.default_rng(seed), short)
         b = synthesize(photo(seed), np.random.default_rng(seed), SynthConfig(**flat, p_long_camera=0.0))
         assert torch.equal(a.blurred, b.blurred) and float(a.travel.norm(dim=0).median()) < 30
+
+
+def test_a_swarm_moves_small_things_each_its_own_way_and_leaves_other_streams_alone():
+    """p_swarm: small things around one spot, each with its own travel (a still camera: the rest of the
+    picture stays, and the frames still average to the clean blur); at 0 nothing is drawn for it."""
+    flat = dict(size=96, p_static_camera=1.0, layer_probs=(1.0,), p_noise=0, p_jpeg=0, p_highlights=0)
+    for seed in range(3):
+        s = synthesize(photo(seed, 200, 240), np.random.default_rng(seed), SynthConfig(**flat, p_swarm=1.0))
+        assert torch.allclose(to_linear(s.frames).mean(0), to_linear(s.clean), atol=1e-5)
+        moving = s.travel.norm(dim=0) > 0.5
+        assert 0.002 < float(moving.float().mean()) < 0.5, seed  # confined to small regions
+        assert (s.frames[0] != s.frames[-1]).any()
+        plain = synthesize(photo(seed, 200, 240), np.random.default_rng(seed), SynthConfig(**flat))
+        assert not plain.travel.any()  # without it, nothing moves on a still camera with no layers
+    swarm = _swarm(np.random.default_rng(0), SynthConfig(size=96, swarm_count=(30, 30), swarm_size=(4.0, 6.0)))
+    assert len(swarm) == 30 and all(4 <= t["size"] <= 6 for t in swarm)
+    headings = np.array([t["end"] / t["length"] for t in swarm])  # unit vectors
+    assert np.linalg.norm(headings.mean(0)) < 0.99  # each its own direction, not one for all
+    for seed in range(3):
+        a = synthesize(photo(seed), np.random.default_rng(seed), SynthConfig(size=48))
+        b = synthesize(photo(seed), np.random.default_rng(seed), SynthConfig(size=48, p_swarm=0.0))
+        assert torch.equal(a.blurred, b.blurred) and torch.equal(a.frames, b.frames)
 
 
 def test_a_layers_footprint_holds_every_pixel_it_shows():

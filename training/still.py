@@ -7,7 +7,8 @@ On N Kodak photos (synthetic motion, `synth`), per weights file (the default whe
 - objects L: one object moving L px over the exposure on a still camera, L = 4, 8, 16, 32, 64;
 - camera L: the whole picture moving L px, no object;
 - mix: the default training mix, noise, JPEG and highlights included (the other cases have none);
-- defocus: a photo out of focus (a disc of 1-4 px) with no motion: blur that is not motion, to be left alone.
+- defocus: a photo out of focus (a disc of 1-4 px) with no motion: blur that is not motion, to be left alone;
+- swarm: a still camera and a swarm of small things moving each its own way (drops, birds, leaves).
 For the moving cases, pPSNR of the model and of the blurred input copied to every frame, and the gain;
 for every case, how far the first and last frames move apart (`motion.motion_px`), the model's beside the
 truth's: a model that deblurs but keeps its frames together scores near 0 px.
@@ -48,8 +49,9 @@ def cases(size: int, frames: int) -> dict[str, SynthConfig]:
         out[f"camera {n}"] = replace(base, p_static_camera=0.0, camera_px=float(n), camera_tail=0.0,
                                      layer_probs=(1.0,))
     out["mix"] = SynthConfig(size=size, frames=frames)  # with the input's degradations
-    out["defocus"] = replace(base.still(), p_defocus=1.0)  # last: the cases above keep their samples
-    return out
+    out["defocus"] = replace(base.still(), p_defocus=1.0)
+    out["swarm"] = replace(base, p_static_camera=1.0, layer_probs=(1.0,), p_swarm=1.0)
+    return out  # new cases go last: each case's samples are seeded by its place
 
 
 def scores(ex: Extractor, photos: list[np.ndarray], cfg: SynthConfig, key: int) -> dict[str, float]:

@@ -82,6 +82,12 @@ TRIALS = {
     # the reblur term 4x: the frames must average back to the photo (with the travel as made, their average
     # is further from the photo than the middle frame alone: test_time.py scale)
     "reblur-strong": dict(w_still=0.03, w_reblur=4.0),
+    # a fifth of the samples with a swarm of small things moving each its own way (synth.p_swarm): the run's
+    # objects are 25-75% of a sample, so it has never seen drops, birds or leaves, whose directions one by one
+    # the photo cannot tell; on realmotion's spray (scene 0000) its travel reaches 32 px where drops fly apart
+    "swarm": dict(w_still=0.03, synth={**SYNTH, "p_swarm": 0.2}),
+    # the swarm with long-camera's long motion: does it keep the travel from overshooting on the spray?
+    "long-swarm": dict(w_still=0.03, synth={**SYNTH, "p_swarm": 0.2, "p_long_camera": 0.25}),
 }
 SHAPES = {"deeper": dict(middle_blocks=6)}  # trials on another network shape: the run's weights put in it
 INIT = "training/long-run.safetensors"
