@@ -3,10 +3,10 @@
 The exposure is split into `frames` output frames of `k` sub-frames each, with k chosen so that
 neighbouring sub-frames move about a pixel at most (no ghosting). Every sub-frame is the photo seen
 through a smooth camera trajectory (translation, small rotation and zoom, mild perspective) with 0-3
-foreground layers composited on top, each moving on its own (entering, leaving, occluding), and in a share of
-the samples a swarm of small things moving each its own way. Averaging is
-done in linear light (gamma 2.2), so the ground-truth frames average exactly to the clean blur. Noise,
-saturated highlights and JPEG are applied to the blurred input only.
+foreground layers composited on top, each moving on its own (entering, leaving, occluding), and in a share
+of the samples a swarm of small things moving each its own way. Averaging is done in linear light (gamma
+2.2), so the ground-truth frames average exactly to the clean blur. Noise, saturated highlights and JPEG
+are applied to the blurred input only.
 
 All tensors are float32 in sRGB 0..1 unless named *_lin: CxHxW for images, FxCxHxW for frames.
 `synthesize(..., device=)` renders on that device (a GPU makes the warping and averaging nearly free; the
@@ -238,12 +238,12 @@ def synthesize(photo: np.ndarray, rng: np.random.Generator, cfg: SynthConfig = S
     # --- foreground layers, each with its own motion, composited in order ---
     pool, swarm_src = layer_photos or [photo], None
     for L in layers:
-        if "gain" not in L:
-            src = _prepare(pool[int(rng.integers(len(pool)))], rng, cfg, L["size"] + 2, device)
-        else:  # a swarm's things are cut from one photo, each lit on its own
+        if "gain" in L:  # a swarm's things (_swarm) are cut from one photo, each lit on its own
             if swarm_src is None:
                 swarm_src = _prepare(pool[int(rng.integers(len(pool)))], rng, cfg, 64, device)
             src = swarm_src
+        else:
+            src = _prepare(pool[int(rng.integers(len(pool)))], rng, cfg, L["size"] + 2, device)
         sh, sw = src.shape[-2:]
         y0, x0 = int(rng.integers(0, sh - L["size"] + 1)), int(rng.integers(0, sw - L["size"] + 1))
         tex = src[:, :, y0:y0 + L["size"], x0:x0 + L["size"]] * L.get("gain", 1.0)
