@@ -1,7 +1,5 @@
 """`python -m blur2clip ...`: the same as the `blur2clip` command."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

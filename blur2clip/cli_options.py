@@ -14,11 +14,12 @@ import typer
 
 from .report import PROG, Report, duration
 
+HELP_OPTIONS = ("-h", "--help")
 APP_SETTINGS = dict(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": list(HELP_OPTIONS)},
 )
 OUTPUT, MODEL = "Clip", "Model and device"
 

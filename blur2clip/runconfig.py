@@ -212,15 +212,22 @@ def _value(key: str, value, hint, where: str):
     return value
 
 
-def record(cfg: TrainConfig, out: Path, log=print) -> None:
+def record(cfg: TrainConfig, out: Path, log=print, checkpoint: bool = False) -> None:
     """Write the run's resolved settings to out/config.json; on resume, compare them with the ones the run
     was started with first: a change of data layout or network is refused (ValueError), others are logged.
-    A setting the run's file does not hold (added to blur2clip since it started) had its default then."""
+    A setting the run's file does not hold (added to blur2clip since it started) had its default then.
+    checkpoint: the resume goes on from a checkpoint, so its weights are not --init's: the file keeps the
+    init the run started from."""
     path = out / "config.json"
     now = to_dict(cfg)
     if cfg.resume and path.is_file():
         before = {**to_dict(TrainConfig(data=cfg.data, out=cfg.out)), **json.loads(path.read_text())}
         before.get("model", {}).pop("stage", None)
+        if checkpoint and now["init"] != before["init"]:
+            if now["init"]:
+                log(f"  --init {now['init']} not used: the run goes on from its checkpoint (it started from "
+                    f"{before['init']})")
+            now["init"] = before["init"]
         changed = [k for k in now if k not in OPERATIONAL and before[k] != now[k]]
         refused = [k for k in changed if k in FIXED_ON_RESUME]
         if refused:

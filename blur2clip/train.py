@@ -134,7 +134,7 @@ class Trainer:
                 raise ValueError(f"{self.out / 'checkpoint.pt'}: written while training on {layout} data, "
                                  f"but {cfg.data} is {self.data.layout}")
         if self.main:
-            runconfig.record(cfg, self.out, self.log)
+            runconfig.record(cfg, self.out, self.log, checkpoint=self.ckpt is not None)
         self.book = Logbook(self.out, cfg.tensorboard and self.main, self.log)
         if self.world > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")

@@ -33,12 +33,14 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 from urllib.parse import urlparse
 
-from .download import Progress
 from .weightfile import (DTYPES, WeightsError, build, check_file, mismatch,  # noqa: F401 -- also the API here
                          read_metadata, save, sha256, unusable)
+
+if TYPE_CHECKING:  # download (http, ssl: 0.03 s) is imported when something is downloaded
+    from .download import Progress
 
 DEFAULT = "default"
 EMBEDDED, CACHED, ABSENT = "embedded", "cached", "not present"  # WeightsInfo.status

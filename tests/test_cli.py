@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from PIL import Image
 
 import blur2clip
@@ -42,6 +43,10 @@ def imported_modules(stderr: str) -> set[str]:
     """Top-level names of the modules listed by python -X importtime."""
     return {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in stderr.splitlines()
             if line.startswith("import time:")}
+
+
+def test_the_subcommand_names_read_from_the_registry_are_the_groups():
+    assert cli.subcommand_names() == list(typer.main.get_group(cli.commands).commands)
 
 
 def test_help_shows_the_photo_usage_and_lists_the_subcommands_without_torch():

@@ -377,8 +377,12 @@ def test_a_resume_never_goes_back_to_a_stage_before_its_checkpoint(photos, tmp_p
     with pytest.raises(KeyboardInterrupt):
         train(tiny_cfg(photos, run, stage="3", steps=[4, 4, 4], init=str(start)), log=interrupt_at_step_2)
     lines = []
-    paths = train(tiny_cfg(photos, run, stage="all", steps=[4, 4, 4], resume=True), log=lines.append)
+    paths = train(tiny_cfg(photos, run, stage="all", steps=[4, 4, 4], resume=True, init="stage3"),
+                  log=lines.append)
     assert any("resuming stage 3 at step 2" in line for line in lines), lines
+    assert any(f"--init stage3 not used: the run goes on from its checkpoint (it started from {start})" in line
+               for line in lines), lines
+    assert json.loads((run / "config.json").read_text())["init"] == str(start)  # how the run began
     assert not any(line.startswith(("stage 1", "stage 2")) for line in lines), lines
     assert [p.name for p in paths] == ["stage3.safetensors"]
     assert not (run / "stage1.safetensors").exists()
