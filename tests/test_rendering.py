@@ -13,6 +13,7 @@ from conftest import write_photo
 from test_extract import photo_like
 
 from blur2clip.errors import WeightsError
+from blur2clip import rendering
 from blur2clip.extract import Extractor
 from blur2clip.model import render
 from blur2clip.rendering import Motion, guard_weight
@@ -60,6 +61,29 @@ def test_a_still_photo_stays_itself_and_a_moving_part_moves():
     assert frames.shape == (24, 40, 60, 3) and frames.dtype == np.uint8
     assert (frames[:, :, :28] == (photo[:, :28] * 255 + 0.5).astype(np.uint8)).all()
     assert np.abs(frames[0, :, 45:].astype(int) - frames[-1, :, 45:]).mean() > 20
+
+
+def test_a_few_moving_pixels_are_rendered_alone_to_the_same_frames(monkeypatch):
+    """A subject moving before a still background: the frames made by rendering only the pixels the guard
+    lets move (into the photo) are the frames of rendering every pixel, to the last bit, in uint8 and
+    float32, at the middle instant too; with most of the photo moving, every pixel is rendered."""
+    rng = np.random.default_rng(3)
+    photo = rng.random((45, 70, 3), np.float32)
+    middle, travel = photo.copy(), np.zeros((45, 70, 2), np.float32)
+    middle[10:20, 30:42] = rng.random((10, 12, 3), np.float32)  # a subject, travelling 6 px right, 2 up
+    travel[10:20, 30:42] = (6.0, -2.0)
+    for dtype in (np.uint8, np.float32):
+        motion = Motion.guarded(photo, middle, travel, 7, dtype)
+        assert motion._moving is not None and 0 < len(motion._moving) < 0.4 * 45 * 70
+        sparse = np.asarray(motion.at(9))
+        monkeypatch.setattr(rendering, "SPARSE_BELOW", 0.0)
+        dense = motion.at(9)
+        assert dense._moving is None
+        assert np.array_equal(sparse, np.asarray(dense))
+        assert np.abs(sparse[0].astype(np.float32) - sparse[-1]).max() > 0.1 * (255 if dtype == np.uint8 else 1)
+        monkeypatch.undo()
+    everywhere = Motion.guarded(photo, middle + 0.2, travel + 5.0, 7, np.uint8)
+    assert everywhere._moving is None
 
 
 def test_any_count_of_instants_tiled_as_whole(travel_weights):
