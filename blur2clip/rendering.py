@@ -87,7 +87,7 @@ class Motion(Instants):
         reach = np.hypot(travel[..., 0], travel[..., 1]) * ((self.n - 1) / self.n)  # first to last instant
         if weight is not None:
             reach *= weight
-        return float(np.percentile(reach, 99))
+        return percentile(reach, 99)
 
     def frame(self, tau: float) -> np.ndarray:
         """HxWx3 in self.dtype: the guarded, clamped frame at instant tau (-1/2 .. 1/2); its bands (or the
@@ -221,6 +221,17 @@ class Motion(Instants):
         travel = _resized(self.travel, size) * np.array([size[1] / w, size[0] / h], np.float32)
         weight = None if self.weight is None else np.clip(_resized(self.weight, size), 0, 1)
         return Motion(_resized(self.photo, size), _resized(self.middle, size), travel, self.n, self.dtype, weight)
+
+
+def percentile(a: np.ndarray, q: float) -> float:
+    """np.percentile(a, q) (linear between the two nearest ranks) by a partial sort, without importing
+    numpy.ma as np.percentile does (15 ms of the command's start)."""
+    a = a.ravel()
+    k = q / 100 * (a.size - 1)
+    lo = int(k)
+    hi = min(lo + 1, a.size - 1)
+    part = np.partition(a, [lo, hi])
+    return float(part[lo] + (part[hi] - part[lo]) * (k - lo))
 
 
 def _each_on_cores(work, parts: list) -> None:

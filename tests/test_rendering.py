@@ -86,6 +86,14 @@ def test_a_few_moving_pixels_are_rendered_alone_to_the_same_frames(monkeypatch):
     assert everywhere._moving is None
 
 
+def test_the_percentile_is_numpys():
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 3, 100, 10_001):
+        a = rng.gamma(1.0, 3.0, (n,)).astype(np.float32)
+        for q in (0, 50, 99, 100):
+            assert rendering.percentile(a, q) == pytest.approx(float(np.percentile(a, q)), rel=1e-6, abs=1e-6)
+
+
 def test_any_count_of_instants_tiled_as_whole(travel_weights):
     """48 instants rendered exactly; the tiled result matches the whole one within the tolerance of the
     frames head (test_extract.test_tiled_matches_untiled); the middle instant is the middle frame."""
