@@ -57,7 +57,7 @@ class Motion(Instants):
             def band(rows):
                 y0, y1 = rows
                 here = photo[y0:y1]
-                departure[y0:y1] = np.max([np.abs(motion._band(t, y0, y1) - here).mean(-1) for t in taus], 0)
+                departure[y0:y1] = np.max([_colour_mean(np.abs(motion._band(t, y0, y1) - here)) for t in taus], 0)
 
             list(_pool().map(band, motion._bands()))
             motion.weight = guard_weight(departure)
@@ -221,6 +221,12 @@ class Motion(Instants):
         travel = _resized(self.travel, size) * np.array([size[1] / w, size[0] / h], np.float32)
         weight = None if self.weight is None else np.clip(_resized(self.weight, size), 0, 1)
         return Motion(_resized(self.photo, size), _resized(self.middle, size), travel, self.n, self.dtype, weight)
+
+
+def _colour_mean(a: np.ndarray) -> np.ndarray:
+    """a.mean(-1) of ...x3 float32, the same values (summed in the same order) a dozen times faster: numpy
+    reduces a last axis of 3 slowly."""
+    return (a[..., 0] + a[..., 1] + a[..., 2]) / np.float32(3)
 
 
 def percentile(a: np.ndarray, q: float) -> float:

@@ -86,8 +86,10 @@ def test_a_few_moving_pixels_are_rendered_alone_to_the_same_frames(monkeypatch):
     assert everywhere._moving is None
 
 
-def test_the_percentile_is_numpys():
+def test_the_percentile_and_the_colour_mean_are_numpys():
     rng = np.random.default_rng(4)
+    a = rng.random((33, 47, 3), np.float32) * 2 - 0.5
+    assert np.array_equal(rendering._colour_mean(a), a.mean(-1))  # to the last bit: the guard's departure
     for n in (1, 2, 3, 100, 10_001):
         a = rng.gamma(1.0, 3.0, (n,)).astype(np.float32)
         for q in (0, 50, 99, 100):
