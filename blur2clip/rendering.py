@@ -59,7 +59,7 @@ class Motion(Instants):
                 here = photo[y0:y1]
                 departure[y0:y1] = np.max([_colour_mean(np.abs(motion._band(t, y0, y1) - here)) for t in taus], 0)
 
-            list(_pool().map(band, motion._bands()))
+            _each_on_cores(band, motion._bands())
             motion.weight = guard_weight(departure)
         return motion
 
@@ -93,7 +93,7 @@ class Motion(Instants):
         """HxWx3 in self.dtype: the guarded, clamped frame at instant tau (-1/2 .. 1/2); its bands (or the
         moving pixels' runs) are made on every core (numpy lets go of the GIL for this work)."""
         if self._moving is not None:
-            return self._sparse_frame(tau, self._moving)
+            return self._sparse_frame(tau)
         out = np.empty(self.shape[1:], self.dtype)
 
         def band(rows):
@@ -137,10 +137,10 @@ class Motion(Instants):
         still[:] = self._finished(self.photo.copy())
         return still
 
-    def _sparse_frame(self, tau: float, moving: np.ndarray) -> np.ndarray:
+    def _sparse_frame(self, tau: float) -> np.ndarray:
         """frame() when few pixels move: the photo as a frame with the moving pixels rendered into it, each
         value as the band-wise rendering makes it (where the guard's weight is 0 that is the photo too)."""
-        out = self._still.copy()
+        moving, out = self._moving, self._still.copy()
         h, w, _ = self.middle.shape
         flat, photo = out.reshape(h * w, 3), self.photo.reshape(h * w, 3)
         t = np.float32(tau)

@@ -12,8 +12,8 @@ import torch
 from conftest import write_photo
 from test_extract import photo_like
 
-from blur2clip.errors import WeightsError
 from blur2clip import rendering
+from blur2clip.errors import WeightsError
 from blur2clip.extract import Extractor
 from blur2clip.model import render
 from blur2clip.rendering import Motion, guard_weight
