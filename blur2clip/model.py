@@ -1,7 +1,7 @@
 """The network: one blurred photo in, the sharp frames of its exposure out.
 
 A NAFNet-style U-Net (per-pixel LayerNorm or, with config.norm "centre", each pixel's channels centred
-without a division; depthwise 3x3 convolutions, SimpleGate, simplified channel attention; no batch
+without a division, and with config.centre_levels so in the first levels only; depthwise 3x3 convolutions, SimpleGate, simplified channel attention; no batch
 statistics) with one of two heads (config.head):
 - "frames": every frame at once as a residual on the input, frame_i = blurred + r_i;
 - "travel": the middle frame as a residual on the input, and how far each pixel travels over the
@@ -123,18 +123,20 @@ class Blur2Clip(nn.Module):
         super().__init__()
         self.config = cfg = config or ModelConfig()
         c = cfg.width
+        levels = len(cfg.enc_blocks)
+        norms = ["centre" if level < cfg.centre_levels else cfg.norm for level in range(levels)]  # per level
         self.intro = nn.Conv2d(3, c, 3, padding=1)
         self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
-        for n in cfg.enc_blocks:
-            self.encoders.append(nn.Sequential(*[NAFBlock(c, cfg.norm) for _ in range(n)]))
+        for n, norm in zip(cfg.enc_blocks, norms):
+            self.encoders.append(nn.Sequential(*[NAFBlock(c, norm) for _ in range(n)]))
             self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
             c *= 2
         self.middle = nn.Sequential(*[NAFBlock(c, cfg.norm) for _ in range(cfg.middle_blocks)])
         self.ups, self.decoders = nn.ModuleList(), nn.ModuleList()
-        for n in cfg.dec_blocks:
+        for n, norm in zip(cfg.dec_blocks, reversed(norms)):
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
-            self.decoders.append(nn.Sequential(*[NAFBlock(c, cfg.norm) for _ in range(n)]))
+            self.decoders.append(nn.Sequential(*[NAFBlock(c, norm) for _ in range(n)]))
         self.ending = nn.Conv2d(c, 3 * cfg.frames if cfg.head == "frames" else 5, 3, padding=1)
         nn.init.zeros_(self.ending.weight)  # every frame starts equal to the input
         nn.init.zeros_(self.ending.bias)

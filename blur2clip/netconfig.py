@@ -23,6 +23,9 @@ class ModelConfig:
     # learned scale and shift per channel, no division (model.CentreNorm2d: linear, so an exported graph
     # folds it into the convolutions after it, which onnxruntime's blocked-layout CPU kernels keep)
     norm: str = "layer"
+    # With norm "layer": how many of the full-resolution-most levels (their encoder and decoder blocks) take
+    # the centre norm instead. The first level alone holds most of the norms' work per pixel.
+    centre_levels: int = 0
     stage: int = 3  # training stage the weights come from: 1 middle frame, 2 adds 3/5, 3 all frames
 
     @property
@@ -31,11 +34,14 @@ class ModelConfig:
         return 2 ** len(self.enc_blocks)
 
     def to_dict(self) -> dict:
-        """The config as stored; `norm` only when it is not the LayerNorm, so the files of networks made
-        before it existed (the shipped ONNX graphs among them) are written byte for byte as before."""
+        """The config as stored; `norm` only when it is not the LayerNorm and `centre_levels` only when
+        set, so the files of networks made before they existed (the shipped ONNX graphs among them) are
+        written byte for byte as before."""
         d = asdict(self)
         if d["norm"] == "layer":
             del d["norm"]
+        if not d["centre_levels"]:
+            del d["centre_levels"]
         return d
 
     @classmethod
@@ -79,7 +85,8 @@ class ModelConfig:
 HEADS = ("frames", "travel")
 NORMS = ("layer", "centre")
 MAX_LEVELS, MAX_BLOCKS, MAX_CHANNELS = 6, 64, 8192  # far beyond any trainable network, far below a crash
-_RANGES = {"width": (1, 1024), "middle_blocks": (0, MAX_BLOCKS), "frames": (1, 255), "stage": (1, 3)}
+_RANGES = {"width": (1, 1024), "middle_blocks": (0, MAX_BLOCKS), "frames": (1, 255), "stage": (1, 3),
+           "centre_levels": (0, MAX_LEVELS)}
 
 
 def _is_int(value) -> bool:

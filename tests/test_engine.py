@@ -86,7 +86,7 @@ def test_a_travel_head_agrees_in_both_engines(travel_weights):
         assert uint8[3].dtype == np.uint8 and np.abs(uint8[3] / 255 - a[3]).max() <= 0.5 / 255 + 1e-6
 
 
-@pytest.mark.parametrize("norm", ["layer", "centre"])
+@pytest.mark.parametrize("norm", [{"norm": "layer"}, {"norm": "centre"}, {"centre_levels": 1}])
 def test_the_graphs_rearranged_blocks_compute_the_same_network(norm):
     """The exported graph's NAFBlocks (each gate as two convolutions; a CentreNorm folded into the
     convolutions after it) and upsamplers (one transposed convolution each) are the same function: to
@@ -94,7 +94,7 @@ def test_the_graphs_rearranged_blocks_compute_the_same_network(norm):
     from blur2clip.model import NAFBlock
     from blur2clip.torchnet import _for_graph
 
-    model = tiny_model(seed=3, norm=norm)
+    model = tiny_model(seed=3, **norm)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if ".norm" in name:
@@ -121,6 +121,21 @@ def test_a_centre_norm_graph_has_no_norm_and_agrees_in_both_engines(tmp_path, us
     image = photo_like(61, 90)
     for tile in (0, 48):
         onnx_, torch_ = both(centre, tile=tile, overlap=16)
+        assert np.abs(onnx_(image) - torch_(image)).max() < 1e-4
+
+
+def test_a_network_centred_in_its_first_level_keeps_the_other_norms_and_agrees_in_both_engines(tmp_path):
+    """config.centre_levels 1: the first level's norms fold into its convolutions, the deeper levels keep
+    their LayerNorms in the graph, and onnxruntime gives torch's frames, whole and tiled."""
+    import onnx
+
+    model = tiny_model(seed=6, enc_blocks=[1, 1], dec_blocks=[1, 2], centre_levels=1)
+    path = weights.save(model, tmp_path / "levels.safetensors")
+    ops = [n.op_type for n in onnx.load(str(export_onnx(path))).graph.node]
+    assert ops.count("LayerNormalization") == 2 * (1 + 1 + 1)  # level 2's encoder and decoder, the middle
+    image = photo_like(61, 90)
+    for tile in (0, 48):
+        onnx_, torch_ = both(path, tile=tile, overlap=16)
         assert np.abs(onnx_(image) - torch_(image)).max() < 1e-4
 
 

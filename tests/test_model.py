@@ -158,6 +158,27 @@ def test_a_centre_norm_network_round_trips_and_a_layer_norm_config_is_stored_as_
         assert torch.allclose(model(x), loaded(x), atol=1e-5)
 
 
+def test_centre_levels_put_the_centre_norm_in_the_first_levels_only(tmp_path):
+    """config.centre_levels N: the blocks of the N full-resolution-most levels, encoder and decoder, have
+    centre norms, every other block its LayerNorms; stored in the file only when set, range-checked."""
+    from blur2clip.model import CentreNorm2d, LayerNorm2d
+
+    model = tiny_model(seed=4, enc_blocks=[1, 2, 1], dec_blocks=[1, 1, 2], centre_levels=1)
+    kinds = {name: type(m) for name, m in model.named_modules() if isinstance(m, LayerNorm2d)}
+    centre = sorted(name for name, kind in kinds.items() if kind is CentreNorm2d)
+    assert centre == ["decoders.2.0.norm1", "decoders.2.0.norm2", "decoders.2.1.norm1", "decoders.2.1.norm2",
+                      "encoders.0.0.norm1", "encoders.0.0.norm2"]
+    assert len(kinds) - len(centre) == 2 * (2 + 1 + 1 + 1 + 1)  # the other levels' blocks and the middle's
+    assert "centre_levels" not in ModelConfig().to_dict()
+    loaded = weights.load_model(weights.save(model, tmp_path / "levels.safetensors"))
+    assert loaded.config.centre_levels == 1
+    x = torch.rand(1, 3, 24, 40)
+    with torch.no_grad():
+        assert torch.allclose(model(x), loaded(x), atol=1e-5)
+    with pytest.raises(ValueError, match="centre_levels"):
+        ModelConfig.from_dict({"centre_levels": -1})
+
+
 def test_a_centre_norm_centres_each_pixel_without_dividing():
     from blur2clip.model import CentreNorm2d
 

@@ -12,7 +12,8 @@ the repository root (training/ on PYTHONPATH):
     python training/trial_centre.py [--seed N] [--steps N] [--fade N] [--resume]   (seed 3, 900, 450)
 then  blur2clip eval --data ../shared/data/realmotion --weights runs/trial-centre99[-sN]/stage3.safetensors
 Both tries (s the root mean square of the spreads, then their 99th percentile) blew up as the fade ended
-(the model card's session 22).
+(the model card's session 22). With --levels N only the norms of the first N levels (config
+centre_levels: the full-resolution ones, where most of the norms' work per pixel is) lose their division.
 """
 
 import sys
@@ -35,7 +36,10 @@ PHOTOS = sorted(Path("../shared/data/blurred").glob("*/*.png"))[:8]  # where the
 seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 3
 steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 900
 fade = int(sys.argv[sys.argv.index("--fade") + 1]) if "--fade" in sys.argv else 450
-out = Path("runs/trial-centre99" + (f"-s{seed}" if seed != 3 else "") + (f"-{steps}" if steps != 900 else ""))
+levels = int(sys.argv[sys.argv.index("--levels") + 1]) if "--levels" in sys.argv else 0  # 0: every level
+out = Path("runs/trial-centre99" + (f"-s{seed}" if seed != 3 else "") + (f"-{steps}" if steps != 900 else "")
+           + (f"-levels{levels}" if levels else ""))
+centring = dict(centre_levels=levels) if levels else dict(norm="centre")  # the trained network's config
 init = out / "init.safetensors"
 spreads = {}  # norm module (by its name in the network) -> s
 
@@ -94,7 +98,8 @@ net.Blur2Clip.__init__ = init_with_spreads
 if not init.is_file():
     source = load_model(INIT).eval()
     spreads = measure_spreads(source)
-    centre = net.Blur2Clip(replace(source.config, norm="centre"))
+    centre = net.Blur2Clip(replace(source.config, **centring))
+    spreads = {name: spreads[name] for name, m in centre.named_modules() if isinstance(m, net.CentreNorm2d)}
     state = source.state_dict()
     for name, s in spreads.items():
         state[f"{name}.weight"] = state[f"{name}.weight"] / s  # the centre norm's weight: w / s
@@ -108,7 +113,7 @@ if not init.is_file():
     print(f"spreads of the {len(spreads)} norms: {min(spreads.values()):.3g} .. {max(spreads.values()):.3g}")
 spreads.update(read_metadata(init)["spreads"])
 train(TrainConfig(data="../shared/data/photos", out=str(out), stage="3", steps=[steps] * 3,
-                  init=str(init), model=replace(MODEL, norm="centre"), batch=8,
+                  init=str(init), model=replace(MODEL, **centring), batch=8,
                   lr=5e-4, warmup=50, seed=seed, workers=1, threads=1, ema=0.99, val_every=300,
                   ckpt_every=100, compile=True, precision="fp32" if emulated("cpu", "bf16") else "bf16",
                   resume="--resume" in sys.argv, crop=192, synth=SYNTH, w_middle=W_MIDDLE, w_reblur=1.0,
