@@ -2,7 +2,8 @@
 
 A NAFNet-style U-Net (per-pixel LayerNorm or, with config.norm "centre", each pixel's channels centred
 without a division, and with config.centre_levels so in the first levels only; depthwise 3x3
-convolutions, SimpleGate, simplified channel attention; no batch statistics) with one of two heads (config.head):
+convolutions, SimpleGate, simplified channel attention; no batch statistics) with one of two heads
+(config.head):
 - "frames": every frame at once as a residual on the input, frame_i = blurred + r_i;
 - "travel": the middle frame as a residual on the input, and how far each pixel travels over the
   exposure (2 channels, px); the frame at instant tau (-1/2 .. 1/2 of the exposure) is the middle frame
