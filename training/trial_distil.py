@@ -7,8 +7,16 @@ the training photos and the student's raw head (the middle frame's residual and 
 towards the teacher's by an L1 loss. No true frames are used: what the shipped weights do on a photo is
 the target, so what the student can reach is the shipped quality, not more. AdamW, a cosine to 1%, an
 average of the weights (decay 0.99) for what is written. Run from the repository root:
-    python training/trial_distil.py STUDENT [--steps N] [--lr X] [--seed N] [--w-middle X] [--out DIR]
-(800 steps, 1e-4, seed 5, the middle frame's 3 channels weighing as much as the travel's 2, runs/trial-distil)
+    python training/trial_distil.py STUDENT [--steps N] [--lr X] [--seed N] [--w-middle X] [--p-still P]
+                                    [--w-still X] [--w-moving X] [--w-zero X] [--out DIR]
+(800 steps, 1e-4, seed 5, the middle frame's 3 channels weighing as much as the travel's 2, the run's share
+of still samples, no still term, runs/trial-distil). Where the synthesis moved nothing (true travel under
+STILL_PX), `--w-still` adds the student's gap to the teacher there and its own travel there (raw units), each
+a mean over those pixels alone: the plain L1 is a mean over all pixels, where the moving ones dominate.
+`--w-moving` adds the gap to the teacher as a mean over the pixels that moved alone (a small object's few
+pixels weigh as much as a whole moving picture's). `--w-zero` pulls the whole head to zero on the samples
+where nothing moved at all (there the truth is the input: no change, no travel), squared in units of 0.03
+(the still guard's threshold) so that the few large changes at edges, which the guard lets through, weigh.
 then  blur2clip eval --data ../shared/data/realmotion --weights runs/trial-distil/stage3.safetensors
 """
 
@@ -22,6 +30,7 @@ import torch
 
 from blur2clip.data import open_data
 from blur2clip.device import emulated
+from blur2clip.losses import STILL_PX
 from blur2clip.samples import StreamSampler
 from blur2clip.train import Average, data_loader
 from blur2clip.weights import load_model, read_metadata, resolve, save
@@ -37,6 +46,8 @@ def option(name: str, default):
 student_path = Path(args[0])
 steps, lr, seed = option("--steps", 800), option("--lr", 1e-4), option("--seed", 5)
 w_middle = option("--w-middle", 1.0)  # the middle frame's channels against the travel's
+p_still, w_still = option("--p-still", SYNTH["p_still"]), option("--w-still", 0.0)
+w_moving, w_zero = option("--w-moving", 0.0), option("--w-zero", 0.0)
 out = Path(option("--out", "runs/trial-distil"))
 out.mkdir(parents=True, exist_ok=True)
 torch.set_num_threads(1)
@@ -47,12 +58,13 @@ assert student.config.frames == teacher.config.frames and student.config.head ==
 average = Average(student, 0.99)
 opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.9))
 data = open_data("../shared/data/photos", frames=teacher.config.frames)
-loader = data_loader(data.train_set(192, seed=seed * 1000 + 3, synth=SYNTH), 8, StreamSampler(0), workers=1)
+loader = data_loader(data.train_set(192, seed=seed * 1000 + 3, synth=dict(SYNTH, p_still=p_still)), 8, StreamSampler(0), workers=1)
 bf16 = not emulated("cpu", "bf16")
 log = open(out / "log.jsonl", "a")
 it, t0 = iter(loader), time.time()
 for step in range(steps):
-    blurred = next(it).blurred.contiguous(memory_format=torch.channels_last)
+    batch = next(it)
+    blurred = batch.blurred.contiguous(memory_format=torch.channels_last)
     for g in opt.param_groups:
         g["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / steps)))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -61,19 +73,31 @@ for step in range(steps):
         pred = student._head(blurred, *blurred.shape[2:]).float()
     gap = (pred - target).abs()
     loss = (w_middle * gap[:, :3].mean() + gap[:, 3:].mean()) / (w_middle + 1)
+    true = batch.travel.norm(dim=1, keepdim=True)  # px
+    if w_still > 0:
+        still = (true < STILL_PX).float()  # NaN (unknown) is not still
+        n = still.sum().clamp(min=1)
+        loss = loss + w_still * ((gap * still).sum() / (5 * n) + (pred[:, 3:].abs() * still).sum() / (2 * n))
+    if w_moving > 0:
+        moved = (true >= STILL_PX).float()
+        loss = loss + w_moving * (gap * moved).sum() / (5 * moved.sum().clamp(min=1))
+    whole = (true < STILL_PX).flatten(1).all(1)  # the samples where nothing moved
+    if w_zero > 0 and whole.any():
+        loss = loss + w_zero * (pred[whole] / 0.03).square().mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     average.update(student)
     if step % 20 == 19 or step in (0, steps - 1):
         rate = (time.time() - t0) / (step + 1)
-        print(f"step {step + 1}/{steps} L1 to the teacher's head {loss.item():.5f}, {rate:.2f} s/step", flush=True)
-        log.write(json.dumps({"step": step + 1, "l1": loss.item()}) + "\n")
+        print(f"step {step + 1}/{steps} loss {loss.item():.5f}, {rate:.2f} s/step", flush=True)
+        log.write(json.dumps({"step": step + 1, "loss": loss.item()}) + "\n")
         log.flush()
 # What it was (the manifest and the model card read it): the teacher, this distillation, and the
 # student's own training before it.
 facts = {"distilled": {"teacher": resolve("stage3").name, "steps": steps, "lr": lr, "seed": seed,
-                       "w_middle": w_middle, "batch": 8, "crop": 192, "averaged": 0.99},
+                       "w_middle": w_middle, "p_still": p_still, "w_still": w_still, "w_moving": w_moving,
+                       "w_zero": w_zero, "batch": 8, "crop": 192, "averaged": 0.99},
          "student": read_metadata(student_path).get("training")}
 save(average.model.eval(), out / "stage3.safetensors", training=facts)
 print(f"wrote {out / 'stage3.safetensors'}")
