@@ -32,7 +32,7 @@ from blur2clip.data import open_data
 from blur2clip.device import emulated
 from blur2clip.losses import STILL_PX
 from blur2clip.samples import StreamSampler
-from blur2clip.train import Average, data_loader
+from blur2clip.train import Average, data_loader, shut_down
 from blur2clip.weights import load_model, read_metadata, resolve, save
 from long import SYNTH
 
@@ -93,6 +93,7 @@ for step in range(steps):
         print(f"step {step + 1}/{steps} loss {loss.item():.5f}, {rate:.2f} s/step", flush=True)
         log.write(json.dumps({"step": step + 1, "loss": loss.item()}) + "\n")
         log.flush()
+shut_down(it)  # the synthesis worker, else the process stays after the file is written
 # What it was (the manifest and the model card read it): the teacher, this distillation, and the
 # student's own training before it.
 facts = {"distilled": {"teacher": resolve("stage3").name, "steps": steps, "lr": lr, "seed": seed,
