@@ -15,8 +15,9 @@ STILL_PX), `--w-still` adds the student's gap to the teacher there and its own t
 a mean over those pixels alone: the plain L1 is a mean over all pixels, where the moving ones dominate.
 `--w-moving` adds the gap to the teacher as a mean over the pixels that moved alone (a small object's few
 pixels weigh as much as a whole moving picture's). `--w-zero` pulls the whole head to zero on the samples
-where nothing moved at all (there the truth is the input: no change, no travel), squared in units of 0.03
-(the still guard's threshold) so that the few large changes at edges, which the guard lets through, weigh.
+where nothing moved at all (there the truth is the input: no change, no travel), squared in units of
+the still guard's threshold (STILL_BELOW, 0.03) so that the few large changes at edges, which the guard
+lets through, weigh.
 then  blur2clip eval --data ../shared/data/realmotion --weights runs/trial-distil/stage3.safetensors
 """
 
@@ -31,6 +32,7 @@ import torch
 from blur2clip.data import open_data
 from blur2clip.device import emulated
 from blur2clip.losses import STILL_PX
+from blur2clip.rendering import STILL_BELOW
 from blur2clip.samples import StreamSampler
 from blur2clip.train import Average, data_loader, shut_down
 from blur2clip.weights import load_model, read_metadata, resolve, save
@@ -58,7 +60,8 @@ assert student.config.frames == teacher.config.frames and student.config.head ==
 average = Average(student, 0.99)
 opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.9))
 data = open_data("../shared/data/photos", frames=teacher.config.frames)
-loader = data_loader(data.train_set(192, seed=seed * 1000 + 3, synth=dict(SYNTH, p_still=p_still)), 8, StreamSampler(0), workers=1)
+synth = dict(SYNTH, p_still=p_still)
+loader = data_loader(data.train_set(192, seed=seed * 1000 + 3, synth=synth), 8, StreamSampler(0), workers=1)
 bf16 = not emulated("cpu", "bf16")
 log = open(out / "log.jsonl", "a")
 it, t0 = iter(loader), time.time()
@@ -74,16 +77,15 @@ for step in range(steps):
     gap = (pred - target).abs()
     loss = (w_middle * gap[:, :3].mean() + gap[:, 3:].mean()) / (w_middle + 1)
     true = batch.travel.norm(dim=1, keepdim=True)  # px
+    still, moved = (true < STILL_PX).float(), (true >= STILL_PX).float()  # NaN (unknown) is neither
     if w_still > 0:
-        still = (true < STILL_PX).float()  # NaN (unknown) is not still
         n = still.sum().clamp(min=1)
         loss = loss + w_still * ((gap * still).sum() / (5 * n) + (pred[:, 3:].abs() * still).sum() / (2 * n))
     if w_moving > 0:
-        moved = (true >= STILL_PX).float()
         loss = loss + w_moving * (gap * moved).sum() / (5 * moved.sum().clamp(min=1))
-    whole = (true < STILL_PX).flatten(1).all(1)  # the samples where nothing moved
+    whole = still.flatten(1).all(1)  # the samples where nothing moved
     if w_zero > 0 and whole.any():
-        loss = loss + w_zero * (pred[whole] / 0.03).square().mean()
+        loss = loss + w_zero * (pred[whole] / STILL_BELOW).square().mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
