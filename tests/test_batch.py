@@ -328,7 +328,7 @@ def test_batch_json_lines_and_exit_codes(tmp_path, tiny_weights):
 
 
 def test_batch_killed_halfway_then_resumed(tmp_path, tiny_weights):
-    """The issue's proof: good photos, bad files, system files and a sub-folder; SIGKILL once some clips
+    """Good photos, bad files, system files and a sub-folder; SIGKILL once some clips
     are made; a second run leaves exactly one complete clip per good photo and nothing else."""
     shots = tmp_path / "shots"
     good = [photo(shots / f"p{i}.{'jpg' if i % 2 else 'png'}", 360, 480, seed=i) for i in range(7)]

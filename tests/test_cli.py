@@ -84,11 +84,12 @@ def test_train_help():
     assert "Usage: blur2clip train" in proc.stdout and "--resume" in proc.stdout
 
 
-@pytest.mark.parametrize("command", [(), ("batch",), ("train",), ("weights", "list")])
-def test_flags_show_no_value_placeholder_in_help(command):
+@pytest.mark.parametrize("command, flag", [((), "--overwrite"), (("batch",), "--recursive"), (("train",), "--resume"),
+                                           (("weights", "list"), "--help")])
+def test_flags_show_no_value_placeholder_in_help(command, flag):
     proc = run(*command, "--help")
     assert proc.returncode == 0, proc.stderr
-    assert "--overwrite" in proc.stdout or "--resume" in proc.stdout or "--help" in proc.stdout
+    assert flag in proc.stdout
     assert "<bool>" not in proc.stdout  # a flag takes no value: Typer's default would show one
     usage = proc.stdout.strip().splitlines()[0]
     assert "{" not in usage  # a required argument reads as its name (Typer would write {PHOTO})

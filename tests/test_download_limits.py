@@ -90,7 +90,10 @@ def test_a_silent_server_fails_within_the_stall_deadline_over_all_attempts(env, 
     with pytest.raises(weights.WeightsError, match=rf"^{env.server.url(PATH)}: timed out; less than 1024 bytes "
                                                    rf"arrived in 1 s \(after \d+ attempts?\)$"):
         weights.download("tiny")
-    assert 0.9 < time.monotonic() - start < 2.5
+    # The deadline is the behaviour under test: not given up before it (1 s), and ended by it, not by 50
+    # retries of 0.4 s or by a read of 30 s (the bound only tells those apart, with room for a slow machine).
+    assert 0.9 < time.monotonic() - start < 10
+    assert len(env.server.requests) < 50
     assert files(env.cache) == []
 
 
@@ -99,7 +102,8 @@ def test_a_trickle_is_a_stall(env):
     start = time.monotonic()
     with pytest.raises(weights.WeightsError, match=r": timed out; less than 1024 bytes arrived in 1 s"):
         weights.download("tiny")
-    assert time.monotonic() - start < 2.5
+    # Ended by the stall deadline (1 s), not when the file has trickled in (about 100 s at this rate).
+    assert time.monotonic() - start < 10
 
 
 def test_a_stalled_download_keeps_its_part_only_when_it_can_be_resumed(env):
@@ -224,8 +228,6 @@ def test_a_download_killed_mid_way_leaves_a_lock_that_the_next_one_takes(env):
     got = part.stat().st_size
     assert 0 < got < len(env.data)
     env.server.mode = "normal"
-    start = time.monotonic()
-    assert weights.download("tiny").read_bytes() == env.data  # not blocked by the dead process's lock
-    assert time.monotonic() - start < 5
+    assert weights.download("tiny").read_bytes() == env.data  # a lock still held would block it for good
     assert env.server.requests[-1].range == f"bytes={got}-"  # it resumed the killed one's bytes
     assert files(env.cache) == [FILE]  # the lock and the part are gone

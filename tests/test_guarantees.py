@@ -75,9 +75,9 @@ def wait_for(condition, timeout: float = 240) -> None:
 
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_a_batch_into_its_own_folder_never_writes_onto_a_photo(tmp_path, tiny_weights, overwrite):
-    """The issue's case: a.jpg's clip would be a.webp, which is a photo of the run, read only after
-    photos that sort between them (with --overwrite it was replaced; without, a.jpg was "skipped:
-    output already exists")."""
+    """The case that once overwrote a photo: a.jpg's clip would be a.webp, which is a photo of the run,
+    read only after photos that sort between them (with --overwrite it was replaced; without, a.jpg was
+    "skipped: output already exists")."""
     shots = tmp_path / "in"
     for i, name in enumerate(["a.jpg", "a.k1.png", "a.k2.png", "a.k3.png", "a.webp"]):
         photo(shots / name, seed=i)

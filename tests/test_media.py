@@ -237,14 +237,16 @@ def test_odd_sizes_and_extreme_aspect(tmp_path, w, h):
 
 
 def test_decompression_bomb_refused_from_the_header(tmp_path, monkeypatch):
+    saved = Image.MAX_IMAGE_PIXELS
     Image.new("RGB", (20, 10), RED).save(tmp_path / "big.png")
     with pytest.raises(MediaError, match=r"big.png: 20x10 is 200 pixels, over the limit of 199 .*max_pixels"):
         media.read_photo(tmp_path / "big.png", max_pixels=199)
     assert media.read_photo(tmp_path / "big.png", max_pixels=200).pixels.shape == (10, 20, 3)
+    assert Image.MAX_IMAGE_PIXELS == saved  # Pillow's global, set to 200 while decoding, is put back
     monkeypatch.setenv("BLUR2CLIP_MAX_PIXELS", "150")
     with pytest.raises(MediaError, match="BLUR2CLIP_MAX_PIXELS"):
         media.read_photo(tmp_path / "big.png")
-    assert Image.MAX_IMAGE_PIXELS != 150  # Pillow's global is left as it was
+    assert Image.MAX_IMAGE_PIXELS == saved
 
 
 def test_bad_inputs_give_one_line_naming_the_file(tmp_path):
@@ -290,7 +292,7 @@ def allocated(monkeypatch) -> list:
 
 
 def test_png_whose_data_ends_early_is_truncated_before_decoding(tmp_path, allocated):
-    tall = tmp_path / "tall.png"  # the file: 12000x12000 declared, a complete zlib stream of 10 rows
+    tall = tmp_path / "tall.png"  # 12000x12000 declared, a complete zlib stream of 10 rows
     tall.write_bytes(png_rgb(12000, 12000, b"".join(b"\0" + bytes(36000) for _ in range(10))))
     assert tall.stat().st_size < 500
     with pytest.raises(MediaError, match=r"tall\.png: truncated PNG file: 12000x12000 needs at least 418,617 "
@@ -330,7 +332,7 @@ def test_interlaced_png_counts_every_pass(tmp_path, w, h):
 def test_jpeg_declaring_14000x14000_is_refused_before_decoding(tmp_path, allocated):
     Image.fromarray(picture(120, 160)).save(tmp_path / "photo.jpg", quality=90)
     data = (tmp_path / "photo.jpg").read_bytes()
-    assert 5_000 < len(data) < 15_000  # the 10 KB JPEG
+    assert 5_000 < len(data) < 15_000  # a 10 KB JPEG
     (tmp_path / "big.jpg").write_bytes(forge_size(data, ".jpg", 14000, 14000))
     with pytest.raises(MediaError, match=r"big\.jpg: truncated JPEG file: 14000x14000 needs at least 47,852 bytes "
                                          r"of image data, the file has [\d,]+$"):

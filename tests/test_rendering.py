@@ -105,7 +105,7 @@ def test_any_count_of_instants_tiled_as_whole(travel_weights):
     a, b = np.asarray(whole.at(48)), np.asarray(tiled.at(48))
     assert a.shape == (48, 150, 200, 3)
     diff = np.abs(a - b)
-    assert diff.mean() < 1e-3 and diff.max() < 5e-2
+    assert diff.mean() < 1e-4 and diff.max() < 1e-2  # measured: 5.6e-5 and 3.8e-3
     assert np.abs(a[0] - a[-1]).mean() > 0.01  # they move
     assert np.array_equal(whole.at(49)[24], whole.frame(0.0))
     odd = Extractor(travel_weights, device="cpu", tile=0)(image[:101, :77])

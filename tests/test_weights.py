@@ -218,7 +218,7 @@ def test_stalled_server_times_out_after_retries(env, monkeypatch):
     start = time.monotonic()
     with pytest.raises(weights.WeightsError, match=r": timed out \(after 2 attempts\)$"):
         weights.download("tiny")
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 20  # each attempt ended by the 0.3 s read timeout, not the default 30 s
     n = len(env.data)
     assert [r.range for r in env.server.requests] == [None, f"bytes={n // 4}-"]  # the retry resumed
     assert not env.target.exists()

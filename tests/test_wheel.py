@@ -3,8 +3,6 @@ installed outside the source tree makes a clip offline, with an empty cache.
 
 The wheel is built from a copy of the repository's files (tracked, and untracked ones git does not ignore),
 so the build leaves nothing in the source tree and a stale build/ folder there cannot leak into the wheel.
-Until the trained weights exist, the copy gets a tiny network under the shipped file name: the test then
-proves the mechanism (package data, lookup, offline load) rather than the real file.
 """
 
 from __future__ import annotations
