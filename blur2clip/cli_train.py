@@ -105,7 +105,8 @@ def train_command(
     threads: Annotated[int, typer.Option(min=0, rich_help_panel=RUN,
                                          help="Torch threads in the main process (0: torch's default).")] = 0,
     device: Annotated[str, typer.Option(
-        rich_help_panel=RUN, help="auto: the process's GPU (LOCAL_RANK under torchrun) if any, else cpu.")]
+        rich_help_panel=RUN,
+        help="auto: the process's CUDA GPU (LOCAL_RANK under torchrun) if any, else mps if any, else cpu.")]
     = "auto",
     synth_device: Annotated[Literal["cpu", "cuda"], typer.Option(
         rich_help_panel=RUN, help="Where synthetic motion is rendered: cpu (in the workers), or cuda (the "
@@ -131,7 +132,7 @@ def train_command(
     tensorboard: Annotated[bool, typer.Option(
         "--tensorboard/--no-tensorboard", rich_help_panel=RUN,
         help="Also log to TensorBoard in OUT/tensorboard: the scalars of log.jsonl and a few validation "
-             "samples (pip install \"blur2clip[tensorboard]\").")] = False,
+             "samples (pip install \"blur2clip\\[tensorboard]\").")] = False,
     batch: Annotated[int, typer.Option(min=1, rich_help_panel=TRAINING,
                                        help="Samples per step (split over torchrun's processes).")] = 8,
     crop: Annotated[int, typer.Option(min=16, metavar="PX", rich_help_panel=TRAINING,

@@ -19,7 +19,7 @@ commands.add_typer(weights_app, name="weights")
 
 @weights_app.callback()
 def _weights() -> None:
-    """List, download, verify and import weights files.
+    """List, download, verify, import and export weights files; where the cache is.
 
     Downloads and imports go to the cache folder (`blur2clip weights path`; BLUR2CLIP_HOME moves it).
     BLUR2CLIP_WEIGHTS_URL names a mirror to download from first; BLUR2CLIP_OFFLINE=1 never downloads.
@@ -176,7 +176,7 @@ def weights_export(
     """Write the ONNX file of a weights file, for the onnxruntime engine (no torch needed to run it).
 
     With the ONNX file beside it, `blur2clip PHOTO --weights FILE` runs on the CPU in onnxruntime. Prints
-    the ONNX file's path. Needs torch and onnx (pip install 'blur2clip[torch]'); the same weights always
+    the ONNX file's path. Needs torch and onnx (pip install 'blur2clip\\[torch]'); the same weights always
     give the same bytes.
     """
     from .onnxfile import export_onnx

@@ -8,9 +8,10 @@ towards the teacher's by an L1 loss. No true frames are used: what the shipped w
 the target, so what the student can reach is the shipped quality, not more. AdamW, a cosine to 1%, an
 average of the weights (decay 0.99) for what is written. Run from the repository root:
     python training/trial_distil.py STUDENT [--steps N] [--lr X] [--seed N] [--w-middle X] [--p-still P]
-                                    [--w-still X] [--w-moving X] [--w-zero X] [--out DIR]
-(800 steps, 1e-4, seed 5, the middle frame's 3 channels weighing as much as the travel's 2, the run's share
-of still samples, no still term, runs/trial-distil). Where the synthesis moved nothing (true travel under
+                                    [--w-still X] [--w-moving X] [--w-zero X] [--p-static-camera P]
+                                    [--out DIR]
+(800 steps, 1e-4, seed 5, the middle frame's 3 channels weighing as much as the travel's 2, the run's shares
+of still samples and of a still camera, no still term, runs/trial-distil). Where the synthesis moved nothing (true travel under
 STILL_PX), `--w-still` adds the student's gap to the teacher there and its own travel there (raw units), each
 a mean over those pixels alone: the plain L1 is a mean over all pixels, where the moving ones dominate.
 `--w-moving` adds the gap to the teacher as a mean over the pixels that moved alone (a small object's few
@@ -49,6 +50,7 @@ student_path = Path(args[0])
 steps, lr, seed = option("--steps", 800), option("--lr", 1e-4), option("--seed", 5)
 w_middle = option("--w-middle", 1.0)  # the middle frame's channels against the travel's
 p_still, w_still = option("--p-still", SYNTH["p_still"]), option("--w-still", 0.0)
+p_static = option("--p-static-camera", SYNTH["p_static_camera"])  # higher: more samples of objects alone
 w_moving, w_zero = option("--w-moving", 0.0), option("--w-zero", 0.0)
 out = Path(option("--out", "runs/trial-distil"))
 out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +62,7 @@ assert student.config.frames == teacher.config.frames and student.config.head ==
 average = Average(student, 0.99)
 opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.9))
 data = open_data("../shared/data/photos", frames=teacher.config.frames)
-synth = dict(SYNTH, p_still=p_still)
+synth = dict(SYNTH, p_still=p_still, p_static_camera=p_static)
 loader = data_loader(data.train_set(192, seed=seed * 1000 + 3, synth=synth), 8, StreamSampler(0), workers=1)
 bf16 = not emulated("cpu", "bf16")
 log = open(out / "log.jsonl", "a")
@@ -100,7 +102,7 @@ shut_down(it)  # the synthesis worker, else the process stays after the file is 
 # student's own training before it.
 facts = {"distilled": {"teacher": resolve("stage3").name, "steps": steps, "lr": lr, "seed": seed,
                        "w_middle": w_middle, "p_still": p_still, "w_still": w_still, "w_moving": w_moving,
-                       "w_zero": w_zero, "batch": 8, "crop": 192, "averaged": 0.99},
+                       "w_zero": w_zero, "p_static_camera": p_static, "batch": 8, "crop": 192, "averaged": 0.99},
          "student": read_metadata(student_path).get("training")}
 save(average.model.eval(), out / "stage3.safetensors", training=facts)
 print(f"wrote {out / 'stage3.safetensors'}")
