@@ -9,8 +9,8 @@ Every figure is measured in this one run, and the machine may be shared (trainin
 them as ratios within the run, not as absolute speeds. Parts (all by default):
   engines: 1280x720 JPEG -> 7-frame MP4 (`--frames 7`, ping-pong, 3 loops), each case in a fresh process:
           the whole command line (`python -m blur2clip`; best and median of 5 rounds, the cases in turn)
-          with --engine onnx, --engine torch and the `--main` commits (2645e26: main as the speed issue
-          measured it; e33647d: the last before onnxruntime); then each engine's process split into start-up
+          with --engine onnx, --engine torch and the `--main` commits (2645e26: the torch-only main the
+          speed target was set against; e33647d: the last before onnxruntime); then each engine's process split into start-up
           (interpreter, imports, weights), decode, network, blending (tiles, alignment, conversion) and
           encode; the import time of each heavy module alone; the network's MACs/s (model.count_macs over
           one whole 720p pass, best of 3) beside the CPU's peak (a 4096x4096 fp32 matrix product in torch,
@@ -57,7 +57,7 @@ SHARED = ROOT.parent / "shared" / "data"
 FLOOR_24MP_GB = 2.0
 LOOPS = 3
 BASE = "2645e26"  # the last commit that encoded every loop and wrote MP4 clips at full size
-# The mains the whole process is compared with: 2645e26, main as the speed issue measured it (torch, every
+# The mains the whole process is compared with: 2645e26, the main the speed target was set against (torch, every
 # loop encoded; its floor is 0.4x of this), and e33647d, the last commit before onnxruntime (torch only).
 MAINS = "2645e26,e33647d"
 ROUNDS = 5  # whole-process runs of each case, taken in turn

@@ -4,7 +4,7 @@
 
 Uses the shipped default weights when they exist (else --weights, else a ModelConfig() network with a
 random non-zero head: same cost, meaningless pictures). For each tiling it prints the best of
-`repeat` timed runs after one warm-up, the ratio to the issue's floor (7 frames from 1280x720 in
+`repeat` timed runs after one warm-up, the ratio to the target (7 frames from 1280x720 in
 <= 2 s on 2 CPU threads), and how far the tiled frames are from the whole-image frames. The fastest
 tiling whose frames match the whole image (mean |diff| < 1e-3, 99.9th percentile < 2/255) is the one
 to use as the default; with a random network that only checks the blending, so judge the overlap with

@@ -1,4 +1,4 @@
-"""The long training run behind the next shipped weights, trained across many sessions of a 2-core CPU.
+"""The long training run behind the next shipped weights, trained in stretches over days on a 2-core CPU.
 
 Run it from its own git worktree and virtual environment, pinned to a commit, so that editing the project
 never changes the code of the run in progress (see training/README.md for the whole routine):
@@ -34,7 +34,7 @@ W_MIDDLE = 9.0
 def main(args: list[str]) -> None:
     # --init: the weights to start from (a frames head gets the travel head, its middle frame kept); the
     # run began from trial "travel" (600 steps), and a fresh machine goes on from the weights committed
-    # at the end of the last session (training/long-run.safetensors). Without --init: the shipped weights.
+    # at the end of the last stretch (training/long-run.safetensors). Without --init: the shipped weights.
     init = args[args.index("--init") + 1] if "--init" in args else "stage3"
     train(TrainConfig(
         data="../shared/data/photos", out="runs/long", stage="3", steps=[300, 300, 60000],

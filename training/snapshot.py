@@ -1,4 +1,4 @@
-"""End of a session: keep what a fresh machine needs to continue the long run.
+"""Before the machine goes: keep what a fresh machine needs to continue the long run.
 
     python training/snapshot.py [RUN]          (RUN: ../run/runs/long by default)
 

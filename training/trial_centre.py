@@ -1,8 +1,8 @@
 """The long run's weights carried over to a network without the LayerNorm's division (norm "centre"),
-the division faded out while the network trains: the speed issue's network (its norms fold into the
+the division faded out while the network trains: the speed target's network (its norms fold into the
 convolutions at export, so the exported graph has none) without training it from scratch.
 
-Session 11 divided each norm by one fixed spread at once and the network overflowed; here every norm
+A first try (2026-11-30) divided each norm by one fixed spread at once and the network overflowed; here every norm
 divides by a blend of each pixel's own spread and a fixed one, s (the 99th percentile of the pixels'
 spreads on real blurred photos), the pixel's share falling linearly from 1 to 0 over the first FADE
 training steps; then it trains on as a centre norm. The norm's weights are stored divided by s, so at the
@@ -12,7 +12,7 @@ the repository root (training/ on PYTHONPATH):
     python training/trial_centre.py [--seed N] [--steps N] [--fade N] [--resume]   (seed 3, 900, 450)
 then  blur2clip eval --data ../shared/data/realmotion --weights runs/trial-centre99[-sN]/stage3.safetensors
 Both tries (s the root mean square of the spreads, then their 99th percentile) blew up as the fade ended
-(the model card's session 22). With --levels N only the norms of the first N levels (config
+(the model card, 2026-12-03). With --levels N only the norms of the first N levels (config
 centre_levels: the full-resolution ones, where most of the norms' work per pixel is) lose their division.
 """
 

@@ -1,5 +1,5 @@
 """A network whose first level has no LayerNorm division (config centre_levels 1), taught to give what
-the shipped LayerNorm network gives: the speed issue's faster network, held to the shipped quality.
+the shipped LayerNorm network gives: the speed target's faster network, held to the shipped quality.
 
 The student starts from a centre-levels network already trained on the run's recipe
 (training/trial_centre.py --levels 1); each step, both networks see the same synthetic blurred crops of

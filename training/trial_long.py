@@ -22,7 +22,7 @@ TRIALS = {
     # smooth field moves a layer's parts up to a third of its travel apart): real motion is rarely rigid
     "deform": dict(synth={**SYNTH, "camera_depth": 0.3, "layer_warp": 0.3}),
     # travel made where the synthesis is still costs 0.03 per px (losses.py, w_still): a sharp photo and
-    # the still background around a moving subject must not move (the still-content issue)
+    # the still background around a moving subject must not move (the still-content target)
     "still": dict(w_still=0.03),
     "still-light": dict(w_still=0.01),  # a third of it: do small objects still move?
     # longer motion: the camera's median travel 10 px (was 5), the layers' 36 (was 24); on realmotion the
@@ -67,7 +67,7 @@ TRIALS = {
     # mean of what it could be; an L1-like loss takes their median, a sharp guess that may be wrong
     "rmse": dict(w_still=0.03, rec="rmse"),
     # crops of 256 px (the run's are 192): room for a longer blur and more of what surrounds it in each sample,
-    # at 1.8x the time per step (the issue suggests small crops early and large ones late)
+    # at 1.8x the time per step (small crops early and large ones late was a suggestion)
     "crop256": dict(w_still=0.03, crop=256),
     # bolder, towards the shipped weights' recipe: their motion (camera-mix), a third of the defocused samples
     # and of the still term. On two of realmotion's scenes of moving people (0004 basketball, 0008) the run's
@@ -77,7 +77,7 @@ TRIALS = {
                         "layer_tail": 0.6, "camera_tail": 0.9, "p_defocus": 0.05}, w_still=0.01),
     # the travel's error averaged over the pixels that moved, not over every pixel (losses.py, travel_over):
     # one object is 8-16% of a sample, so its travel weighs a tenth of a camera's; on a still camera the run's
-    # travel reaches 0.42x of an object's at 16 px and 0.09x at 64 px (training/still.py, session 17)
+    # travel reaches 0.42x of an object's at 16 px and 0.09x at 64 px (training/still.py, 2026-12-01)
     "moving": dict(w_still=0.03, travel_over="moving"),
     # the reblur term 4x: the frames must average back to the photo (with the travel as made, their average
     # is further from the photo than the middle frame alone: test_time.py scale)
