@@ -230,7 +230,9 @@ def _name_jobs(photos: list[Path], targets: list[Path], fmt: str) -> list[Job]:
         move = {i for i, out in enumerate(names) if outputs.identity(out) in inputs}
         groups: dict[str, list[int]] = {}
         for i, out in enumerate(names):
-            groups.setdefault(os.path.normcase(str(out)).lower(), []).append(i)
+            # the same file by any path: '..', links to folders, case
+            where = os.path.join(os.path.realpath(out.parent), out.name)
+            groups.setdefault(os.path.normcase(where).lower(), []).append(i)
         for ids in groups.values():
             if len(ids) > 1:
                 first = [i for i in ids if level[i] == 0] or sorted(ids, key=lambda i: str(photos[i]))[1:]

@@ -111,6 +111,14 @@ class _Settings(NamedTuple):
     max_size: int | None
 
 
+def still_format(out: Path) -> str:
+    """Pillow's format for a still named `out`, or MediaError naming it."""
+    fmt = _STILL_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise output_error(out, f"unknown still format {out.suffix!r} (use .jpg, .png or .tif)")
+    return fmt
+
+
 def write_still(
     image: np.ndarray, out: str | os.PathLike[str], capture: Capture | None = None, overwrite: bool = False
 ) -> Path:
@@ -120,9 +128,7 @@ def write_still(
     and XMP are kept in all three, the pixel size they record set to the still's (see
     Capture.still_exif, still_xmp). Returns the path."""
     out = Path(out)
-    fmt = _STILL_FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise output_error(out, f"unknown still format {out.suffix!r} (use .jpg, .png or .tif)")
+    fmt = still_format(out)
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")

@@ -303,9 +303,12 @@ def _check_outputs(photo: Path, out: Path, still: Path | None, options: ClipOpti
     """Refuse before any work what outputs.check_job refuses: the photo itself (under any name or link),
     a still on the clip, anything but a regular file or a folder of frames, an existing output without
     overwrite."""
+    from .clipwriter import still_format
     from .errors import output_error
     from .outputs import check_job
 
+    if still is not None:
+        still_format(still)  # before any work, not after the clip is written
     problem = check_job(photo, out, still, folder=options.fmt == "frames", overwrite=options.overwrite)
     if problem is not None:
         raise output_error(*problem)

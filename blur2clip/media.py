@@ -321,6 +321,8 @@ def default_output(photo_path: str | os.PathLike[str], fmt: str = "mp4") -> Path
     """The output beside the photo: <stem>.mp4 / .gif / .webp, or the folder <stem>_frames for "frames";
     <stem>_clip.<ext> when that would be the photo itself (a .webp or .gif photo)."""
     photo = Path(photo_path)
+    if photo.name in ("", ".", ".."):  # a folder's path ('.', '/'): no name to take
+        raise MediaError(photo, "is a folder, not a photo")
     if fmt == "frames":
         return photo.with_name(f"{photo.stem}_frames")
     if fmt not in FORMATS:

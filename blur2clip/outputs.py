@@ -18,6 +18,7 @@ No torch and no Pillow here.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -37,6 +38,7 @@ _TAG = 12  # the longest tag of a hidden name: "part" + 8 hex digits
 _FRAME = re.compile(r"^frame_\d{4,}\.png$")
 
 Identity = tuple[int, int]
+_CLAIM_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 LINE_BREAK = "the path has a line break (stdout lists one path per line); choose another name"
 
 
@@ -70,6 +72,8 @@ def refusal(out, *, overwrite: bool, folder: bool = False, inputs=frozenset()) -
     out = Path(out)
     if any(c in os.fspath(out) for c in "\n\r"):
         return LINE_BREAK
+    if out.name in ("", ".", ".."):
+        return "is not a file name"
     if len(os.fsencode(out.name)) > NAME_MAX:
         return f"the name is longer than {NAME_MAX} bytes"
     blocked = not_a_folder(out.parent)
@@ -260,9 +264,17 @@ class Claim:
         for _ in range(20):
             self.created += make_folders(self.out.parent)
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+                fd = os.open(self.path, _CLAIM_FLAGS, 0o644)
             except FileNotFoundError:  # the folder went away (another run's clean-up): make it again
                 continue
+            except OSError as e:
+                if e.errno == errno.ELOOP:  # a link under the claim's name: never written through
+                    raise self._foreign() from None
+                raise
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:  # another name of some file (a hard link)
+                os.close(fd)
+                raise self._foreign()
             if fcntl is None:
                 self._fd = fd
                 return self
@@ -274,7 +286,7 @@ class Claim:
             except BaseException:
                 os.close(fd)
                 raise
-            if identity(self.path) != _fd_identity(fd):  # released and removed meanwhile: try afresh
+            if _lidentity(self.path) != _fd_identity(fd):  # released and removed meanwhile: try afresh
                 os.close(fd)
                 continue
             self._fd = fd
@@ -288,6 +300,10 @@ class Claim:
                 raise
             return self
         raise OSError(f"{printable(self.path)}: cannot take the claim (it keeps changing)")
+
+    def _foreign(self) -> OSError:
+        return OSError(errno.EEXIST, f"{printable(self.path.name)} beside it is a link or another name of a "
+                                     f"file, not a claim of blur2clip; not touched (remove it)")
 
     def _owner(self) -> str:
         try:
@@ -305,8 +321,10 @@ class Claim:
 
     def release(self) -> None:
         if self._fd is not None:
-            try:
-                self.path.unlink(missing_ok=True)  # under the lock: the next holder makes a new file
+            try:  # under the lock: the next holder makes a new file; only this claim's file, never a
+                # file that took its name meanwhile
+                if _lidentity(self.path) == _fd_identity(self._fd):
+                    self.path.unlink(missing_ok=True)
             finally:
                 os.close(self._fd)
                 self._fd = None
@@ -320,6 +338,14 @@ class Claim:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _lidentity(path) -> Identity | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _fd_identity(fd: int) -> Identity:

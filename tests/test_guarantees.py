@@ -155,6 +155,66 @@ def test_single_photo_outputs_that_may_not_be_written_exit_4(tmp_path, tiny_weig
     assert hidden_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("kind", ["symlink", "hard link"])
+def test_a_link_where_the_claim_file_goes_is_never_written_through(tmp_path, tiny_weights, kind):
+    """`.NAME.claim` beside the output, made a link to a photo (of this run or another): the run stops with
+    one line naming it; the photo keeps its bytes and the link stays."""
+    shots = tmp_path / "shots"
+    a, b = photo(shots / "a.jpg", seed=1), photo(shots / "b.jpg", seed=2)
+    link = shots / ".b.gif.claim"
+    if kind == "symlink":
+        os.symlink("a.jpg", link)
+    else:
+        os.link(a, link)
+    before = digests(shots)
+    proc = run(b, "-o", shots / "b.gif", "--weights", tiny_weights)
+    assert proc.returncode == ExitCode.OUTPUT, proc.stderr
+    assert error_line(proc) == (f"blur2clip: error: {shots / 'b.gif'}: .b.gif.claim beside it is a link or another "
+                                f"name of a file, not a claim of blur2clip; not touched (remove it)")
+    proc = run("batch", shots, "-o", shots, "--format", "gif", "--weights", tiny_weights, "-q", "--json")
+    assert proc.returncode == ExitCode.FAILED and json_results(proc)["b.jpg"]["status"] == FAILED
+    assert json_results(proc)["a.jpg"]["status"] == DONE
+    assert {k: v for k, v in digests(shots).items() if k != "a.gif"} == before
+    assert os.path.islink(link) if kind == "symlink" else os.path.samefile(link, a)
+    assert not (shots / "b.gif").exists()
+
+
+def test_a_claim_gives_back_only_its_own_file(tmp_path):
+    """A file that took the claim's name while the claim was held (another output written there) stays."""
+    out = tmp_path / "s.png"
+    claim = outputs.Claim(out).acquire()
+    (tmp_path / "other").write_bytes(b"a finished clip")
+    os.replace(tmp_path / "other", claim.path)
+    claim.release()
+    assert claim.path.read_bytes() == b"a finished clip"
+    with outputs.Claim(tmp_path / "t.png") as held:  # its own file it removes
+        assert held.path.is_file()
+    assert not held.path.exists()
+
+
+@pytest.mark.parametrize("args, path, reason", [
+    ((".",), ".", "is a folder, not a photo"),
+    (("/",), "/", "is a folder, not a photo"),
+    (("a.png", "-o", "."), ".", "is not a file name"),
+    (("a.png", "-o", "clip.gif", "--still", "still.bmp"), "still.bmp", "unknown still format '.bmp'"),
+])
+def test_names_that_cannot_be_outputs_get_one_line(tmp_path, tiny_weights, args, path, reason):
+    photo(tmp_path / "a.png")
+    proc = run(*args, "--weights", tiny_weights, "--overwrite", cwd=tmp_path)
+    assert proc.returncode in (ExitCode.INPUT, ExitCode.OUTPUT), proc.stderr
+    assert error_line(proc).startswith(f"blur2clip: error: {path}: {reason}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # refused before any work
+
+
+def test_two_photos_reaching_one_output_by_another_path_get_their_own(tmp_path, tiny_weights):
+    (tmp_path / "d" / "s").mkdir(parents=True)
+    jpg, png = photo(tmp_path / "d" / "p.jpg", seed=1), photo(tmp_path / "d" / "p.png", seed=2)
+    proc = run(jpg, tmp_path / "d" / "s" / ".." / "p.png", "--format", "gif", "--weights", tiny_weights)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["p.jpg", "p.jpg.gif", "p.png", "p.png.gif", "s"]
+    assert jpg.is_file() and png.is_file()
+
+
 # ---------------------------------------------------------------------------------------- concurrent runs
 
 
