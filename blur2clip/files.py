@@ -94,6 +94,7 @@ def atomic_file(out: Path, overwrite: bool, write) -> Path:
     tmp, created = _fresh(out, lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
     try:
         write(tmp)
+        _sync(tmp)  # on disk before it takes the name: a power cut never leaves an empty file under it
         if overwrite:
             check_target(out, overwrite, folder=False)
             os.replace(tmp, out)
@@ -114,6 +115,14 @@ def atomic_file(out: Path, overwrite: bool, write) -> Path:
             raise output_error(out, e.strerror or e) from e
         raise
     return out
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)  # Windows syncs only a writable one
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_dir(out: Path, overwrite: bool, write) -> Path:
