@@ -129,6 +129,8 @@ def check_job(photo, out, still=None, *, folder: bool, overwrite: bool) -> tuple
     if still is not None and (os.path.abspath(still) == os.path.abspath(out) or
                               identity(still) is not None and identity(still) == identity(out)):
         return Path(still), "is also the clip's output; give the still its own name"
+    if still is not None and folder and os.path.realpath(Path(still).parent) == os.path.realpath(out):
+        return Path(still), "is inside the folder of frames, which holds frames only; put the still beside it"
     return None
 
 

@@ -197,6 +197,7 @@ def test_a_claim_gives_back_only_its_own_file(tmp_path):
     (("/",), "/", "is a folder, not a photo"),
     (("a.png", "-o", "."), ".", "is not a file name"),
     (("a.png", "-o", "clip.gif", "--still", "still.bmp"), "still.bmp", "unknown still format '.bmp'"),
+    (("a.png", "-o", "fr/", "--still", "fr/still.png"), "fr/still.png", "is inside the folder of frames"),
 ])
 def test_names_that_cannot_be_outputs_get_one_line(tmp_path, tiny_weights, args, path, reason):
     photo(tmp_path / "a.png")
