@@ -5,6 +5,7 @@ with the spinner's text following each step). Nothing here imports torch."""
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -31,7 +32,14 @@ def _tile(value: int) -> int:
 
 
 # Options of the single-photo command that `batch` shares: one definition each.
-Fps = Annotated[float, typer.Option(min=0.1, rich_help_panel=OUTPUT, help="Frames per second.")]
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value}: use a number")
+    return value
+
+
+Fps = Annotated[float, typer.Option(min=0.1, max=1000, callback=_finite, rich_help_panel=OUTPUT,
+                                    help="Frames per second.")]
 Frames = Annotated[int, typer.Option(
     min=3, max=96, metavar="N", rich_help_panel=OUTPUT,
     help="Instants of the exposure the clip shows (3-96), made from the network's frames; --frames 7 "
@@ -39,7 +47,7 @@ Frames = Annotated[int, typer.Option(
 Pingpong = Annotated[bool, typer.Option(
     "--pingpong/--no-pingpong", rich_help_panel=OUTPUT,
     help="Play the frames forward then back: one photo cannot tell which way time ran.")]
-Loops = Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=OUTPUT,
+Loops = Annotated[int, typer.Option(min=1, max=1000, metavar="N", rich_help_panel=OUTPUT,
                                     help="Repeat the sequence N times in an mp4.")]
 Reverse = Annotated[bool, typer.Option("--reverse", rich_help_panel=OUTPUT,
                                        help="Start from the other end of the exposure.")]
@@ -74,7 +82,7 @@ Engine = Annotated[Literal["auto", "onnx", "torch"], typer.Option(
     help="What runs the network. auto: onnxruntime on the CPU when the weights have an ONNX file (the shipped "
          "ones do; `blur2clip weights export` makes one), else torch (GPUs, bf16/fp16, weights without one).")]
 Threads = Annotated[int, typer.Option(
-    min=0, metavar="N", envvar="BLUR2CLIP_THREADS", rich_help_panel=MODEL,
+    min=0, max=1024, metavar="N", envvar="BLUR2CLIP_THREADS", rich_help_panel=MODEL,
     help="CPU threads for the network (0: the engine's default).")]
 MaxPixels = Annotated[Optional[int], typer.Option(
     min=1, metavar="N", show_default=False, envvar="BLUR2CLIP_MAX_PIXELS", rich_help_panel=MODEL,

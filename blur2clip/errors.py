@@ -85,6 +85,8 @@ def is_out_of_memory(e: BaseException) -> bool:
     looked up only when torch is loaded, which it is whenever torch raised it)."""
     if isinstance(e, MemoryError):
         return True
+    if isinstance(e, RuntimeError) and "can't allocate memory" in str(e):  # torch's CPU allocator
+        return True
     torch = sys.modules.get("torch")
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
     return oom is not None and isinstance(e, oom)

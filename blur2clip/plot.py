@@ -52,8 +52,9 @@ def read_log(path: Path) -> tuple[list[tuple[int, float]], dict[str, list[tuple[
             loss.append((gx, r["loss"]))
         elif kind == "val":
             for k, v in r["val"].items():
-                if k in COLOURS:
-                    val.setdefault(k, []).append((gx, v, r["baseline"].get(k, v)))
+                base = r["baseline"].get(k, v)
+                if k in COLOURS and math.isfinite(v) and math.isfinite(base):  # a diverged run's NaN: not drawn
+                    val.setdefault(k, []).append((gx, v, base))
     return loss, val, starts
 
 

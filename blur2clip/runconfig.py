@@ -24,6 +24,7 @@ other changes are logged.
 from __future__ import annotations
 
 import json
+import math
 import os
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -94,7 +95,10 @@ CHOICES = {"stage": ("1", "2", "3", "all"), "order": ("sample", "local"), "rec":
 LEAST = {"frames_per_blur": 1, "batch": 1, "crop": 16, "lr": 0, "weight_decay": 0, "warmup": 0, "w_middle": 0,
          "w_pairs": 0, "w_travel": 0, "w_still": 0, "w_fft": 0, "pairs_fade": 0, "w_reblur": 0, "ema": 0,
          "ckpt_every": 1, "val_every": 1, "val_count": 1, "val_size": 16, "log_every": 1, "workers": 0,
-         "threads": 0}
+         "threads": 0, "seed": 0}
+MOST = {"crop": 4096, "val_size": 4096, "val_count": 100_000, "batch": 65_536, "workers": 256, "threads": 1024,
+        "frames_per_blur": 1000}
+SET_BY_LAYOUT = ("size", "frames")  # SynthConfig fields the data's layout and the crop decide
 
 
 def read(path: str | os.PathLike) -> dict:
@@ -102,9 +106,11 @@ def read(path: str | os.PathLike) -> dict:
     the file, also when it cannot be read."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise SettingsError(f"{path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: not a text file (UTF-8)") from None
     is_json = path.suffix.lower() == ".json" or text.lstrip().startswith("{")
     try:
         d = json.loads(text) if is_json else tomllib.loads(text)
@@ -180,6 +186,9 @@ def _value(key: str, value, hint, where: str):
         unknown = sorted(set(value) - {f.name for f in fields(SynthConfig)})
         if unknown:
             raise SettingsError(f"{where}: unknown synthetic-motion setting synth.{unknown[0]}")
+        fixed = sorted(set(value) & set(SET_BY_LAYOUT))
+        if fixed:
+            raise SettingsError(f"{where}: synth.{fixed[0]} is set by the data and --crop, not here")
         return dict(value)
     if key == "stage" and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
@@ -200,6 +209,8 @@ def _value(key: str, value, hint, where: str):
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise bad("expected a number")
         value = float(value)
+        if not math.isfinite(value):
+            raise bad("expected a finite number")
     elif value is not None or key != "init":
         if not isinstance(value, str):
             raise bad("expected a string")
@@ -207,6 +218,8 @@ def _value(key: str, value, hint, where: str):
         raise bad(f"expected one of {', '.join(CHOICES[key])}")
     if key in LEAST and value < LEAST[key]:
         raise bad(f"expected at least {LEAST[key]}")
+    if key in MOST and value > MOST[key]:
+        raise bad(f"expected at most {MOST[key]}")
     if key == "ema" and value >= 1:
         raise bad("expected a decay below 1 (0: no average)")
     return value

@@ -33,6 +33,7 @@ import torch
 from . import device as devices
 from . import metrics, runconfig, weights
 from .data import StreamSampler, open_data
+from .errors import SettingsError
 from .files import atomic_path
 from .logbook import Logbook
 from .losses import staged_loss
@@ -61,6 +62,15 @@ def baseline(val: dict) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- the loop
+
+
+def _finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _diverged(stage: int, step: int) -> SettingsError:
+    return SettingsError(f"stage {stage} step {step}: the loss or the weights are not numbers, training diverged "
+                         f"(try a lower --lr); the weights of the last checkpoint are kept")
 
 class Stopped(Exception):
     """Raised after a checkpoint was written because the process was asked to stop."""
@@ -261,7 +271,9 @@ class Trainer:
                                           compiled=cfg.compile)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)  # the same on every process
+                if not torch.isfinite(norm):  # before the step: the weights and the last checkpoint stay good
+                    raise _diverged(stage, step + 1)
                 opt.step()
                 if self.ema:
                     self.ema.update(model)
@@ -270,6 +282,8 @@ class Trainer:
                 if self.main and step % cfg.log_every == 0:
                     self.progress(stage, step, total, loss.item(), (time.time() - t0) / seen,
                                   opt.param_groups[0]["lr"], parts)
+                if (step % cfg.ckpt_every == 0 or self.stop_requested or step == total) and not _finite(model):
+                    raise _diverged(stage, step)  # a step too large: never written over a good checkpoint
                 if step % cfg.ckpt_every == 0 or self.stop_requested:
                     self.checkpoint(model, opt, stage, step, start + (step - step0) * per_rank * self.world)
                 if self.stop_requested:

@@ -116,6 +116,12 @@ def read_manifest() -> dict[str, dict]:
             problem = f"alias of {entry['alias']!r}, which is not a weights entry"
         elif not isinstance(target.get("file"), str) or Path(target["file"]).name != target["file"]:
             problem = "no plain file name"
+        elif not isinstance(urls := target.get("urls", []), list) or not all(isinstance(u, str) for u in urls):
+            problem = "urls is not a list of URLs"
+        elif not isinstance(target.get("sha256", ""), (str, type(None))):
+            problem = "sha256 is not text"
+        elif not isinstance(size := target.get("size"), (int, type(None))) or isinstance(size, bool):
+            problem = "size is not a whole number"
         else:
             continue
         raise WeightsError(f"{path}: entry {name!r}: {problem}")
@@ -358,7 +364,11 @@ def download_url(url: str, progress: Progress | None = None) -> Path:
     for name in manifest:
         if "alias" not in manifest[name] and url in _urls(manifest[name]):
             return _fetch(name, manifest[name], [url, *_urls(manifest[name])], progress)
-    base = re.sub(r"[^A-Za-z0-9._-]", "_", PurePosixPath(urlparse(url).path).name) or "weights"
+    try:
+        parts = urlparse(url)
+    except ValueError as e:  # e.g. an unclosed IPv6 bracket
+        raise WeightsError(f"{url}: not a valid URL ({e})") from None
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", PurePosixPath(parts.path).name) or "weights"
     stem, suffix = (base[: -len(".safetensors")], ".safetensors") if base.endswith(".safetensors") else (base, "")
     dest = cache_dir() / "urls" / f"{stem}-{hashlib.sha256(url.encode()).hexdigest()[:8]}{suffix}"
     if dest.is_file():  # it was checked before it was renamed into place

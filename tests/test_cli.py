@@ -153,6 +153,13 @@ def test_train_option_defaults_match_the_training_config():
 @pytest.mark.parametrize("args", [
     ["--frobnicate", "x.jpg"],
     ["x.jpg", "--fps", "0"],
+    ["x.jpg", "--fps", "1001"],  # the most the writers take is 1000
+    ["x.jpg", "--fps", "nan"],
+    ["x.jpg", "--loops", "1001"],
+    ["x.jpg", "--threads", "99999999999"],
+    ["train", "--data", "photos", "--out", "run", "--seed", "-1"],
+    ["train", "--data", "photos", "--out", "run", "--lr", "nan"],
+    ["train", "--data", "photos", "--out", "run", "--crop", "99999"],
     ["x.jpg", "--format", "avi"],
     ["x.jpg", "--device", "tpu"],
     ["x.jpg", "--device", "cuda:x"],

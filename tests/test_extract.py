@@ -403,3 +403,12 @@ def test_the_earlier_module_names_still_import():
 
     assert pipeline.Extractor is Extractor and pipeline.make_clip is job.make_clip
     assert pipeline.pick_device("cpu") == device.pick("cpu")
+
+def test_torchs_cpu_allocator_failing_counts_as_out_of_memory():
+    """A CPU allocation torch cannot make is a RuntimeError, not torch's OutOfMemoryError: it still maps to
+    the out-of-memory exit code rather than an internal error."""
+    from blur2clip.errors import is_out_of_memory
+
+    with pytest.raises(RuntimeError) as e:
+        torch.empty(2**60, dtype=torch.uint8)  # more than any machine has
+    assert is_out_of_memory(e.value) and not is_out_of_memory(RuntimeError("another failure"))

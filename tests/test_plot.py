@@ -102,3 +102,16 @@ def test_a_picture_that_cannot_be_put_in_place_leaves_no_temporary(tmp_path):
         plot.curves(log, taken)
     assert e.value.kind == "output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "run"]
+
+
+def test_a_diverged_runs_curves_leave_out_what_is_not_a_number(tmp_path):
+    log = write_log(tmp_path / "run" / "log.jsonl")
+    with log.open("a") as f:  # what a diverged run logs (json writes NaN for float("nan"))
+        f.write(json.dumps({"stage": 2, "step": 41, "loss": float("nan"), "lr": 1e-3}) + "\n")
+        f.write(json.dumps({"stage": 2, "step": 41, "val": {"ppsnr": float("nan"), "reblur": float("inf")},
+                            "baseline": {"ppsnr": 25.0}}) + "\n")
+    loss, val, _ = plot.read_log(log)
+    assert all(np.isfinite(v) for _, v in loss) and all(np.isfinite(v) for pts in val.values() for _, v, _ in pts)
+    assert len(val["ppsnr"]) == 4  # two stages of two validations, the NaN left out
+    with Image.open(plot.curves(log, tmp_path / "c.png")) as im:
+        assert im.size[0] > 0

@@ -169,10 +169,16 @@ def test_every_train_option_has_the_default_of_its_setting():
     (["--config", "{tmp}/missing.toml"], "missing.toml: No such file or directory"),
     (["--config", "{tmp}/bad.toml"], "bad.toml: unknown setting 'lrr'"),
     (["--config", "{tmp}/nodata.toml"], "nodata.toml: no data"),
+    (["--config", "{tmp}/bytes.toml"], "bytes.toml: not a text file (UTF-8)"),
+    (["--config", "{tmp}/size.toml"], "size.toml: synth.size is set by the data and --crop, not here"),
+    (["--config", "{tmp}/nan.json"], "nan.json: lr = nan: expected a finite number"),
 ])
 def test_a_bad_config_file_is_one_line_and_exit_code_2(tmp_path, capsys, args, message):
     (tmp_path / "bad.toml").write_text("lrr = 1\n")
     (tmp_path / "nodata.toml").write_text('out = "x"\n')
+    (tmp_path / "bytes.toml").write_bytes(b"\xff\xfe")
+    (tmp_path / "size.toml").write_text("[synth]\nsize = 64\n")
+    (tmp_path / "nan.json").write_text('{"lr": NaN}')  # Python's json reads NaN
     code = main(["train", *[a.format(tmp=tmp_path) for a in args]])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err

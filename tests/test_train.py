@@ -113,6 +113,20 @@ def test_stage_two_needs_stage_one(photos, tmp_path):
         train(tiny_cfg(photos, tmp_path, stage="2"), log=lambda *_: None)
 
 
+def test_a_run_that_diverges_stops_with_one_line_and_keeps_its_good_checkpoint(photos, tmp_path, capsys):
+    """A learning rate far too large: the run stops with a settings error (exit 2) instead of writing weights
+    that are not numbers; the checkpoint on disk holds finite weights, and its curves were drawn."""
+    torch.manual_seed(0)
+    code = main(["train", "--data", str(photos), "--out", str(tmp_path), "--stage", "1", "--steps", "30",
+                 "--batch", "2", "--crop", "32", "--val-count", "2", "--val-size", "32", "--workers", "0",
+                 "--ckpt-every", "1", "--val-every", "1", "--lr", "1e6", "--warmup", "0", "--width", "8", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "training diverged (try a lower --lr)" in err[0], err
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "stage1.safetensors").exists()
+
+
 def test_the_stage_file_holds_the_weights_average_and_the_best_validation_is_kept(photos, tmp_path):
     train(tiny_cfg(photos, tmp_path, steps=[6], ema=0.5, val_every=2), log=lambda *_: None)
     shipped = load_file(str(tmp_path / "stage1.safetensors"))

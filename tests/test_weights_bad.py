@@ -200,3 +200,27 @@ def test_a_bad_file_from_a_url_is_refused_and_nothing_stays_in_the_cache(tmp_pat
         assert "Traceback" not in err
         assert [r.status for r in server.requests] == [200]
     assert [p.name for p in (home / "weights" / "urls").iterdir()] == []
+
+
+# ----------------------------------------------------------------------------- manifests and URLs
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ({"file": "a.safetensors", "urls": "http://127.0.0.1/a"}, "urls is not a list of URLs"),
+    ({"file": "a.safetensors", "sha256": 5}, "sha256 is not text"),
+    ({"file": "a.safetensors", "size": "big"}, "size is not a whole number"),
+])
+def test_a_manifest_entry_of_the_wrong_types_is_refused_naming_it(tmp_path, monkeypatch, home, entry, problem):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"mine": entry}))
+    monkeypatch.setenv("BLUR2CLIP_MANIFEST", str(manifest))
+    with pytest.raises(weights.WeightsError) as e:
+        weights.resolve("mine")
+    assert str(e.value) == f"{manifest}: entry 'mine': {problem}"
+
+
+def test_a_url_that_cannot_be_parsed_is_one_line(tmp_path, capsys, home):
+    src = photo(tmp_path / "a.jpg")
+    code, out, err = run(capsys, src, "-o", tmp_path / "a.gif", "--weights", "http://[::1")
+    assert code == ExitCode.WEIGHTS and out == ""
+    assert err.strip() == "blur2clip: error: http://[::1: not a valid URL (Invalid IPv6 URL)"
