@@ -29,7 +29,11 @@ X_LABEL = "step (the stages one after another)"
 def read_log(path: Path) -> tuple[list[tuple[int, float]], dict[str, list[tuple[int, float, float]]], list[int]]:
     """(loss points, validation points per figure as (x, value, baseline), stage starts) on one x axis."""
     records: dict[tuple[int, int, str], dict] = {}
-    for line in Path(path).read_text().splitlines():
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a training log (log.jsonl is text)") from None
+    for line in text.splitlines():
         try:
             r = json.loads(line)
         except ValueError:  # a line cut short by a kill
