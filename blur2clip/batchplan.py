@@ -114,8 +114,8 @@ def find_photos(root, recursive: bool = False, out_dir=None) -> Found:
     Symbolic links are followed, but a folder is visited once, so link loops end.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise NotADirectoryError(f"{root}: not a folder")
+    if not root.is_dir():  # the input: exit code 3, like a missing photo
+        raise media.MediaError(root, "is not a folder" if root.exists() else "no such folder")
     skip = _key(out_dir) if out_dir is not None and _key(out_dir) != _key(root) else None
     raw_ok = raw_available()
     photos: list[Path] = []

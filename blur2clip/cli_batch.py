@@ -44,8 +44,7 @@ FOLDER = "Folder"
 
 @commands.command("batch", no_args_is_help=True)
 def batch_command(
-    folder: Annotated[Path, typer.Argument(metavar="DIR", show_default=False, exists=True, file_okay=False,
-                                           help="The folder of photos.")],
+    folder: Annotated[Path, typer.Argument(metavar="DIR", show_default=False, help="The folder of photos.")],
     out_dir: Annotated[Optional[Path], typer.Option(
         "--output", "-o", metavar="OUTDIR", show_default=False, rich_help_panel=FOLDER,
         help="Where the clips go, in sub-folders as in DIR. Default: DIR/clips (never read as input).")] = None,
@@ -101,10 +100,10 @@ def batch_command(
     out = out_dir if out_dir is not None else batch.default_out_dir(folder)
     found = jobs = None
     with report.running("Looking for photos…"):
+        found = batch.find_photos(folder, recursive, out)  # first: a folder of photos that is not there
         blocked = outputs.not_a_folder(out)
         if blocked is not None:
             raise output_error(blocked, "not a folder")
-        found = batch.find_photos(folder, recursive, out)
         jobs = batch.plan(found.photos, folder, out, fmt)
     if found is None or jobs is None:
         report.exit()

@@ -21,7 +21,7 @@ from blur2clip import CLIP_FRAMES, batch
 from blur2clip.batch import DONE, EXISTS, FAILED, SKIPPED
 from blur2clip.cli import ExitCode
 
-from conftest import tiny_model, write_photo as photo
+from conftest import error_line, tiny_model, write_photo as photo
 
 PINGPONG = 2 * CLIP_FRAMES - 2  # frames in a default clip: forward, then back without repeating the ends
 SYSTEM = [".DS_Store", "Thumbs.db", "desktop.ini", ".hidden.jpg", "._a.jpg"]
@@ -297,8 +297,10 @@ def test_batch_help_and_usage_errors(tmp_path):
     proc = run("--help")
     assert proc.returncode == 0 and "--recursive" in proc.stdout and "--fail-fast" in proc.stdout
     assert "--no-pingpong" in proc.stdout and "--weights" in proc.stdout  # the single-photo options
-    assert run(tmp_path / "nowhere").returncode == ExitCode.USAGE
-    assert run(photo(tmp_path / "a.png")).returncode == ExitCode.USAGE  # a file, not a folder
+    for folder, reason in ((tmp_path / "nowhere", "no such folder"), (photo(tmp_path / "a.png"), "is not a folder")):
+        proc = run(folder)
+        assert proc.returncode == ExitCode.INPUT and error_line(proc) == f"blur2clip: error: {folder}: {reason}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no clips folder made for them
     assert run(tmp_path, "--format", "avi").returncode == ExitCode.USAGE
 
 
