@@ -177,6 +177,9 @@ def _value(key: str, value, hint, where: str):
             ModelConfig.from_dict(value)
         except ValueError as e:
             raise SettingsError(f"{where}: {e}") from None
+        if value.get("frames", 7) % 2 == 0:
+            raise SettingsError(f"{where}: model.frames = {value['frames']}: expected an odd number (a middle frame "
+                                f"for the middle of the exposure)")
         return dict(value)
     if key == "synth":
         from .synth import SynthConfig

@@ -160,6 +160,7 @@ def test_train_option_defaults_match_the_training_config():
     ["train", "--data", "photos", "--out", "run", "--seed", "-1"],
     ["train", "--data", "photos", "--out", "run", "--lr", "nan"],
     ["train", "--data", "photos", "--out", "run", "--crop", "99999"],
+    ["train", "--data", "photos", "--out", "run", "--frames", "4"],
     ["x.jpg", "--format", "avi"],
     ["x.jpg", "--device", "tpu"],
     ["x.jpg", "--device", "cuda:x"],
