@@ -42,10 +42,10 @@ _CLAIM_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os
 LINE_BREAK = "the path has a line break (stdout lists one path per line); choose another name"
 
 
-def identity(path) -> Identity | None:
-    """(device, inode) of the file a path names, links followed; None when nothing is there."""
+def identity(path, follow: bool = True) -> Identity | None:
+    """(device, inode) of the file a path names, links followed (or not); None when nothing is there."""
     try:
-        st = os.stat(path)
+        st = os.stat(path, follow_symlinks=follow)
     except (OSError, ValueError):
         return None
     return st.st_dev, st.st_ino
@@ -270,13 +270,15 @@ class Claim:
             except FileNotFoundError:  # the folder went away (another run's clean-up): make it again
                 continue
             except OSError as e:
-                if e.errno == errno.ELOOP:  # a link under the claim's name: never written through
-                    raise self._foreign() from None
-                raise
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:  # another name of some file (a hard link)
-                os.close(fd)
-                raise self._foreign()
+                if e.errno != errno.ELOOP:
+                    raise
+                fd = None  # a link under the claim's name
+            st = os.fstat(fd) if fd is not None else None
+            if st is None or not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:  # a link, or a file's other name
+                if fd is not None:
+                    os.close(fd)
+                raise OSError(errno.EEXIST, f"{printable(self.path.name)} beside it is a link or another name "
+                                            f"of a file, not a claim of blur2clip; not touched (remove it)")
             if fcntl is None:
                 self._fd = fd
                 return self
@@ -288,7 +290,7 @@ class Claim:
             except BaseException:
                 os.close(fd)
                 raise
-            if _lidentity(self.path) != _fd_identity(fd):  # released and removed meanwhile: try afresh
+            if identity(self.path, follow=False) != _fd_identity(fd):  # released and removed meanwhile: again
                 os.close(fd)
                 continue
             self._fd = fd
@@ -302,10 +304,6 @@ class Claim:
                 raise
             return self
         raise OSError(f"{printable(self.path)}: cannot take the claim (it keeps changing)")
-
-    def _foreign(self) -> OSError:
-        return OSError(errno.EEXIST, f"{printable(self.path.name)} beside it is a link or another name of a "
-                                     f"file, not a claim of blur2clip; not touched (remove it)")
 
     def _owner(self) -> str:
         try:
@@ -325,7 +323,7 @@ class Claim:
         if self._fd is not None:
             try:  # under the lock: the next holder makes a new file; only this claim's file, never a
                 # file that took its name meanwhile
-                if _lidentity(self.path) == _fd_identity(self._fd):
+                if identity(self.path, follow=False) == _fd_identity(self._fd):
                     self.path.unlink(missing_ok=True)
             finally:
                 os.close(self._fd)
@@ -340,14 +338,6 @@ class Claim:
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-def _lidentity(path) -> Identity | None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _fd_identity(fd: int) -> Identity:

@@ -94,7 +94,8 @@ def test_plot_command_draws_runs_and_refuses_what_it_cannot_do(tmp_path, capsys)
     (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0 not text")
     code = main(["plot", str(tmp_path / "photo.jpg"), "-o", str(tmp_path / "y.png")])
     err = capsys.readouterr().err
-    assert code == 3 and err.strip() == f"blur2clip: error: {tmp_path / 'photo.jpg'}: not a training log (log.jsonl is text)"
+    assert code == 3
+    assert err.strip() == f"blur2clip: error: {tmp_path / 'photo.jpg'}: not a training log (log.jsonl is text)"
 
 
 def test_a_picture_that_cannot_be_put_in_place_leaves_no_temporary(tmp_path):
