@@ -18,6 +18,14 @@ from typing import Iterator
 from .errors import output_error
 
 
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)  # Windows syncs only a writable one
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yields a fresh temporary path beside `path` (hidden, ending in `suffix`: e.g. ".png" for a writer
@@ -27,6 +35,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}")
     try:
         yield tmp
+        _sync(tmp)  # on disk before it takes the name: a power cut never leaves an empty file under it
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -94,7 +103,7 @@ def atomic_file(out: Path, overwrite: bool, write) -> Path:
     tmp, created = _fresh(out, lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
     try:
         write(tmp)
-        _sync(tmp)  # on disk before it takes the name: a power cut never leaves an empty file under it
+        _sync(tmp)  # as in atomic_path
         if overwrite:
             check_target(out, overwrite, folder=False)
             os.replace(tmp, out)
@@ -115,14 +124,6 @@ def atomic_file(out: Path, overwrite: bool, write) -> Path:
             raise output_error(out, e.strerror or e) from e
         raise
     return out
-
-
-def _sync(path: Path) -> None:
-    fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)  # Windows syncs only a writable one
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def atomic_dir(out: Path, overwrite: bool, write) -> Path:

@@ -11,8 +11,8 @@ average of the weights (decay 0.99) for what is written. Run from the repository
                                     [--w-still X] [--w-moving X] [--w-zero X] [--p-static-camera P]
                                     [--out DIR]
 (800 steps, 1e-4, seed 5, the middle frame's 3 channels weighing as much as the travel's 2, the run's shares
-of still samples and of a still camera, no still term, runs/trial-distil). Where the synthesis moved nothing (true travel under
-STILL_PX), `--w-still` adds the student's gap to the teacher there and its own travel there (raw units), each
+of still samples and of a still camera, no still term, runs/trial-distil). Where the synthesis moved
+nothing (true travel under STILL_PX), `--w-still` adds the student's gap to the teacher there and its own travel there (raw units), each
 a mean over those pixels alone: the plain L1 is a mean over all pixels, where the moving ones dominate.
 `--w-moving` adds the gap to the teacher as a mean over the pixels that moved alone (a small object's few
 pixels weigh as much as a whole moving picture's). `--w-zero` pulls the whole head to zero on the samples
