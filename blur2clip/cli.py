@@ -223,6 +223,13 @@ def eval_command(
                 not save_frames.is_dir() or any(save_frames.iterdir())):
             raise FileExistsError(f"{save_frames}: exists and is not an empty folder; give --save-frames a "
                                   f"new or empty folder")
+        if save_frames is not None:
+            from .errors import MediaError
+
+            try:  # made before the scoring, so that a folder that cannot be made fails at once
+                save_frames.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise MediaError(save_frames, e.strerror or e, kind="output") from None
         from .data import open_data
         from .evaluation import evaluate, predictor
 

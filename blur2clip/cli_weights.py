@@ -133,7 +133,10 @@ def weights_path() -> None:
     """
     from .weights import cache_dir
 
-    print(cache_dir())
+    report = Report(quiet=True)
+    with report.running("Finding the cache folder…"):
+        print(cache_dir())
+    report.exit()
 
 
 @weights_app.command("import", no_args_is_help=True)

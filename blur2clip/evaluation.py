@@ -19,6 +19,7 @@ import torch
 
 from . import metrics
 from .data import Data
+from .errors import MediaError
 from .motion import motion_px
 
 
@@ -101,9 +102,12 @@ def save_sample(folder: Path, blurred: torch.Tensor, pred: torch.Tensor, frames:
     from PIL import Image
 
     def png(t: torch.Tensor, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         pixels = (t.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-        Image.fromarray(pixels).save(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(path)
+        except OSError as e:  # the disk full, the folder taken away: an output that cannot be written
+            raise MediaError(path, e.strerror or e, kind="output") from None
 
     if len(frames) > 1:
         pred = metrics.oriented(pred[None], frames[None])[0]

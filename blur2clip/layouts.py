@@ -30,6 +30,9 @@ from .samples import BlurSample, FootageBlur, SyntheticBlur, decode_rgb, synthet
 from .synth import SynthConfig
 
 FIXED_SEED = 12345  # seeds the validation set and the evaluation samples of photos
+# The largest synthetic sample `eval` makes of a photo: its sub-frames take about 3 KB per pixel (0.8 GB at
+# 512 px, 1.7 at 768), and scoring it about 7 KB (8 GB at 1024 px), growing with the square of the side
+MAX_EVAL_SYNTH = 1024
 
 
 # ---------------------------------------------------------------- the held-out rule
@@ -203,6 +206,11 @@ class Photos(Data):
         return self.found if all_photos else self.val
 
     def scored_samples(self, per_sequence, size, all_photos):
+        if (size or 0) > MAX_EVAL_SYNTH:
+            from .errors import SettingsError
+
+            raise SettingsError(f"{self.root}: synthetic samples of photos are made {MAX_EVAL_SYNTH} px at most "
+                                f"(--size {size} would take about {7e3 * size ** 2 / 2 ** 30:.0f} GB of memory)")
         cfg = SynthConfig(size=size or 256, frames=self.frames)
         for photo in self.scored(all_photos):
             j = self.found.index(photo)  # the sample of a photo does not depend on what else is scored

@@ -66,7 +66,10 @@ def cache_dir() -> Path:
     """Folder of downloaded and imported weights: $BLUR2CLIP_HOME/weights, else <user cache>/blur2clip/weights."""
     home = os.environ.get("BLUR2CLIP_HOME")
     if home:
-        return Path(home).expanduser() / "weights"
+        root = Path(home).expanduser()
+        if root.exists() and not root.is_dir():
+            raise WeightsError(f"BLUR2CLIP_HOME={home}: not a folder; point it at a folder (or unset it)")
+        return root / "weights"
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("blur2clip")) / "weights"
@@ -319,8 +322,11 @@ def resolve(name_or_path: str | os.PathLike | None = None, progress: Progress | 
     """
     key = os.fspath(name_or_path) if name_or_path is not None else DEFAULT
     path = Path(key).expanduser()
-    if path.is_file():
-        return path
+    try:
+        if path.is_file():
+            return path
+    except OSError as e:  # a name too long, a folder that may not be read
+        raise WeightsError(f"{path}: {e.strerror or e}") from None
     if key.startswith(("http://", "https://")):
         return download_url(key, progress)
     if key in read_manifest() or key in read_imported():

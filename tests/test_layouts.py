@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from blur2clip import footage, metrics
-from blur2clip.cli import main
+from blur2clip.cli import ExitCode, main
 from blur2clip.data import detect_layout, open_data
 from blur2clip.evaluation import evaluate
 from blur2clip.layouts import window_centres
@@ -485,6 +485,26 @@ def test_eval_command_saves_frames_into_a_new_folder_only_and_shows_progress(fol
                  "--save-frames", str(tmp_path / "saved")])
     err = capsys.readouterr().err
     assert code == 4 and len(err.strip().splitlines()) == 1 and "not an empty folder" in err, err
+    (tmp_path / "a-file").touch()  # a folder that cannot be made fails before anything is scored
+    code = main(["eval", "--data", str(folders["pairs"]), "--weights", str(tiny_weights),
+                 "--save-frames", str(tmp_path / "a-file" / "saved")])
+    err = capsys.readouterr().err
+    assert code == 4 and err == f"blur2clip: error: {tmp_path / 'a-file' / 'saved'}: Not a directory\n", err
+
+
+def test_eval_refuses_a_synthetic_size_that_would_not_fit_in_memory(folders, tiny_weights, capsys):
+    from blur2clip.layouts import MAX_EVAL_SYNTH
+
+    for size in (MAX_EVAL_SYNTH + 1, 4096):
+        assert main(["eval", "--data", str(folders["photos"]), "--weights", str(tiny_weights), "--size", str(size),
+                     "--samples", "1", "--json"]) == ExitCode.USAGE
+        out, err = capsys.readouterr()
+        assert out == "" and err.endswith(f"synthetic samples of photos are made {MAX_EVAL_SYNTH} px at most "
+                                          f"(--size {size} would take about {7e3 * size ** 2 / 2 ** 30:.0f} GB of "
+                                          f"memory)\n"), err
+    assert main(["eval", "--data", str(folders["photos"]), "--weights", str(tiny_weights), "--size", "48",
+                 "--samples", "1", "--json"]) == 0  # within the bound it scores
+    assert '"samples": 5' in capsys.readouterr().out
 
 
 def test_the_real_gopro_pairs_are_pairs(shared_blurred):

@@ -224,3 +224,11 @@ def test_a_url_that_cannot_be_parsed_is_one_line(tmp_path, capsys, home):
     code, out, err = run(capsys, src, "-o", tmp_path / "a.gif", "--weights", "http://[::1")
     assert code == ExitCode.WEIGHTS and out == ""
     assert err.strip() == "blur2clip: error: http://[::1: not a valid URL (Invalid IPv6 URL)"
+
+
+def test_a_weights_name_the_system_cannot_look_up_is_one_line(tmp_path, capsys, home):
+    src, name = photo(tmp_path / "a.jpg"), "w" * 300  # longer than a file name may be
+    code, out, err = run(capsys, src, "-o", tmp_path / "a.gif", "--weights", name)
+    assert (code, out) == (ExitCode.WEIGHTS, "")
+    assert err == f"blur2clip: error: {name}: File name too long\n"
+    assert not (tmp_path / "a.gif").exists()

@@ -140,6 +140,20 @@ def test_path_is_the_cache_folder(env, capsys):
     assert run(capsys, "weights", "path") == (ExitCode.OK, f"{env.cache}\n", "")
 
 
+def test_a_home_that_is_a_file_is_named_and_the_shipped_weights_still_work(env, capsys, tmp_path, monkeypatch):
+    home = tmp_path / "home-file"
+    home.write_text("not a folder")
+    monkeypatch.setenv("BLUR2CLIP_HOME", str(home))
+    line = f"blur2clip: error: BLUR2CLIP_HOME={home}: not a folder; point it at a folder (or unset it)"
+    for args in (["weights", "path"], ["weights", "import", env.local, "--name", "mine"],
+                 ["weights", "download", "tiny"]):
+        code, out, err = run(capsys, *args)
+        assert (code, out, error_lines(err)) == (ExitCode.WEIGHTS, "", [line]), args
+    assert home.read_text() == "not a folder"
+    code, out, err = run(capsys, "weights", "download", "local")  # the shipped file needs no cache
+    assert (code, out) == (0, f"{env.local}\n"), err
+
+
 def test_import_gives_a_trained_file_a_name_that_weights_accepts(env, capsys, tmp_path, monkeypatch):
     trained = weights.save(tiny_model(seed=4), tmp_path / "run" / "stage3.safetensors")
     monkeypatch.setenv("FORCE_COLOR", "1")  # stderr "is a terminal": a spinner runs while the name prints
