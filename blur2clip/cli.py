@@ -180,7 +180,7 @@ def eval_command(
         help="Exposures scored per sequence, spread over it (photos: synthetic blurs per photo).")] = 4,
     size: Annotated[Optional[int], typer.Option(
         min=16, metavar="PX", show_default=False, rich_help_panel=RUN,
-        help="Score centred PX x PX crops (faster). Default: whole frames; photos: 256.")] = None,
+        help="Score centred PX x PX crops (faster). Default: whole frames; photos: 256 (at most 1024).")] = None,
     json_out: Annotated[bool, typer.Option("--json", rich_help_panel=RUN,
                                            help="Print the figures as JSON instead of a table.")] = False,
     frames: Annotated[Optional[int], typer.Option(
