@@ -23,6 +23,8 @@ CLIP_FPS = 24.0
 # public name -> module that defines it
 _API = {
     "load_model": "weights",
+    "Blur2ClipError": "errors",
+    "SettingsError": "errors",
     "WeightsError": "errors",
     "DeviceError": "errors",
     "DataError": "errors",
@@ -40,13 +42,12 @@ _API = {
 __all__ = ["__version__", "CLIP_FRAMES", "CLIP_FPS", *_API]
 
 if TYPE_CHECKING:  # for editors and type checkers; never executed
-    from .errors import DataError, DeviceError, MediaError
+    from .errors import Blur2ClipError, DataError, DeviceError, MediaError, SettingsError, WeightsError
     from .extract import Extractor, extract_frames
     from .job import ClipOptions, ClipResult, make_clip
     from .media import read_photo
     from .model import ModelConfig
     from .train import TrainConfig
-    from .errors import WeightsError
     from .weights import load_model
 
 

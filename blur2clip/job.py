@@ -9,6 +9,7 @@ or output is reported before weights load). No torch is imported here until a ne
 from __future__ import annotations
 
 import functools
+import numbers
 import time
 import types
 from dataclasses import dataclass, field, fields, replace
@@ -49,6 +50,33 @@ class ClipOptions:
     crf: int | None = None
     metadata: bool = True
     max_pixels: int | None = None
+
+    def __post_init__(self) -> None:
+        """Settings that cannot make a clip are refused here (SettingsError, naming the field), before a
+        photo is read or a network runs."""
+        from .clipwriter import QUALITIES
+        from .errors import SettingsError
+        from .media import FORMATS
+
+        def number(name: str, lo: float, hi: float | None = None, none_ok: bool = True, whole: bool = True):
+            v = getattr(self, name)
+            if v is None and none_ok:
+                return
+            kind = numbers.Integral if whole else numbers.Real
+            if isinstance(v, bool) or not isinstance(v, kind) or not lo <= v <= (v if hi is None else hi):
+                span = f"of {lo} or more" if hi is None else f"from {lo} to {hi}"
+                raise SettingsError(f"ClipOptions {name}: {v!r} is not a {'whole ' * whole}number {span}")
+
+        if self.fmt is not None and self.fmt not in FORMATS:
+            raise SettingsError(f"ClipOptions fmt: {self.fmt!r} is not one of {', '.join(FORMATS)}")
+        if self.quality not in QUALITIES:
+            raise SettingsError(f"ClipOptions quality: {self.quality!r} is not one of {', '.join(QUALITIES)}")
+        number("frames", 3, 96)
+        number("fps", 0.01, 1000, none_ok=False, whole=False)
+        number("loops", 1, 1000, none_ok=False)
+        number("max_size", 1)
+        number("crf", 0, 51)
+        number("max_pixels", 1)
 
     @classmethod
     def split(cls, settings: dict) -> tuple[dict, dict]:

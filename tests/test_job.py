@@ -115,6 +115,30 @@ def test_a_refused_output_never_loads_the_network(real_photo, model):
         assert e.value.kind == "input"
 
 
+@pytest.mark.parametrize("settings, message", [
+    (dict(fps=5000), "fps: 5000 is not a number from 0.01 to 1000"),
+    (dict(fps=float("nan")), "fps: nan is not a number from 0.01 to 1000"),
+    (dict(frames=200), "frames: 200 is not a whole number from 3 to 96"),
+    (dict(frames=7.5), "frames: 7.5 is not a whole number from 3 to 96"),
+    (dict(loops=0), "loops: 0 is not a whole number from 1 to 1000"),
+    (dict(crf=True), "crf: True is not a whole number from 0 to 51"),
+    (dict(max_size=0), "max_size: 0 is not a whole number of 1 or more"),
+    (dict(quality="best"), "quality: 'best' is not one of high, medium, low"),
+    (dict(fmt="avi"), "fmt: 'avi' is not one of mp4, gif, webp, frames"),
+])
+def test_settings_that_cannot_make_a_clip_are_refused_before_any_work(real_photo, settings, message):
+    from blur2clip.errors import SettingsError
+
+    with pytest.raises(SettingsError) as e:
+        ClipOptions(**settings)
+    assert str(e.value) == f"ClipOptions {message}"
+    out = real_photo.with_name("never.gif")
+    with pytest.raises(SettingsError):  # as keywords too, before the photo is read or a network loads
+        make_clip(real_photo.with_name("missing.jpg"), out, extractor=lambda: pytest.fail("loaded"), **settings)
+    assert not out.exists()
+    assert ClipOptions(frames=np.int64(7), fps=np.float32(12.5), crf=0, max_size=1).frames == 7  # numpy numbers
+
+
 def test_the_size_reported_is_the_size_of_the_file(tmp_path, model):
     """An MP4 scaled to fit H.264 level 5.1 (at 1000 fps a 640x480 frame is too many macroblocks a
     second) reports the size the file holds, not the network's."""
