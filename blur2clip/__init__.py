@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 # that moves smoothly where 7 frames jumped; `--frames 7 --fps 10` gives the clip of the first versions.
 CLIP_FRAMES = 24
 CLIP_FPS = 24.0
+FRAMES_RANGE = (3, 96)  # the instants a clip or `frames=` may ask for
 
 # public name -> module that defines it
 _API = {
@@ -39,7 +40,7 @@ _API = {
     "ModelConfig": "model",
 }
 
-__all__ = ["__version__", "CLIP_FRAMES", "CLIP_FPS", *_API]
+__all__ = ["__version__", "CLIP_FRAMES", "CLIP_FPS", "FRAMES_RANGE", *_API]
 
 if TYPE_CHECKING:  # for editors and type checkers; never executed
     from .errors import Blur2ClipError, DataError, DeviceError, MediaError, SettingsError, WeightsError

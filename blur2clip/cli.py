@@ -30,7 +30,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from . import CLIP_FPS, CLIP_FRAMES
+from . import CLIP_FPS, CLIP_FRAMES, FRAMES_RANGE
 from . import cli_train, cli_weights  # noqa: F401 -- their commands join `commands`
 from .cli_batch import capped_note, several_photos
 from .cli_options import (APP_SETTINGS, DEFAULT_TILE, HELP_OPTIONS, OUTPUT, RUN, Crf, DataDir, Device, Engine, Fps,
@@ -184,7 +184,7 @@ def eval_command(
     json_out: Annotated[bool, typer.Option("--json", rich_help_panel=RUN,
                                            help="Print the figures as JSON instead of a table.")] = False,
     frames: Annotated[Optional[int], typer.Option(
-        "--frames", min=3, max=96, metavar="N", show_default=False, rich_help_panel=RUN,
+        "--frames", min=FRAMES_RANGE[0], max=FRAMES_RANGE[1], metavar="N", show_default=False, rich_help_panel=RUN,
         help="Score N instants of the exposure (the centres of N equal windows). Default: the network's "
              "own frames.")] = None,
     interpolate: Annotated[Literal["guarded", "linear", "nearest"], typer.Option(

@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from . import FRAMES_RANGE
 from .report import PROG, Report, duration
 
 HELP_OPTIONS = ("-h", "--help")
@@ -41,9 +42,9 @@ def _finite(value: float) -> float:
 Fps = Annotated[float, typer.Option(min=0.1, max=1000, callback=_finite, rich_help_panel=OUTPUT,
                                     help="Frames per second.")]
 Frames = Annotated[int, typer.Option(
-    min=3, max=96, metavar="N", rich_help_panel=OUTPUT,
-    help="Instants of the exposure the clip shows (3-96), made from the network's frames; --frames 7 "
-         "--fps 10 shows the seven the network predicts as they are.")]
+    min=FRAMES_RANGE[0], max=FRAMES_RANGE[1], metavar="N", rich_help_panel=OUTPUT,
+    help="Instants of the exposure the clip shows ({}-{}), made from the network's frames; --frames 7 --fps 10 "
+         "shows the seven the network predicts as they are.".format(*FRAMES_RANGE))]
 Pingpong = Annotated[bool, typer.Option(
     "--pingpong/--no-pingpong", rich_help_panel=OUTPUT,
     help="Play the frames forward then back: one photo cannot tell which way time ran.")]

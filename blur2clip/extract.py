@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 
 import numpy as np
 
+from . import FRAMES_RANGE
 from . import engine as engines
 
 log = logging.getLogger(__name__)
@@ -345,7 +347,11 @@ def _as_image(image) -> np.ndarray:
         raise ValueError(f"image of shape {image.shape}: expected HxWx3")
     if image.dtype == np.uint8:
         return image.astype(np.float32) / 255
-    return np.ascontiguousarray(image, dtype=np.float32)
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if not np.isfinite(image).all():  # NaN would come out as black frames, without a word
+        raise ValueError(f"image has {int(np.size(image) - np.isfinite(image).sum())} values that are not "
+                         f"finite (NaN or infinity)")
+    return image
 
 
 def _checked(dtype) -> np.dtype:
@@ -360,6 +366,12 @@ def extract_frames(image: np.ndarray, weights=None, frames: int | None = None, *
     instants of the exposure made from them (timeline.resample); kw: the Extractor's options."""
     from .timeline import resample
 
+    lo, hi = FRAMES_RANGE
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, numbers.Integral)
+                               or not lo <= frames <= hi):
+        from .errors import SettingsError
+
+        raise SettingsError(f"frames: {frames!r} is not a whole number from {lo} to {hi}")
     out = Extractor(weights, **kw)(image)
-    return np.asarray(out) if frames is None else np.stack(list(resample(out, frames)))
+    return np.asarray(out) if frames is None else np.stack(list(resample(out, int(frames))))
 

@@ -122,6 +122,13 @@ def test_extract_frames_gives_any_number_of_instants(tiny_weights):
     assert own.shape == (7, 40, 56, 3) and many.shape == (21, 40, 56, 3) and many.dtype == np.float32
     assert all(np.array_equal(many[3 * i + 1], own[i]) for i in range(7))  # the same instants, the same frames
     assert blur2clip.extract_frames(image, weights=tiny_weights, device="cpu", frames=48).shape[0] == 48
+    for n in (2, 97, 7.5, True):  # outside 3-96, or not a whole number: refused before the network runs
+        with pytest.raises(blur2clip.SettingsError, match=f"frames: {n!r} is not a whole number from 3 to 96"):
+            blur2clip.extract_frames(image, weights="no-such-weights", frames=n)
+    image[5, 7, 1] = np.nan
+    image[0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="image has 2 values that are not finite"):
+        blur2clip.extract_frames(image, weights=tiny_weights, device="cpu")
 
 
 def test_a_clip_of_n_frames_and_its_motion_score(tmp_path, tiny_weights):
