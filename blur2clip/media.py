@@ -288,7 +288,8 @@ def _ffmpeg_rgba64(path: Path, im: Image.Image) -> np.ndarray | None:
     """HxWx4 uint16 of a 16-bit PNG/TIFF decoded by ffmpeg, or None (with a MediaWarning) if it cannot."""
     w, h = im.size
     demuxer = "png_pipe" if im.format == "PNG" else "tiff_pipe"
-    cmd = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", demuxer, "-i", f"file:{path}",
+    # -noautorotate: the orientation tag is applied once, by the caller, as for every other photo
+    cmd = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-noautorotate", "-f", demuxer, "-i", f"file:{path}",
            "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgba64le", "-"]
     run = subprocess.run(cmd, capture_output=True)
     if run.returncode == 0 and len(run.stdout) == w * h * 8:

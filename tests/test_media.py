@@ -49,13 +49,14 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".part" in p.name or ".old" in p.name)
 
 
-def png16(path: Path, a: np.ndarray, icc: bytes | None = None) -> Path:
+def png16(path: Path, a: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> Path:
     """A 16-bit PNG (grey, grey+alpha, RGB or RGBA by channel count) written by hand: Pillow cannot."""
     h, w, c = a.shape
     chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
     rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in a)
     body = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0))
     body += chunk(b"iCCP", b"p\0\0" + zlib.compress(icc)) if icc else b""
+    body += chunk(b"eXIf", exif.removeprefix(b"Exif\0\0")) if exif else b""
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + body + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
     return path
 
@@ -167,6 +168,21 @@ def test_exif_orientation_matches_pillow_for_all_eight(tmp_path):
         kept = Image.Exif()
         kept.load(photo.exif)
         assert kept[0x010F] == "Camera Maker" and kept.get(0x0112, 1) == 1
+
+
+def test_a_16_bit_png_is_turned_upright_once(tmp_path):
+    # ffmpeg, which decodes 16-bit PNGs, turns a photo by its eXIf orientation itself: it must not, as the
+    # orientation is applied to every photo after decoding
+    a = two_tone(7, 4).astype(np.uint16) * 257
+    for orientation in (3, 6, 8):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = png16(tmp_path / f"o{orientation}.png", a, exif=exif.tobytes())
+        Image.fromarray((a // 257).astype(np.uint8)).save(tmp_path / "8bit.png", exif=exif)
+        upright = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "8bit.png")))
+        photo = media.read_photo(path)
+        assert photo.bit_depth == 16
+        np.testing.assert_array_equal(photo.pixels, upright / np.float32(255))
 
 
 def test_jpeg_orientation_6_turns_the_photo_clockwise(tmp_path):
