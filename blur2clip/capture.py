@@ -5,9 +5,11 @@
 the camera wrote one), the camera's make and model, and the GPS position as an ISO 6709 string. The
 writers (`clipwriter`) then put it where each format keeps it:
 
-- MP4: `mp4_tags` gives ffmpeg's `-metadata` pairs: creation_time (UTC, as the movie header stores it)
-  and the QuickTime keys that photo libraries read (com.apple.quicktime.creationdate with the local time
-  and its offset, make, model, location.ISO6709), written with `-movflags +use_metadata_tags`.
+- MP4: `mp4_tags` gives ffmpeg's `-metadata` pairs, the QuickTime keys that photo libraries read
+  (com.apple.quicktime.creationdate with the local time and its offset, make, model, location.ISO6709),
+  written with `-movflags +use_metadata_tags`; `stamp_mp4` then writes the creation time (UTC) into the
+  movie's, tracks' and media headers. (Given to ffmpeg as creation_time, it would also become a key of
+  that name, and readers would list it twice: "T;T".)
 - WebP: the EXIF and XMP chunks, as they are.
 - A still photo: the EXIF with the pixel size it records (ExifImageWidth/Height) set to the still's and
   its colour space to sRGB; the XMP with orientation 1 and its recorded sizes updated likewise.
@@ -18,7 +20,9 @@ No torch and no numpy here; Pillow only when EXIF is parsed.
 from __future__ import annotations
 
 import math
+import os
 import re
+import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -26,6 +30,7 @@ _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
 _MAKE, _MODEL, _DATETIME = 0x010F, 0x0110, 0x0132
 _ORIGINAL, _OFFSET_ORIGINAL, _OFFSET = 0x9003, 0x9011, 0x9010
 _COLOR_SPACE, _PIXEL_WIDTH, _PIXEL_HEIGHT = 0xA001, 0xA002, 0xA003
+_MP4_EPOCH = datetime(1904, 1, 1, tzinfo=timezone.utc)  # an MP4's times count seconds from it
 
 
 @dataclass(frozen=True)
@@ -61,18 +66,22 @@ class Capture:
         taken = _when(sub.get(_ORIGINAL), sub.get(_OFFSET_ORIGINAL)) or _when(tags.get(_DATETIME), sub.get(_OFFSET))
         return cls(exif, xmp or None, taken, _text(tags.get(_MAKE)), _text(tags.get(_MODEL)), _iso6709(gps))
 
+    def created_utc(self) -> datetime | None:
+        """When the shutter opened, in UTC (a photo without an offset is taken to be in this computer's
+        time zone), or None; an MP4's headers count from 1904, so earlier dates are None too."""
+        if self.taken is None or self.taken.year < 1904:
+            return None
+        try:
+            aware = self.taken if self.taken.tzinfo else self.taken.astimezone()
+        except (OverflowError, OSError, ValueError):  # a date this computer's clock cannot place
+            aware = self.taken.replace(tzinfo=timezone.utc)
+        return aware.astimezone(timezone.utc)
+
     def mp4_tags(self) -> dict[str, str]:
-        """ffmpeg `-metadata` pairs for an MP4 (empty when there is nothing to say). creation_time is UTC:
-        a photo without an offset is taken to be in this computer's time zone."""
+        """ffmpeg `-metadata` pairs for an MP4's QuickTime keys (empty when there is nothing to say)."""
         tags: dict[str, str] = {}
-        if self.taken is not None and self.taken.year >= 1904:  # the movie header counts from 1904
-            try:
-                aware = self.taken if self.taken.tzinfo else self.taken.astimezone()
-            except (OverflowError, OSError, ValueError):  # a date this computer's clock cannot place
-                aware = self.taken.replace(tzinfo=timezone.utc)
-            tags["creation_time"] = aware.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            if self.taken.tzinfo:
-                tags["com.apple.quicktime.creationdate"] = self.taken.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if self.taken is not None and self.taken.tzinfo and self.created_utc() is not None:
+            tags["com.apple.quicktime.creationdate"] = self.taken.strftime("%Y-%m-%dT%H:%M:%S%z")
         if self.make:
             tags["com.apple.quicktime.make"] = self.make
         if self.model:
@@ -80,6 +89,42 @@ class Capture:
         if self.location:
             tags["com.apple.quicktime.location.ISO6709"] = self.location
         return tags
+
+    def stamp_mp4(self, path: str | os.PathLike[str]) -> None:
+        """Write the creation time into an MP4's movie, track and media headers (mvhd, tkhd, mdhd: their
+        creation and modification times), in place; nothing when it is not known or does not fit."""
+        when = self.created_utc()
+        if when is None:
+            return
+        seconds = int((when - _MP4_EPOCH).total_seconds())
+        with open(path, "r+b") as f:
+            def boxes(start: int, end: int):
+                pos = start
+                while pos + 8 <= end:
+                    f.seek(pos)
+                    size, kind = struct.unpack(">I4s", f.read(8))
+                    head = 8
+                    if size == 1:
+                        size, head = struct.unpack(">Q", f.read(8))[0], 16
+                    elif size == 0:  # to the end of its parent
+                        size = end - pos
+                    if size < head or pos + size > end:
+                        return
+                    yield kind, pos + head, pos + size
+                    pos += size
+
+            def walk(start: int, end: int) -> None:
+                for kind, body, stop in boxes(start, end):
+                    if kind in (b"moov", b"trak", b"mdia"):
+                        walk(body, stop)
+                    elif kind in (b"mvhd", b"tkhd", b"mdhd"):
+                        f.seek(body)
+                        version = f.read(1)[0]
+                        if version == 1 or seconds <= 0xFFFFFFFF:
+                            f.seek(body + 4)  # after the version and flags
+                            f.write(struct.pack(">QQ" if version == 1 else ">II", seconds, seconds))
+
+            walk(0, os.fstat(f.fileno()).st_size)
 
     def still_exif(self, width: int, height: int) -> bytes | None:
         """The EXIF for a still of width x height sRGB pixels: its recorded pixel size and colour space

@@ -251,14 +251,18 @@ def _write_mp4(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
 
     if s.loops == 1:
         _ffmpeg_run([*encode, *container, f"file:{tmp}"], out, feed)
-        return
-    once = temp_beside(out, "part", lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
-    try:
-        _ffmpeg_run([*encode, "-f", "mp4", f"file:{once}"], out, feed)
-        _ffmpeg_run([_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(s.loops - 1),
-                     "-i", f"file:{once}", "-map", "0:v", "-c", "copy", *container, f"file:{tmp}"], out)
-    finally:
-        once.unlink(missing_ok=True)
+    else:
+        once = temp_beside(out, "part", lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
+        try:
+            _ffmpeg_run([*encode, "-f", "mp4", f"file:{once}"], out, feed)
+            # -map_metadata -1: the first file's own tags (its brands, its encoder) would become keys
+            _ffmpeg_run([_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(s.loops - 1),
+                         "-i", f"file:{once}", "-map", "0:v", "-map_metadata", "-1", "-c", "copy", *container,
+                         f"file:{tmp}"], out)
+        finally:
+            once.unlink(missing_ok=True)
+    if s.capture is not None:
+        s.capture.stamp_mp4(tmp)
 
 
 def _ffmpeg_run(cmd: list[str], out: Path, feed=None) -> None:

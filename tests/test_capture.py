@@ -84,8 +84,8 @@ def test_capture_reads_time_offset_camera_and_gps():
     assert (c.make, c.model) == ("Canon", "Canon EOS R5")
     assert c.location == "+48.85840+002.29450+035.000/"
     assert c.xmp == XMP
+    assert c.created_utc() == datetime(2023, 7, 14, 16, 30, 5, tzinfo=timezone.utc)
     assert c.mp4_tags() == {
-        "creation_time": "2023-07-14T16:30:05.000000Z",
         "com.apple.quicktime.creationdate": "2023-07-14T18:30:05+0200",
         "com.apple.quicktime.make": "Canon",
         "com.apple.quicktime.model": "Canon EOS R5",
@@ -93,7 +93,7 @@ def test_capture_reads_time_offset_camera_and_gps():
     }
     other = Capture.from_tags(camera_exif(offset="-05:30", south_west=True).tobytes())
     assert other.location == "-48.85840-002.29450-035.000/"  # south, west, below sea level
-    assert other.mp4_tags()["creation_time"] == "2023-07-15T00:00:05.000000Z"
+    assert other.created_utc() == datetime(2023, 7, 15, 0, 0, 5, tzinfo=timezone.utc)
 
 
 def test_an_unknown_altitude_0_over_0_is_left_out_of_the_location():
@@ -110,9 +110,8 @@ def test_a_time_without_offset_is_this_computers_local_time(monkeypatch):
     try:
         c = Capture.from_tags(camera_exif(offset=None).tobytes())
         assert c.taken == datetime(2023, 7, 14, 18, 30, 5) and c.taken.tzinfo is None
-        tags = c.mp4_tags()
-        assert tags["creation_time"] == "2023-07-14T09:30:05.000000Z"
-        assert "com.apple.quicktime.creationdate" not in tags  # its offset is not known
+        assert c.created_utc() == datetime(2023, 7, 14, 9, 30, 5, tzinfo=timezone.utc)
+        assert "com.apple.quicktime.creationdate" not in c.mp4_tags()  # its offset is not known
     finally:
         monkeypatch.undo()
         time.tzset()
@@ -127,7 +126,8 @@ def test_blank_and_malformed_tags_are_left_out():
     assert Capture.from_tags(b"Exif\0\0garbage").mp4_tags() == {}
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0x9003] = "1850:01:01 12:00:00"  # before the movie header's epoch (1904)
-    assert Capture.from_tags(exif.tobytes()).mp4_tags() == {}
+    early = Capture.from_tags(exif.tobytes())
+    assert early.mp4_tags() == {} and early.created_utc() is None
     assert Capture.from_tags(None).exif is None
 
 
@@ -153,15 +153,25 @@ def test_read_photo_keeps_the_xmp_packet(tmp_path, suffix):
 # ---------------------------------------------------------------------------------------------- writing
 
 
-def test_mp4_carries_creation_time_camera_and_location(tmp_path):
-    out = clipwriter.write_clip(frames(), tmp_path / "c.mp4", "mp4", fps=8,
+@pytest.mark.parametrize("loops", [1, 3])
+def test_mp4_carries_creation_time_camera_and_location(tmp_path, loops):
+    out = clipwriter.write_clip(frames(), tmp_path / "c.mp4", "mp4", fps=8, loops=loops,
                                 capture=Capture.from_tags(camera_exif().tobytes()))
-    tags = mp4_tags(out)
-    assert tags["creation_time"].startswith("2023-07-14T16:30:05")
-    assert tags["com.apple.quicktime.creationdate"] == "2023-07-14T18:30:05+0200"
-    assert tags["com.apple.quicktime.make"] == "Canon"
-    assert tags["com.apple.quicktime.model"] == "Canon EOS R5"
-    assert tags["com.apple.quicktime.location.ISO6709"] == "+48.85840+002.29450+035.000/"
+    assert mp4_tags(out) == {  # each once (the creation time was listed twice, "T;T"; a loop's copy
+        "major_brand": "isom", "minor_version": "512", "compatible_brands": "isomiso2avc1mp41",  # doubled these)
+        "creation_time": "2023-07-14T16:30:05.000000Z",
+        "com.apple.quicktime.creationdate": "2023-07-14T18:30:05+0200",
+        "com.apple.quicktime.make": "Canon",
+        "com.apple.quicktime.model": "Canon EOS R5",
+        "com.apple.quicktime.location.ISO6709": "+48.85840+002.29450+035.000/",
+        "encoder": mp4_tags(out)["encoder"],
+    }
+    data = out.read_bytes()
+    keys = data[data.index(b"keys") - 4:]
+    keys = keys[:int.from_bytes(keys[:4], "big")]
+    assert re.findall(rb"mdta([\x20-\x7e]+?)(?=\0|$)", keys[16:]) == [
+        b"com.apple.quicktime.creationdate", b"com.apple.quicktime.make", b"com.apple.quicktime.model",
+        b"com.apple.quicktime.location.ISO6709", b"encoder"]
     assert mvhd_time(out) == datetime(2023, 7, 14, 16, 30, 5, tzinfo=timezone.utc)
 
     plain = clipwriter.write_clip(frames(), tmp_path / "p.mp4", "mp4", fps=8)
