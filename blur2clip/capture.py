@@ -10,9 +10,9 @@ writers (`clipwriter`) then put it where each format keeps it:
   written with `-movflags +use_metadata_tags`; `stamp_mp4` then writes the creation time (UTC) into the
   movie's, tracks' and media headers. (Given to ffmpeg as creation_time, it would also become a key of
   that name, and readers would list it twice: "T;T".)
-- WebP: the EXIF and XMP chunks, as they are.
-- A still photo: the EXIF with the pixel size it records (ExifImageWidth/Height) set to the still's and
-  its colour space to sRGB; the XMP with orientation 1 and its recorded sizes updated likewise.
+- A WebP clip and a still photo: the EXIF with the pixel size it records (ExifImageWidth/Height) set to
+  the image's and its colour space to sRGB; the XMP with orientation 1 and its recorded sizes updated
+  likewise.
 
 No torch and no numpy here; Pillow only when EXIF is parsed.
 """
@@ -126,9 +126,9 @@ class Capture:
 
             walk(0, os.fstat(f.fileno()).st_size)
 
-    def still_exif(self, width: int, height: int) -> bytes | None:
-        """The EXIF for a still of width x height sRGB pixels: its recorded pixel size and colour space
-        updated (left as they are when the EXIF cannot be parsed)."""
+    def image_exif(self, width: int, height: int) -> bytes | None:
+        """The EXIF for an image (the still, a WebP clip) of width x height upright sRGB pixels: its
+        recorded pixel size and colour space updated (left as they are when the EXIF cannot be parsed)."""
         if not self.exif:
             return None
         from PIL import Image
@@ -144,8 +144,8 @@ class Capture:
         except Exception:  # noqa: BLE001 -- malformed EXIF: as it came
             return self.exif
 
-    def still_xmp(self, width: int, height: int) -> bytes | None:
-        """The XMP for a still of width x height upright pixels: orientation 1, recorded sizes updated."""
+    def image_xmp(self, width: int, height: int) -> bytes | None:
+        """The XMP for an image of width x height upright pixels: orientation 1, recorded sizes updated."""
         if not self.xmp:
             return None
         text = self.xmp.decode("utf-8", "replace")

@@ -126,7 +126,7 @@ def write_still(
     4:4:4 chroma), .png or .tif/.tiff (deflate; uncompressed when it carries EXIF or XMP, which only
     Pillow's own TIFF writer keeps whole), with an sRGB ICC profile. `capture` (capture.Capture): its EXIF
     and XMP are kept in all three, the pixel size they record set to the still's (see
-    Capture.still_exif, still_xmp). Returns the path."""
+    Capture.image_exif, image_xmp). Returns the path."""
     out = Path(out)
     fmt = still_format(out)
     image = np.asarray(image)
@@ -140,7 +140,7 @@ def write_still(
     options["icc_profile"] = srgb_profile()
     exif = xmp = None
     if capture is not None:
-        exif, xmp = capture.still_exif(w, h), capture.still_xmp(w, h)
+        exif, xmp = capture.image_exif(w, h), capture.image_xmp(w, h)
     if fmt == "TIFF" and (exif or xmp):  # Pillow's own TIFF writer: libtiff's drops EXIF's sub-IFDs
         tags = Image.Exif()
         if exif:
@@ -316,9 +316,9 @@ def _write_webp(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
     ticks = [round(i * 1000 / s.fps) for i in range(len(frames) + 1)]  # milliseconds
     durations = [max(1, b - a) for a, b in zip(ticks, ticks[1:])]
     size = (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
-    exif = s.capture.exif if s.capture is not None else None
+    # what the photo says of its pixels (orientation, size) made true of the clip's
+    exif, xmp = (s.capture.image_exif(w, h), s.capture.image_xmp(w, h)) if s.capture is not None else (None, None)
     exif = exif[6:] if exif and exif.startswith(b"Exif\0\0") else exif  # the chunk holds the TIFF data
-    xmp = s.capture.xmp if s.capture is not None else None
     flags = 0x02 | (0x08 if exif else 0) | (0x04 if xmp else 0)  # animation, EXIF, XMP
     with open(tmp, "wb") as f:
         f.write(b"RIFF\0\0\0\0WEBP")
