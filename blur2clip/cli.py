@@ -102,6 +102,12 @@ def clip(
     """
     from .job import ClipOptions
 
+    if len(photos) == 1 and output is not None and fmt not in (None, "frames") and Path(photos[0]).name not in (
+            "", ".", "..") and (output.endswith(("/", os.sep)) or Path(output).is_dir()):
+        # a folder for the clip, as for several photos: `shots/*.jpg -o clips/ --format gif` matching one
+        from .media import default_output
+
+        output = str(default_output(Path(output) / Path(photos[0]).name, fmt))
     kind = _clip_kind(ctx, output, fmt, several=len(photos) > 1)
     output = Path(output) if output is not None else None
     options = ClipOptions(fmt=kind, frames=frames, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,

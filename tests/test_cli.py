@@ -167,7 +167,6 @@ def test_train_option_defaults_match_the_training_config():
     ["x.jpg", "--quality", "best"],
     ["x.jpg", "--crf", "52"],
     ["x.jpg", "-o", "y.mp4", "--format", "gif"],  # the suffix and --format disagree
-    ["x.jpg", "-o", "frames/", "--format", "webp"],
     ["x.jpg", "y.jpg", "-o", "clip.mp4"],  # several photos: OUT is a folder
     ["x.jpg", "y.jpg", "--still", "s.jpg"],
     ["x.jpg", "--tile", "8"],
@@ -187,6 +186,22 @@ def test_an_unknown_output_suffix_is_a_usage_error_with_the_usage(tmp_path):
     assert proc.returncode == ExitCode.USAGE
     assert proc.stderr.startswith("Usage: blur2clip") and "clip.mov" in proc.stderr and ".mp4" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "clip.mov").exists()
+
+
+def test_a_folder_with_a_clip_format_takes_one_photo_as_it_takes_several(tmp_path, tiny_weights):
+    # `shots/*.jpg -o clips/ --format gif` is the same command whether the shell found one photo or two
+    for name in ("a.png", "b.png"):
+        photo(tmp_path / "shots" / name)
+    (tmp_path / "made").mkdir()
+    common = ("--format", "gif", "--weights", tiny_weights, "-q")
+    one = run("shots/a.png", "-o", "clips/", *common, cwd=tmp_path)
+    two = run("shots/a.png", "shots/b.png", "-o", "clips2/", *common, cwd=tmp_path)
+    into = run("shots/a.png", "-o", "made", *common, cwd=tmp_path)  # an existing folder, no slash
+    assert (one.returncode, two.returncode, into.returncode) == (0, 0, 0), one.stderr + two.stderr + into.stderr
+    assert (one.stdout, two.stdout, into.stdout) == ("clips/a.gif\n", "clips2/a.gif\nclips2/b.gif\n", "made/a.gif\n")
+    frames = run("shots/a.png", "-o", "frames/", "--weights", tiny_weights, "-q", cwd=tmp_path)
+    assert frames.returncode == 0 and frames.stdout == "frames\n"  # without a clip format: a folder of frames
+    assert (tmp_path / "frames" / "frame_0001.png").is_file()
 
 
 def test_no_argument_prints_the_usage_what_is_missing_and_a_hint():
