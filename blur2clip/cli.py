@@ -32,7 +32,7 @@ import typer
 
 from . import CLIP_FPS, CLIP_FRAMES, FRAMES_RANGE
 from . import cli_train, cli_weights  # noqa: F401 -- their commands join `commands`
-from .cli_batch import capped_note, several_photos
+from .cli_batch import clip_notes, several_photos
 from .cli_options import (APP_SETTINGS, DEFAULT_TILE, HELP_OPTIONS, OUTPUT, RUN, Crf, DataDir, Device, Engine, Fps,
                           Frames, FramesPerBlur, Layout, Loader, Loops, MaxPixels, MaxSize, Overwrite, Pingpong,
                           Precision, Quality, Quiet, Reverse, StripMetadata, Threads, Tile, Weights, commands)
@@ -128,10 +128,10 @@ def clip(
         used = lazy.extractor
         repeats = f" x{loops}" if kind == "mp4" and loops > 1 else ""
         report.info(f"{result.output}: {result.width}x{result.height}, {result.frames} frames{repeats} at "
-                    f"{fps:g} fps, motion {result.motion:.1f} px, made in {result.seconds:.1f} s on "
+                    f"{result.fps:g} fps, motion {result.motion:.1f} px, made in {result.seconds:.1f} s on "
                     f"{used.device} ({used.precision}, {ENGINE_NAMES[used.engine]})")
-        if result.capped:
-            report.info(capped_note(kind))
+        for note in clip_notes(options, capped=result.capped):
+            report.info(note)
     report.exit()
 
 

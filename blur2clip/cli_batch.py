@@ -14,15 +14,26 @@ from .cli_options import (DEFAULT_TILE, OUTPUT, Crf, Device, Engine, Fps, Frames
                           Tile, Weights, commands)
 from .report import BatchProgress, ExitCode, Report, exit_code
 
-def capped_note(kind: str) -> str:
-    from .clipwriter import MP4_MAX_SIZE
+def clip_notes(options, capped: bool) -> list[str]:
+    """What stderr says of clips made with these options that is not what was asked for: a size capped
+    (`capped`: it was, or, for a batch, may be), a rate above what the format plays, crf 0's profile."""
+    from .clipwriter import ANIMATED_MAX_FPS, MP4_MAX_SIZE
     from .media import ANIMATED_MAX_SIZE
 
-    if kind == "mp4":
-        return (f"mp4 clips are made at most {MP4_MAX_SIZE} px on the long side, within H.264 level 5.1 "
-                "(what 4K players decode); --max-size PX for another size")
-    return (f"{kind} clips are made at most {ANIMATED_MAX_SIZE} px on the long side; --max-size PX for "
-            "another size")
+    kind, notes = options.fmt, []
+    if capped and kind == "mp4":
+        notes.append(f"mp4 clips are made at most {MP4_MAX_SIZE} px on the long side, within H.264 level 5.1 "
+                     "(what 4K players decode); --max-size PX for another size")
+    elif capped:
+        notes.append(f"{kind} clips are made at most {ANIMATED_MAX_SIZE} px on the long side; --max-size PX "
+                     "for another size")
+    if kind in ("gif", "webp") and options.fps > ANIMATED_MAX_FPS:
+        notes.append(f"{kind} clips play at most {ANIMATED_MAX_FPS:g} fps (browsers slow faster frames to 10 "
+                     f"fps), so this one plays at {ANIMATED_MAX_FPS:g}; an mp4 plays at {options.fps:g}")
+    if kind == "mp4" and options.crf == 0:
+        notes.append("--crf 0 is lossless H.264 (the High 4:4:4 Predictive profile), which many players, "
+                     "browsers and phones do not play; --crf 1 or more plays everywhere")
+    return notes
 
 
 def several_photos(photos: list[Path], output: Optional[Path], options, model: dict, quiet: bool) -> None:
@@ -127,8 +138,8 @@ def _run_jobs(report: Report, jobs, others, options, model: dict, json_lines: bo
     show = BatchProgress(report, len(jobs), json_lines)
     for result in others:
         show.result(result)
-    if options.fmt in ("gif", "webp") and not options.max_size and jobs:
-        report.info(capped_note(options.fmt))
+    for note in clip_notes(options, capped=options.fmt in ("gif", "webp") and not options.max_size) if jobs else ():
+        report.info(note)
     try:
         with show:
             run = batch.run_batch(jobs, options, extractor=lazy.load, on_event=show.event, min_motion=min_motion,

@@ -40,7 +40,7 @@ def _finite(value: float) -> float:
 
 
 Fps = Annotated[float, typer.Option(min=0.1, max=1000, callback=_finite, rich_help_panel=OUTPUT,
-                                    help="Frames per second.")]
+                                    help="Frames per second (a GIF or WebP plays at most 50).")]
 Frames = Annotated[int, typer.Option(
     min=FRAMES_RANGE[0], max=FRAMES_RANGE[1], metavar="N", rich_help_panel=OUTPUT,
     help="Instants of the exposure the clip shows ({}-{}), made from the network's frames; --frames 7 --fps 10 "
@@ -93,7 +93,8 @@ Quality = Annotated[Literal["high", "medium", "low"], typer.Option(
                                  "colours. Lower is smaller.")]
 Crf = Annotated[Optional[int], typer.Option(
     min=0, max=51, metavar="N", show_default=False, rich_help_panel=OUTPUT,
-    help="H.264 rate factor of an MP4 (0 lossless .. 51; lower is better and larger), instead of --quality's.")]
+    help="H.264 rate factor of an MP4 (1 .. 51; lower is better and larger), instead of --quality's; 0 is "
+         "lossless, which many players do not play.")]
 StripMetadata = Annotated[bool, typer.Option(
     "--strip-metadata", rich_help_panel=OUTPUT,
     help="Keep none of the photo's metadata (time taken, camera, GPS location, EXIF, XMP) in the clip or the "

@@ -43,6 +43,9 @@ _GIF_COLOURS = {"high": 256, "medium": 128, "low": 64}
 # the time (benchmarks/clip_speed.py prints the comparison)
 _PRESET = "fast"
 MP4_MAX_SIZE = 3840  # the long side of an MP4 clip when no max_size is given
+# The fastest a GIF or WebP plays: a GIF's delays are whole hundredths of a second, and browsers slow a
+# GIF delay under 2 hundredths, or a WebP frame of 10 ms or less, to 100 ms
+ANIMATED_MAX_FPS = 50.0
 # H.264 level 5.1 (what 4K players decode): at most 36864 macroblocks of 16x16 a frame, 983040 a second
 _LEVEL_MBS, _LEVEL_MBS_PER_S = 36864, 983040
 # Above this many pixels a frame, x264 looks ahead 4 frames with 1 B-frame on 2 threads: each frame in
@@ -66,10 +69,12 @@ def write_clip(
     """Write frames as a clip at `out` (atomically) and return its path.
 
     frames: FxHxWx3 uint8 in play order (already ping-ponged); a sequence of HxWx3 uint8 arrays also works.
-    fmt: one of FORMATS (see `clip_format`). fps: frames per second, 0.01 .. 1000.
+    fmt: one of FORMATS (see `clip_format`). fps: frames per second, 0.01 .. 1000 (a GIF or WebP plays at
+    most ANIMATED_MAX_FPS: `played_fps`).
     loops: how many times an mp4 repeats the sequence (GIF and WebP loop forever; frames are written once).
     quality: "high" (H.264 crf 18, WebP 90, 256 GIF colours), "medium" (23, 80, 128) or "low" (28, 65, 64).
-    crf: H.264's constant rate factor for an mp4 (0 lossless .. 51), instead of the quality's.
+    crf: H.264's constant rate factor for an mp4 (0 lossless, a profile many players cannot play .. 51),
+    instead of the quality's.
     capture: the photo's capture metadata (see capture.Capture), kept where the format can hold it: an
     mp4's creation time and QuickTime keys (camera, location), a WebP's EXIF and XMP chunks. None: none.
     max_size: an mp4's frames are scaled (Lanczos, aspect kept, even sizes) so their long side is at most
@@ -77,8 +82,8 @@ def write_clip(
     WebP and frames are written at the frames' size.
     mp4: H.264 yuv420p, BT.709, odd sizes padded by one edge pixel, +faststart; the played sequence is
     encoded once, then repeated `loops` times by stream copy. gif: one global palette
-    for all frames, Floyd-Steinberg dither, delays in whole centiseconds (2 at least) whose running total
-    keeps to the fps; identical neighbouring frames are merged into one longer frame. webp: lossy, every
+    for all frames, Floyd-Steinberg dither, delays in whole centiseconds whose running total keeps to the
+    fps; identical neighbouring frames are merged into one longer frame. webp: lossy, every
     frame kept (each a whole frame), loops forever. frames: a folder of frame_0001.png, frame_0002.png, ...
     (more digits past 9999 frames).
     """
@@ -173,6 +178,11 @@ def srgb_profile() -> bytes:
 
         _SRGB.append(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     return _SRGB[0]
+
+
+def played_fps(fmt: str, fps: float) -> float:
+    """The rate a clip of this format asked for `fps` plays at: a GIF or WebP at most ANIMATED_MAX_FPS."""
+    return min(fps, ANIMATED_MAX_FPS) if fmt in ("gif", "webp") else fps
 
 
 def _frame_size(frames) -> tuple[int, int]:
@@ -302,8 +312,8 @@ def _write_gif(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
     sample = Image.fromarray(np.concatenate([f[::step, ::step] for f in seq]))
     palette = sample.quantize(_GIF_COLOURS[s.quality], method=Image.Quantize.MEDIANCUT)
     images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in seq]
-    ticks = [round(i * 100 / s.fps) for i in range(len(seq) + 1)]  # GIF delays are centiseconds
-    durations = [max(2, b - a) * 10 for a, b in zip(ticks, ticks[1:])]  # browsers slow delays under 2
+    ticks = [round(i * 100 / played_fps("gif", s.fps)) for i in range(len(seq) + 1)]  # delays: centiseconds
+    durations = [(b - a) * 10 for a, b in zip(ticks, ticks[1:])]
     images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0,
                    palette=bytes(palette.getpalette()), optimize=False)
 
@@ -313,8 +323,8 @@ def _write_webp(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
     frame that differs from the one before by less than its lossy tolerance (it lengthens the previous
     one instead), so a clip of near-identical frames (a 5000x1 photo) came out with 4 frames of 12."""
     (h, w) = hw
-    ticks = [round(i * 1000 / s.fps) for i in range(len(frames) + 1)]  # milliseconds
-    durations = [max(1, b - a) for a, b in zip(ticks, ticks[1:])]
+    ticks = [round(i * 1000 / played_fps("webp", s.fps)) for i in range(len(frames) + 1)]  # milliseconds
+    durations = [b - a for a, b in zip(ticks, ticks[1:])]
     size = (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
     # what the photo says of its pixels (orientation, size) made true of the clip's
     exif, xmp = (s.capture.image_exif(w, h), s.capture.image_xmp(w, h)) if s.capture is not None else (None, None)

@@ -108,8 +108,9 @@ def loaded(source, **extractor_options):
 @dataclass
 class ClipResult:
     """What make_clip wrote: output (file, or folder for 'frames'), still (or None), frames in the clip
-    as played, frame size in px, total seconds, seconds per step (load, decode, model, encode), and the
-    motion score: how far the frames move, in pixels (about 0 for a photo without motion blur)."""
+    as played, frame size in px, total seconds, seconds per step (load, decode, model, encode), the
+    motion score: how far the frames move, in pixels (about 0 for a photo without motion blur), and the
+    rate the clip plays at."""
 
     photo: Path
     output: Path
@@ -120,6 +121,7 @@ class ClipResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     motion: float = 0.0  # how far the frames move, in pixels of the clip (motion.motion_px)
+    fps: float = 0.0  # the rate the clip plays at: the one asked for, or the most a GIF or WebP plays
     capped: bool = False  # the clip shrunk (clip_size: a GIF or WebP to 1080 px, an MP4 to 3840 px, level 5.1)
 
 
@@ -324,6 +326,7 @@ def make_clip(photo, out=None, options: ClipOptions | None = None, *, still=None
         timings=timings,
         motion=moved,
         capped=capped,
+        fps=clipwriter.played_fps(fmt, options.fps),
     )
 
 

@@ -321,6 +321,23 @@ def test_gif_quiet_no_pingpong(tmp_path, tiny_weights):
         assert im.n_frames == 7 and im.size == (32, 24) and im.info["duration"] == 100
 
 
+def test_the_summary_says_the_rate_a_clip_plays_at_and_what_crf_0_costs(tmp_path, tiny_weights):
+    src = photo(tmp_path / "a.png")
+    fast = run(src, "-o", tmp_path / "a.gif", "--weights", tiny_weights, "--fps", "200")
+    assert fast.returncode == 0, fast.stderr
+    assert fast.stderr.splitlines()[1:] == [  # the summary, then why it is not the rate asked for
+        "gif clips play at most 50 fps (browsers slow faster frames to 10 fps), so this one plays at 50; an mp4 "
+        "plays at 200"]
+    assert " frames at 50 fps, motion " in fast.stderr.splitlines()[0]
+    lossless = run(src, "-o", tmp_path / "a.mp4", "--weights", tiny_weights, "--crf", "0")
+    assert lossless.returncode == 0, lossless.stderr
+    assert lossless.stderr.splitlines()[1:] == [
+        "--crf 0 is lossless H.264 (the High 4:4:4 Predictive profile), which many players, browsers and phones "
+        "do not play; --crf 1 or more plays everywhere"]
+    quiet = run(src, "-o", tmp_path / "b.gif", "--weights", tiny_weights, "--fps", "200", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
 def test_frames_folder_then_overwrite(tmp_path, tiny_weights):
     src = photo(tmp_path / "a.png")
     proc = run(src, "--format", "frames", "--weights", tiny_weights, "-q")

@@ -583,6 +583,18 @@ def test_webp_animated_loops_forever(tmp_path):
         assert im.n_frames == 5 and im.size == (37, 21)
 
 
+@pytest.mark.parametrize("fps, gif, webp", [(50, [2] * 4, [20] * 4), (60, [2] * 4, [20] * 4), (1000, [2] * 4, [20] * 4),
+                                          (45, [2, 2, 3, 2], [22, 22, 23, 22])])
+def test_gif_and_webp_play_at_most_50_fps(tmp_path, fps, gif, webp):
+    # browsers slow a GIF delay under 2 cs, or a WebP frame of 10 ms or less, to 100 ms: 1000 fps played at 10
+    assert clipwriter.played_fps("gif", fps) == clipwriter.played_fps("webp", fps) == min(fps, 50)
+    assert clipwriter.played_fps("mp4", fps) == fps
+    assert gif_blocks(clipwriter.write_clip(clip(4), tmp_path / f"{fps}.gif", "gif", fps=fps).read_bytes())[
+        "delays"] == gif
+    assert webp_frames(clipwriter.write_clip(clip(4), tmp_path / f"{fps}.webp", "webp", fps=fps).read_bytes()) == (
+        0, webp)
+
+
 def test_frames_folder_and_its_replacement(tmp_path):
     out = clipwriter.write_clip(clip(3), f"{tmp_path}/shots/", "frames")
     assert out == tmp_path / "shots"
