@@ -38,7 +38,7 @@ from .cli_options import (APP_SETTINGS, DEFAULT_TILE, HELP_OPTIONS, OUTPUT, RUN,
                           Precision, Quality, Quiet, Reverse, StripMetadata, Threads, Tile, Weights, commands)
 from .cli_train import data_errors
 from .device import TORCH_EXTRA
-from .report import PROG, ExitCode, Report, duration, exit_codes_help, score_table
+from .report import PROG, ExitCode, Report, duration, exit_codes_help, score_table, stopped
 
 # ----------------------------------------------------------------------------------------------------
 # blur2clip PHOTO: the single-photo app
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Try '{PROG} --help' for the options, and '{PROG} COMMAND --help' for batch, weights, train, eval.",
               file=sys.stderr)
         return int(ExitCode.USAGE)
-    from .outputs import sigterm_as_interrupt, terminated
+    from .outputs import sigterm_as_interrupt
 
     previous = sigterm_as_interrupt()  # SIGTERM stops a command as Ctrl-C does: temporaries removed, one line
     # Warnings, the library's logged ones included, as one line each: "blur2clip: warning: <file>: <reason>"
@@ -382,8 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # standalone mode always ends here, with the code
         return int(e.code) if isinstance(e.code, int) else int(e.code is not None)
     except KeyboardInterrupt:
-        print(f"{PROG}: {'terminated' if terminated() else 'interrupted'}", file=sys.stderr)
-        return int(ExitCode.TERMINATED if terminated() else ExitCode.INTERRUPTED)
+        code, line = stopped()
+        print(f"{PROG}: {line}", file=sys.stderr)
+        return int(code)
     except Exception as e:  # noqa: BLE001 -- a bug: show everything, then say so in one line
         missing = (e.name or "").split(".")[0] if isinstance(e, ModuleNotFoundError) else None
         if missing in ("torch", "torchmetrics"):  # train or eval on an install without torch: not a bug

@@ -12,7 +12,7 @@ from . import CLIP_FPS, CLIP_FRAMES
 from .cli_options import (DEFAULT_TILE, OUTPUT, Crf, Device, Engine, Fps, Frames, Loader, Loops, MaxPixels,
                           MaxSize, Overwrite, Pingpong, Precision, Quality, Quiet, Reverse, StripMetadata, Threads,
                           Tile, Weights, commands)
-from .report import BatchProgress, ExitCode, Report, exit_code
+from .report import BatchProgress, ExitCode, Report, exit_code, stopped
 
 def clip_notes(options, capped: bool) -> list[str]:
     """What stderr says of clips made with these options that is not what was asked for: a size capped
@@ -132,7 +132,6 @@ def _run_jobs(report: Report, jobs, others, options, model: dict, json_lines: bo
     exit code. others: results to list first (files that are not photos)."""
     from . import batch
     from .errors import one_line
-    from .outputs import terminated
 
     lazy = Loader(report, **model)
     show = BatchProgress(report, len(jobs), json_lines)
@@ -152,5 +151,4 @@ def _run_jobs(report: Report, jobs, others, options, model: dict, json_lines: bo
         report.exit()
     run.results[:0] = others
     show.summary(run)
-    stop = ExitCode.TERMINATED if terminated() else ExitCode.INTERRUPTED
-    raise typer.Exit(int(stop if run.interrupted else ExitCode.FAILED if run.failed else ExitCode.OK))
+    raise typer.Exit(int(stopped()[0] if run.interrupted else ExitCode.FAILED if run.failed else ExitCode.OK))

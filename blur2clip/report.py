@@ -42,7 +42,39 @@ class ExitCode(IntEnum):
     DEVICE = 6, "the device asked for is not available, or it ran out of memory"
     INTERNAL = 70, "an unexpected error (a bug): the traceback is printed, please report it"
     INTERRUPTED = 130, "interrupted (Ctrl-C), or training stopped after writing its checkpoint"
+    STDOUT_CLOSED = 141, "stdout was closed by its reader (| head), which stops a run as Ctrl-C does"
     TERMINATED = 143, "stopped by SIGTERM, which is handled as Ctrl-C is"
+
+
+class StdoutClosed(KeyboardInterrupt):
+    """Whoever read stdout went away (`| head`): the command stops as Ctrl-C stops it (STDOUT_CLOSED)."""
+
+
+_stdout_closed = False
+
+
+def print_result(line: str) -> None:
+    """One line of results on stdout. When its reader has gone, stdout is pointed at /dev/null (nothing
+    later fails on it) and StdoutClosed is raised."""
+    global _stdout_closed
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        import os
+
+        _stdout_closed = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise StdoutClosed from None
+
+
+def stopped() -> tuple[ExitCode, str]:
+    """The exit code and the line of a command that a KeyboardInterrupt stopped: its stdout closed,
+    SIGTERM, or Ctrl-C."""
+    from .outputs import terminated
+
+    if _stdout_closed:
+        return ExitCode.STDOUT_CLOSED, "stopped: stdout was closed"
+    return (ExitCode.TERMINATED, "terminated") if terminated() else (ExitCode.INTERRUPTED, "interrupted")
 
 
 def exit_codes_help() -> str:
@@ -70,7 +102,7 @@ class Report:
     def result(self, path) -> None:
         """A file or folder written (or a name registered): its path on stdout."""
         self.written.append(Path(path))
-        print(path, flush=True)
+        print_result(str(path))
 
     def info(self, message: str) -> None:
         """Progress or summary on stderr, unless quiet."""
@@ -86,7 +118,7 @@ class Report:
     def code(self) -> ExitCode:
         if not self.failures:
             return ExitCode.OK
-        for stop in (ExitCode.TERMINATED, ExitCode.INTERRUPTED):
+        for stop in (ExitCode.TERMINATED, ExitCode.STDOUT_CLOSED, ExitCode.INTERRUPTED):
             if stop in self.failures:
                 return stop
         if not self.written and len(set(self.failures)) == 1:
@@ -122,12 +154,8 @@ class Report:
                           redirect_stdout=sys.stdout.isatty()) as self._live:
                     yield self
         except KeyboardInterrupt:
-            from .outputs import terminated
-
-            if terminated():
-                self.fail("terminated", ExitCode.TERMINATED, label="")
-            else:
-                self.fail("interrupted", ExitCode.INTERRUPTED, label="")
+            code, line = stopped()
+            self.fail(line, code, label="")
         except Exception as e:  # noqa: BLE001 -- sorted by exit_code; the unexpected ones are re-raised
             code = exit_code(e)
             if code is None:
@@ -272,7 +300,7 @@ class BatchProgress:
         if self.json_lines:
             import json
 
-            print(json.dumps(r.as_dict()), flush=True)
+            print_result(json.dumps(r.as_dict()))
         elif r.status == "done":
             self.report.result(r.output)
         err = self.report.err if self.progress is None else self.progress.console
@@ -318,7 +346,8 @@ class BatchProgress:
                          f"in {duration(run.seconds)}{rate}")
         left = len(run.pending)
         if run.interrupted:
-            self.report.info(f"interrupted: {left} photo{'s' * (left != 1)} not done; run again to resume")
+            self.report.info(f"{stopped()[1]}: {left} photo{'s' * (left != 1)} not done; run again to resume"
+                             if left else stopped()[1])
         elif run.stopped:
             self.report.info(f"stopped at the first failure (--fail-fast): {left} not done")
 

@@ -412,6 +412,32 @@ def test_ctrl_c_prints_the_summary_and_exits_130(tmp_path, tiny_weights):
     assert all(mp4_frames(c) == PINGPONG for c in clips) and temporaries(tmp_path) == []
 
 
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_a_closed_stdout_stops_the_batch_as_ctrl_c_does_and_exits_141(tmp_path, tiny_weights, json_lines):
+    shots = tmp_path / "shots"
+    for i in range(8):
+        photo(shots / f"p{i}.png", 360, 480, seed=i)
+    out = shots / "clips"
+    # `blur2clip batch shots | head -1`: the reader takes one line and goes away
+    proc = subprocess.Popen(command(shots, "--weights", tiny_weights, "--tile", "0", "--loops", "1",
+                                    *(["--json"] if json_lines else [])),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        proc.wait(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == ExitCode.STDOUT_CLOSED, stderr
+    assert "Traceback" not in stderr and "Broken pipe" not in stderr
+    assert "stopped: stdout was closed" in stderr.splitlines()[-1]
+    assert (json.loads(first)["output"] if json_lines else first.strip()).endswith("p0.mp4")
+    clips = sorted(out.glob("*.mp4"))
+    assert 1 <= len(clips) < 8  # it stopped; what it made is whole, and nothing half-made is left
+    assert all(mp4_frames(c) == PINGPONG for c in clips) and temporaries(tmp_path) == []
+
+
 def test_batch_in_one_call_as_a_notebook_would(tmp_path, extractor):
     photo(tmp_path / "a.png")
     photo(tmp_path / "sub" / "b.jpg")

@@ -4,6 +4,7 @@ script): help without torch, exit codes, one-line errors, the clip end to end, a
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -126,6 +127,15 @@ def test_main_returns_the_exit_code(capsys):
     assert cli.main(["--version"]) == 0
     assert cli.main(["--no-such-option", "x.jpg"]) == ExitCode.USAGE
     capsys.readouterr()
+
+
+def test_the_readme_lists_every_exit_code_with_its_meaning():
+    from conftest import ROOT
+
+    text = (ROOT / "README.md").read_text().split("### Exit codes", 1)[1].split("\n\n")[1]
+    rows = dict(re.findall(r"^\| (\d+) \| (.+) \|$", text, re.M))
+    plain = {code: meaning.replace("`", "").replace("\\|", "|") for code, meaning in rows.items()}
+    assert plain == {str(c.value): c.meaning for c in ExitCode}
 
 
 def test_train_option_defaults_match_the_training_config():
