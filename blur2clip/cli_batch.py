@@ -100,8 +100,8 @@ def batch_command(
     Hidden and system files are ignored, other files listed as skipped; the photos are never written.
     Runs at the same time on one folder share the work: a photo another run has taken is skipped. Prints
     each clip's path on stdout; a progress bar and then a summary of what was done, skipped and failed go
-    to stderr. Exit code 1 when some photos failed, 130 when interrupted, 143 on SIGTERM (run again to
-    resume).
+    to stderr. Exit code 1 when some photos failed, 130 when interrupted, 143 on SIGTERM, 141 when stdout
+    was closed (run again to resume).
     """
     from . import batch, outputs
     from .errors import output_error

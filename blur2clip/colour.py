@@ -15,6 +15,45 @@ from .errors import MediaWarning
 
 _ORIENTATION = 0x0112  # the EXIF tag
 
+@functools.lru_cache(maxsize=1)
+def adobe_rgb_icc() -> bytes:
+    """An ICC v2 profile of Adobe RGB (1998): its primaries adapted to D50 as Adobe's own profile has
+    them, and its tone curve, gamma 563/256. For camera JPEGs that say Adobe RGB only in their EXIF."""
+    s15 = lambda *v: b"".join(int(round(x * 65536)).to_bytes(4, "big", signed=True) for x in v)  # noqa: E731
+    xyz = lambda *v: b"XYZ \0\0\0\0" + s15(*v)  # noqa: E731
+    curve = b"curv\0\0\0\0" + (1).to_bytes(4, "big") + (563).to_bytes(2, "big")  # one entry: a gamma (u8.8)
+    name = b"Adobe RGB (1998) from EXIF\0"
+    tags = [(b"desc", b"desc\0\0\0\0" + len(name).to_bytes(4, "big") + name + bytes(4 + 4 + 2 + 1 + 67)),
+            (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.60974, 0.31111, 0.01947)),
+            (b"gXYZ", xyz(0.20528, 0.62567, 0.06087)), (b"bXYZ", xyz(0.14919, 0.06322, 0.74457)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve), (b"cprt", b"text\0\0\0\0none\0")]
+    table, data, offset = b"", b"", 128 + 4 + 12 * len(tags)
+    for sig, body in tags:
+        body += bytes(-len(body) % 4)
+        table += sig + (offset + len(data)).to_bytes(4, "big") + len(body).to_bytes(4, "big")
+        data += body
+    header = ((offset + len(data)).to_bytes(4, "big") + b"none" + (0x02100000).to_bytes(4, "big") + b"mntrRGB XYZ "
+              + bytes(12) + b"acsp")
+    header += bytes(68 - len(header)) + s15(0.9642, 1.0, 0.8249)
+    return header + bytes(128 - len(header)) + len(tags).to_bytes(4, "big") + table + data
+
+
+def exif_colour_space(im: Image.Image) -> bytes | None:
+    """The ICC profile of what a photo's EXIF alone says its colours are: Adobe RGB where it marks them so
+    as cameras do (DCF: colour space "uncalibrated" with the interoperability index "R03"; some write
+    colour space 2), else None (sRGB, or nothing said)."""
+    try:
+        exif = im.getexif()
+        space = exif.get_ifd(0x8769).get(0xA001)
+        index = exif.get_ifd(0xA005).get(0x0001)  # the interoperability IFD (Pillow finds it under Exif's)
+    except Exception:  # noqa: BLE001 -- unreadable EXIF says nothing (exif_of warns about it)
+        return None
+    index = index.decode("ascii", "replace") if isinstance(index, bytes) else index
+    if space == 2 or (space == 0xFFFF and isinstance(index, str) and index.strip("\0 ") == "R03"):
+        return adobe_rgb_icc()
+    return None
+
+
 def profile(icc: bytes | None, path: Path):
     """The embedded ICC profile as an ImageCmsProfile, or None for none, sRGB, or a broken one (warned)."""
     if not icc:

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .colour import exif_of, icc_float, lab_to_srgb, profile, transform, xmp_of  # noqa: F401 -- xmp_of: also capture's
+from .colour import (exif_colour_space, exif_of, icc_float, lab_to_srgb, profile, transform,  # noqa: F401
+                     xmp_of)  # xmp_of: also capture's
 from .errors import MediaError, MediaWarning, output_error  # noqa: F401 -- the API of media
 from .photocheck import check_data, check_memory, kind
 from .readnotes import Notes, reading
@@ -217,7 +218,8 @@ def _decode(im: Image.Image, path: Path, deep: bool, orientation: int) -> tuple[
     out = np.empty((w, h, 3) if orientation >= 5 else (h, w, 3), np.float32)
     stored = _stored_view(out, orientation)  # out seen as the file stores it: bands written here land upright
     rows = max(1, (1 << 18) // max(w, 1))  # about a quarter megapixel at a time
-    icc_profile = profile(im.info.get("icc_profile"), path)
+    # an embedded profile decides; without one, a camera's EXIF may say Adobe RGB
+    icc_profile = profile(im.info.get("icc_profile") or exif_colour_space(im), path)
     if deep:
         rgba = _ffmpeg_rgba64(path, im)  # Pillow truncated 16-bit colour to 8 bits
         if rgba is not None:

@@ -84,6 +84,54 @@ def linear_rgb_profile(name: bytes = b"linear RGB") -> bytes:
     return header + bytes(128 - len(header)) + struct.pack(">I", len(tags)) + table + data
 
 
+def dcf_exif(space: int, index: bytes | None) -> bytes:
+    """EXIF that says a colour space as cameras do: IFD0 -> Exif IFD (ColorSpace) -> Interop IFD
+    (InteropIndex "R03" for Adobe RGB), written by hand (Pillow does not write the Interop IFD)."""
+    def ifd(entries) -> bytes:  # (tag, type, count, 4 bytes of value or offset)
+        return (struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHI", *e[:3]) + e[3] for e in entries)
+                + bytes(4))
+    exif_at = 8 + 18  # the header, then IFD0 with one entry
+    entries = [(0xA001, 3, 1, struct.pack("<HH", space, 0))]
+    if index is not None:
+        entries.append((0xA005, 4, 1, struct.pack("<I", exif_at + 2 + 2 * 12 + 4)))
+    body = ifd([(0x8769, 4, 1, struct.pack("<I", exif_at))]) + ifd(entries)
+    if index is not None:
+        body += ifd([(0x0001, 2, 4, index.ljust(4, b"\0"))])
+    return b"Exif\0\0II*\0" + struct.pack("<I", 8) + body
+
+
+def adobe_to_srgb(rgb) -> np.ndarray:
+    """Adobe RGB (1998) 8-bit values -> sRGB 0..1, by the two spaces' published matrices (D65)."""
+    linear = (np.asarray(rgb, np.float64) / 255) ** (563 / 256)
+    to_xyz = np.array([[0.5767309, 0.1855540, 0.1881852], [0.2973769, 0.6273491, 0.0752741],
+                       [0.0270343, 0.0706872, 0.9911085]])
+    to_srgb = np.array([[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560],
+                        [0.0556434, -0.2040259, 1.0572252]])
+    v = np.clip(to_srgb @ to_xyz @ linear, 0, 1)
+    return np.where(v <= 0.0031308, 12.92 * v, 1.055 * v ** (1 / 2.4) - 0.055)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_a_camera_photo_marked_adobe_rgb_in_its_exif_alone_is_converted(tmp_path, suffix):
+    colour = (100, 150, 80)
+    flat = np.full((16, 16, 3), colour, np.uint8)
+    for name, exif, expected in [
+        ("dcf", dcf_exif(0xFFFF, b"R03"), adobe_to_srgb(colour)),  # uncalibrated + R03: Adobe RGB
+        ("two", dcf_exif(2, None), adobe_to_srgb(colour)),  # what some cameras write instead
+        ("srgb", dcf_exif(1, b"R98"), np.array(colour) / 255),  # sRGB: as it is
+        ("unsaid", dcf_exif(0xFFFF, None), np.array(colour) / 255),  # uncalibrated alone says nothing
+    ]:
+        path = tmp_path / f"{name}{suffix}"
+        Image.fromarray(flat).save(path, exif=exif, **({"quality": 100} if suffix == ".jpg" else {}))
+        got = media.read_photo(path).pixels[8, 8]
+        np.testing.assert_allclose(got, expected, atol=(1.5 if suffix == ".png" else 3) / 255, err_msg=name)
+    # an embedded profile decides over the EXIF: here sRGB's, so the values stay
+    path = tmp_path / f"embedded{suffix}"
+    Image.fromarray(flat).save(path, exif=dcf_exif(0xFFFF, b"R03"), icc_profile=ImageCms.ImageCmsProfile(
+        ImageCms.createProfile("sRGB")).tobytes())
+    np.testing.assert_allclose(media.read_photo(path).pixels[8, 8], np.array(colour) / 255, atol=3 / 255)
+
+
 # ----------------------------------------------------------------------------------------------- reading
 
 
