@@ -187,7 +187,10 @@ def run_batch(
                 raise work
             written, moved = work.result()
         except _Skip as e:
-            emit(job, PhotoResult(job.input, job.output, SKIPPED, 0.0, e.reason, e.motion))
+            if e.motion is not None:  # the network ran and found no motion blur: the time it took, no clip
+                emit(job, PhotoResult(job.input, None, SKIPPED, seconds, e.reason, e.motion))
+            else:  # made before, or by another run: that clip
+                emit(job, PhotoResult(job.input, job.output, SKIPPED, 0.0, e.reason))
         except expected as e:
             if not ((stopping or guard.pending) and isinstance(work, Future)):  # Ctrl-C hit ffmpeg too: not done
                 emit(job, PhotoResult(job.input, job.output, FAILED, seconds, one_line(e)))

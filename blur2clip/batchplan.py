@@ -59,9 +59,13 @@ class PhotoResult:
     motion: float | None = None  # how far the frames move, px (motion.motion_px); None: not measured
 
     def as_dict(self) -> dict:
-        """JSON-ready: paths as strings, seconds rounded to ms, motion to 0.1 px."""
+        """JSON-ready: paths as strings, seconds rounded to ms, motion to 0.1 px; the error without the
+        input's path before it (the line on stderr names it; here "input" does)."""
+        error = self.error
+        if error is not None and error.startswith(f"{self.input}: "):
+            error = error[len(f"{self.input}: "):]
         return {"input": str(self.input), "output": None if self.output is None else str(self.output),
-                "status": self.status, "seconds": round(self.seconds, 3), "error": self.error,
+                "status": self.status, "seconds": round(self.seconds, 3), "error": error,
                 "motion_px": None if self.motion is None else round(self.motion, 1)}
 
 

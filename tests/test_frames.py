@@ -151,6 +151,7 @@ def test_batch_reports_motion_and_skips_photos_below_min_motion(tmp_path, tiny_w
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["status"] for r in lines] == ["skipped", "skipped"]
     assert all(r["error"].startswith("no motion blur (the frames move ") and r["motion_px"] >= 0 for r in lines)
+    assert all(r["output"] is None and r["seconds"] > 0 for r in lines)  # no clip; the network's time
     assert not (tmp_path / "shots" / "clips").exists() or not any((tmp_path / "shots" / "clips").iterdir())
     proc = blur2clip_cli("batch", tmp_path / "shots", "--json", "--weights", tiny_weights, "--format", "gif",
                          "--max-size", "32", "--min-motion", "0")

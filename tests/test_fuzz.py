@@ -118,7 +118,8 @@ def test_fuzzed_photos_through_batch(tmp_path, tiny_weights):
 
     for name in failed:
         r = results[name]
-        assert r["error"] and "\n" not in r["error"] and r["error"].startswith(f"{shots / name}: "), r
+        assert r["error"] and "\n" not in r["error"] and not r["error"].startswith(f"{shots / name}"), r  # "input"
+        assert f"{shots / name}: {r['error']}" in proc.stderr, r  # the line on stderr names the file
         assert not Path(r["output"]).exists() and not Path(r["output"]).is_symlink(), r
     for name in done:
         with Image.open(results[name]["output"]) as im:
