@@ -244,6 +244,8 @@ def _decode(im: Image.Image, path: Path, deep: bool, orientation: int) -> tuple[
     mode = im.mode
     if mode in ("P", "PA"):
         mode = "RGBA" if mode == "PA" or "transparency" in im.info else "RGB"
+    elif mode in ("L", "RGB") and "transparency" in im.info:  # a PNG's tRNS: one colour is transparent
+        mode += "A"
     elif mode in ("1", "La", "RGBa"):
         mode = {"1": "L", "La": "LA", "RGBa": "RGBA"}[mode]
     elif mode not in ("RGB", "RGBA", "L", "LA", "CMYK", "LAB"):

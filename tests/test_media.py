@@ -174,6 +174,21 @@ def test_palette_transparency_becomes_white(tmp_path):
     np.testing.assert_allclose(pixels[1, 3], (1, 0, 0))
 
 
+def test_a_transparent_colour_of_an_rgb_or_grey_png_becomes_white(tmp_path):
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[:, :3], rgb[:, 3:] = (10, 200, 30), (200, 50, 50)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png", transparency=(10, 200, 30))  # a tRNS chunk
+    pixels = media.read_photo(tmp_path / "rgb.png").pixels
+    np.testing.assert_allclose(pixels[:, :3], 1.0)
+    np.testing.assert_allclose(pixels[:, 3:] * 255, np.broadcast_to((200, 50, 50), (4, 3, 3)), atol=1e-4)
+    grey = np.full((4, 6), 150, np.uint8)
+    grey[:, :3] = 77
+    Image.fromarray(grey).save(tmp_path / "grey.png", transparency=77)
+    pixels = media.read_photo(tmp_path / "grey.png").pixels
+    np.testing.assert_allclose(pixels[:, :3], 1.0)
+    np.testing.assert_allclose(pixels[:, 3:] * 255, 150, atol=1e-4)
+
+
 def test_16bit_rgb_png_and_tiff_keep_full_precision(tmp_path):
     a = (np.arange(6 * 5 * 3).reshape(6, 5, 3) * 601 + 7).astype(np.uint16)  # not multiples of 257
     tif = tmp_path / "a.tif"
