@@ -83,7 +83,8 @@ def batch_command(
     min_motion: Annotated[Optional[float], typer.Option(
         min=0, metavar="PX", show_default=False, rich_help_panel=FOLDER,
         help="Skip photos whose frames move less than PX pixels (no motion blur to undo): no clip, "
-             "reported as skipped with their motion score.")] = None,
+             "reported as skipped with their motion score. Pixels of the clip: with --max-size, of the "
+             "shrunk photo, where a blur is shorter (and a short one may not be found at all).")] = None,
     weights: Weights = None,
     device: Device = "auto",
     precision: Precision = "auto",
