@@ -192,15 +192,15 @@ def _value(key: str, value, hint, where: str):
         fixed = sorted(set(value) & set(SET_BY_LAYOUT))
         if fixed:
             raise SettingsError(f"{where}: synth.{fixed[0]} is set by the data and --crop, not here")
-        return dict(value)
+        return _synth(value, where)
     if key == "stage" and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if key == "steps":
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value] * 3
-        if (not isinstance(value, list) or len(value) not in (1, 2, 3)
+        if (not isinstance(value, list) or len(value) not in (1, 3)
                 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value)):
-            raise bad("expected a number of steps (every stage) or a list of one per stage, each at least 1")
+            raise bad("expected a number of steps (every stage) or a list of three, one per stage, each at least 1")
         return list(value)
     if hint is bool:
         if not isinstance(value, bool):
@@ -226,6 +226,48 @@ def _value(key: str, value, hint, where: str):
     if key == "ema" and value >= 1:
         raise bad("expected a decay below 1 (0: no average)")
     return value
+
+
+def _synth(value: dict, where: str) -> dict:
+    """Synthetic-motion settings checked against SynthConfig's defaults: numbers where it has numbers
+    (whole ones where it has whole ones), finite and not negative, shares (p_*) at most 1, pairs (lo, hi)
+    as pairs in order, layer_probs a list of shares, JPEG qualities 1-100, 1 sub-frame or more."""
+    from .synth import SynthConfig
+
+    defaults, out = asdict(SynthConfig()), {}
+    for key, v in value.items():
+        default = defaults[key]
+
+        def bad(what: str):
+            return SettingsError(f"{where}: synth.{key} = {v!r}: {what}")
+
+        def number(x, whole: bool) -> bool:
+            return (isinstance(x, int) or (not whole and isinstance(x, float) and math.isfinite(x))) and \
+                not isinstance(x, bool) and x >= 0
+
+        if isinstance(default, tuple):
+            whole = all(isinstance(d, int) for d in default)
+            if not isinstance(v, (list, tuple)) or not all(number(x, whole) for x in v) or (
+                    key != "layer_probs" and len(v) != len(default)) or not v:
+                raise bad(f"expected {'a list of shares' if key == 'layer_probs' else f'{len(default)} numbers'}"
+                          f"{', whole' if whole else ''}, none negative")
+            if key == "layer_probs" and sum(v) <= 0:
+                raise bad("expected shares that add up to more than 0")
+            if key != "layer_probs" and list(v) != sorted(v):
+                raise bad("expected the least first")
+            if key == "jpeg_quality" and not all(1 <= x <= 100 for x in v):
+                raise bad("expected JPEG qualities from 1 to 100")
+            v = list(v)
+        elif not number(v, isinstance(default, int)):
+            raise bad(f"expected a {'whole ' * isinstance(default, int)}number, not negative")
+        elif key.startswith("p_") and v > 1:
+            raise bad("expected a share from 0 to 1")
+        elif key in ("min_sub", "max_sub", "max_step_px") and v <= 0:
+            raise bad("expected more than 0")
+        out[key] = float(v) if isinstance(default, float) else v
+    if out.get("min_sub", defaults["min_sub"]) > out.get("max_sub", defaults["max_sub"]):
+        raise SettingsError(f"{where}: synth.min_sub is more than synth.max_sub")
+    return out
 
 
 def record(cfg: TrainConfig, out: Path, log=print, checkpoint: bool = False) -> None:

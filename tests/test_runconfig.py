@@ -77,6 +77,16 @@ def test_a_toml_file_gives_every_setting_and_the_defaults_fill_the_rest(tmp_path
     ("[model]\nwidht = 4", "unknown network setting model.widht"),
     ("[model]\nwidth = 0", "model config width: 0 is out of range"),
     ("[synth]\nwobble = 1", "unknown synthetic-motion setting synth.wobble"),
+    ("steps = [2, 3]", "steps = [2, 3]: expected a number of steps (every stage) or a list of three"),
+    ('[synth]\np_static_camera = "x"', "synth.p_static_camera = 'x': expected a number, not negative"),
+    ("[synth]\nphoto_scale = 0.5", "synth.photo_scale = 0.5: expected 2 numbers, none negative"),
+    ("[synth]\np_noise = 7", "synth.p_noise = 7: expected a share from 0 to 1"),
+    ("[synth]\nmin_sub = 0", "synth.min_sub = 0: expected more than 0"),
+    ("[synth]\nmin_sub = 20", "synth.min_sub is more than synth.max_sub"),
+    ("[synth]\njpeg_quality = [200, 300]", "synth.jpeg_quality = [200, 300]: expected JPEG qualities from 1 to 100"),
+    ("[synth]\nexposure = [1.4, 0.6]", "synth.exposure = [1.4, 0.6]: expected the least first"),
+    ("[synth]\nswarm_count = [8.5, 40]", "synth.swarm_count = [8.5, 40]: expected 2 numbers, whole, none negative"),
+    ("[synth]\nlayer_probs = [0, 0]", "synth.layer_probs = [0, 0]: expected shares that add up to more than 0"),
     ("lr = [", "not valid TOML"),
 ])
 def test_a_bad_setting_is_named_with_its_file(tmp_path, text, message):
