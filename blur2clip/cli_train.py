@@ -232,12 +232,17 @@ def train_command(
             trainer = Trainer(cfg, log=log)
         try:
             paths = trainer.run()
-        except Stopped as e:
-            report.fail(f"{e}; resume with --resume", ExitCode.INTERRUPTED, label="")
+        except Stopped as e:  # SIGTERM or Ctrl-C: the step finished and its checkpoint written
+            code = ExitCode.TERMINATED if e.terminated else ExitCode.INTERRUPTED
+            if not rank0:  # the first process says it, once
+                raise typer.Exit(int(code))
+            report.fail(f"{e}; resume with --resume", code, label="")
             paths = []
-        except KeyboardInterrupt:
-            wrote = (out / "checkpoint.pt").is_file()
-            report.fail("interrupted" + ("; checkpoint written; resume with --resume" if wrote else ""),
+        except KeyboardInterrupt:  # a second Ctrl-C: at once, the checkpoint on disk is the last one written
+            if not rank0:
+                raise typer.Exit(int(ExitCode.INTERRUPTED))
+            kept = (out / "checkpoint.pt").is_file()
+            report.fail("interrupted" + ("; the last checkpoint is kept; resume with --resume" if kept else ""),
                         ExitCode.INTERRUPTED, label="")
             paths = []
         for path in paths if rank0 else []:

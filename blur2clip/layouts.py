@@ -230,11 +230,13 @@ class Sequences(Data):
 
     def scan(self):
         if not self.middle_only and self.frames_per_blur < self.frames:
-            raise ValueError(f"{self.frames_per_blur} frames per blur cannot make {self.frames} frames; give at "
-                             f"least {self.frames}")
+            from .errors import SettingsError
+
+            raise SettingsError(f"frames per blur {self.frames_per_blur} cannot make {self.frames} frames: give "
+                                f"--frames-per-blur {self.frames} or more")
         seqs, skipped = self.find()
         if not seqs:
-            raise ValueError(f"{self.root}: no usable {self.layout} sequence{_why(skipped)}")
+            raise ValueError(f"{self.root}: no usable sequence for the {self.layout} layout{_why(skipped)}")
         return seqs, skipped
 
     def find(self) -> tuple[list[FrameSequence], list[str]]:
@@ -252,7 +254,8 @@ class Sequences(Data):
         cut = s.end - max(n, (s.end - s.first) // 6)
         train, val = s.part(s.first, cut), s.part(cut, s.end)
         if val.window_count(n) <= 0 or train.window_count(n) <= 0:
-            raise ValueError(f"{s.name}: one sequence of {s.end - s.first} frames is too short to keep a part "
+            where = self.root if s.name == "." else self.root / s.name  # "." : the folder itself holds the frames
+            raise ValueError(f"{where}: one sequence of {s.end - s.first} frames is too short to keep a part "
                              f"for validation; add frames or sequences")
         return [train], [val]
 

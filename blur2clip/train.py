@@ -33,8 +33,9 @@ import torch
 from . import device as devices
 from . import metrics, runconfig, weights
 from .data import StreamSampler, open_data
-from .errors import SettingsError
+from .errors import DeviceError, SettingsError
 from .files import atomic_path
+from .loader import data_loader, shut_down
 from .logbook import Logbook
 from .losses import staged_loss
 from .model import Blur2Clip, ModelConfig, count_parameters, stage_frames, with_frames, with_travel_head
@@ -68,12 +69,19 @@ def _finite(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def _diverged(stage: int, step: int) -> SettingsError:
+def _diverged(stage: int, step: int, out: Path) -> SettingsError:
+    kept = "the weights of the last checkpoint are kept" if (out / "checkpoint.pt").is_file() else \
+        "no weights were written"
     return SettingsError(f"stage {stage} step {step}: the loss or the weights are not numbers, training diverged "
-                         f"(try a lower --lr); the weights of the last checkpoint are kept")
+                         f"(try a lower --lr); {kept}")
 
 class Stopped(Exception):
-    """Raised after a checkpoint was written because the process was asked to stop."""
+    """Raised after a checkpoint was written because the process was asked to stop (terminated: by
+    SIGTERM, else by Ctrl-C)."""
+
+    def __init__(self, message: str, terminated: bool = False):
+        super().__init__(message)
+        self.terminated = terminated
 
 
 def _lr(step: int, total: int, cfg: TrainConfig) -> float:
@@ -105,6 +113,17 @@ class Average:
         return {"model": self.model.state_dict(), "updates": self.updates}
 
 
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- cut short, not torch's, another torch's: all say the same
+        raise SettingsError(f"{path}: cannot be read as a checkpoint ({str(e).splitlines()[0][:160]}); move it "
+                            f"away to start the run over, or --init from a stage file") from None
+    if not isinstance(ckpt, dict) or not {"stage", "step"} <= set(ckpt):
+        raise SettingsError(f"{path}: not a blur2clip checkpoint")
+    return ckpt
+
+
 def _atomic_save(obj, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -116,14 +135,14 @@ class Trainer:
         self.out = Path(cfg.out)
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
-        self.stop_requested = False
+        self.stop_requested = 0  # the signal that asked the run to stop, once one has
         self.last_val: dict = {}
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = devices.pick(cfg.device)
         self.bf16 = devices.train_bf16(cfg.precision, self.device)
         if cfg.synth_device == "cuda" and self.device.type != "cuda":
-            raise ValueError(f"synth_device cuda renders the samples on the training GPU, but this run trains on "
+            raise DeviceError(f"synth_device cuda renders the samples on the training GPU, but this run trains on "
                              f"{self.device.type}: train on a GPU or use synth_device cpu")
         self.data = open_data(cfg.data, cfg.layout, cfg.frames_per_blur, cfg.model.frames)
         if self.data.layout == "clips":
@@ -134,15 +153,19 @@ class Trainer:
                              f"out for validation; add more")
         self.data.check_crop(cfg.crop)
         if self.data.middle_only and cfg.stage not in ("1", "all"):
-            raise ValueError(f"{cfg.data}: this layout ({self.data.layout}) knows only the middle frame, so it "
+            raise SettingsError(f"{cfg.data}: this layout ({self.data.layout}) knows only the middle frame, so it "
                              f"trains stage 1, not stage {cfg.stage}")
+        if self.main:  # the first process checks the run folder, then writes into it
+            runconfig.check_out(cfg)
         self.ckpt = None
         if cfg.resume and (self.out / "checkpoint.pt").is_file():
-            self.ckpt = torch.load(self.out / "checkpoint.pt", map_location="cpu", weights_only=True)
+            self.ckpt = _load_checkpoint(self.out / "checkpoint.pt")
             layout = self.ckpt.get("data", {}).get("layout", "photos")
             if layout != self.data.layout:
                 raise ValueError(f"{self.out / 'checkpoint.pt'}: written while training on {layout} data, "
                                  f"but {cfg.data} is {self.data.layout}")
+        if self.ckpt is None:  # a checkpoint's network is the run's; a start from --init trains --init's
+            cfg = self.cfg = runconfig.with_init_network(cfg, self.log if self.main else lambda *_: None)
         if self.main:
             runconfig.record(cfg, self.out, self.log, checkpoint=self.ckpt is not None)
         self.book = Logbook(self.out, cfg.tensorboard and self.main, self.log)
@@ -162,6 +185,15 @@ class Trainer:
     def main(self) -> bool:
         return self.rank == 0
 
+    def stopping(self):
+        """The signal that asked this run to stop (0: none), agreed by every process of a torchrun run: the
+        first to be asked stops them all at the same step, and the first process writes the checkpoint."""
+        if self.world == 1:
+            return self.stop_requested
+        flag = torch.tensor([int(self.stop_requested)], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item())
+
     def stages(self) -> list[int]:
         if self.data.middle_only:
             return [1]
@@ -176,9 +208,22 @@ class Trainer:
     def run(self) -> list[Path]:
         ckpt = self.ckpt
         if ckpt and self.main:
-            self.log(f"resuming stage {ckpt['stage']} at step {ckpt['step']}")
-        old = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM,)}
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
+            if ckpt["stage"] > self.stages()[-1]:
+                self.log(f"the run is finished (stage {self.stages()[-1]} done): nothing to resume")
+            else:
+                self.log(f"resuming stage {ckpt['stage']} at step {ckpt['step']}")
+        # SIGTERM, and Ctrl-C, ask the loop to stop after the step it is in: its checkpoint is then exact (a
+        # step stopped half-way, or an average half-updated, would resume elsewhere than a run never stopped).
+        # A second Ctrl-C stops at once, keeping the last checkpoint written.
+        old = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def stop(sig, frame):
+            if sig == signal.SIGINT and self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = sig
+
+        for sig in old:
+            signal.signal(sig, stop)
         done = []
         try:
             for stage in self.stages():
@@ -273,7 +318,7 @@ class Trainer:
                 loss.backward()
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)  # the same on every process
                 if not torch.isfinite(norm):  # before the step: the weights and the last checkpoint stay good
-                    raise _diverged(stage, step + 1)
+                    raise _diverged(stage, step + 1, self.out)
                 opt.step()
                 if self.ema:
                     self.ema.update(model)
@@ -282,17 +327,16 @@ class Trainer:
                 if self.main and step % cfg.log_every == 0:
                     self.progress(stage, step, total, loss.item(), (time.time() - t0) / seen,
                                   opt.param_groups[0]["lr"], parts)
-                if (step % cfg.ckpt_every == 0 or self.stop_requested or step == total) and not _finite(model):
-                    raise _diverged(stage, step)  # a step too large: never written over a good checkpoint
-                if step % cfg.ckpt_every == 0 or self.stop_requested:
+                stopping = self.stopping()
+                if (step % cfg.ckpt_every == 0 or stopping or step == total) and not _finite(model):
+                    raise _diverged(stage, step, self.out)  # a step too large: never written over a good checkpoint
+                if step % cfg.ckpt_every == 0 or stopping:
                     self.checkpoint(model, opt, stage, step, start + (step - step0) * per_rank * self.world)
-                if self.stop_requested:
-                    raise Stopped(f"stopped at stage {stage} step {step}; checkpoint written")
+                if stopping:
+                    raise Stopped(f"stopped at stage {stage} step {step}; checkpoint written",
+                                  terminated=stopping == signal.SIGTERM)
                 if self.main and (step % cfg.val_every == 0 or step == total):
                     self.validate_and_keep_best(model, stage, step)
-        except KeyboardInterrupt:
-            self.checkpoint(model, opt, stage, step, start + (step - step0) * per_rank * self.world)
-            raise
         finally:
             shut_down(it)
         if self.main:
@@ -367,32 +411,6 @@ class Trainer:
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         _atomic_save(state, self.out / "checkpoint.pt")
-
-
-def data_loader(dataset, batch: int, sampler, workers: int, rendering: str = "cpu", pin_memory: bool = False,
-                prefetch: int = 2) -> torch.utils.data.DataLoader:
-    """The training stream's loader: `workers` processes (0: the calling one) making batches of `batch`,
-    `prefetch` batches ahead each. rendering: the device the dataset renders on; workers that use CUDA
-    must be spawned, not forked."""
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=batch, sampler=sampler, num_workers=workers, worker_init_fn=_worker_init,
-        pin_memory=pin_memory, prefetch_factor=prefetch if workers else None,
-        multiprocessing_context="spawn" if workers and rendering != "cpu" else None)
-
-
-def _worker_init(_):
-    torch.set_num_threads(1)
-    # A stop signal sent to the whole process group is the main process's to handle: it writes the
-    # checkpoint and then shuts the workers down itself.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def shut_down(it) -> None:
-    """Stop a DataLoader iterator's worker processes now, also while an error propagates (its traceback
-    keeps the iterator alive past a `del`). They ignore SIGTERM (`_worker_init`), so the interpreter's
-    exit, which terminates its daemonic children and then joins them, would wait for them forever."""
-    if hasattr(it, "_shutdown_workers"):  # (none to stop without workers)
-        it._shutdown_workers()
 
 
 def train(cfg: TrainConfig, log=print) -> list[Path]:

@@ -486,7 +486,7 @@ def test_train_stopped_by_sigterm_writes_a_checkpoint(photo_folder, tmp_path):
         rest, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == ExitCode.INTERRUPTED, "".join(lines) + err
+    assert proc.returncode == ExitCode.TERMINATED, "".join(lines) + err
     assert "resume with --resume" in err and "Traceback" not in err
     assert (out / "checkpoint.pt").is_file() and not (out / "stage1.safetensors").exists()
 

@@ -108,7 +108,7 @@ def test_broken_and_short_sequences_are_skipped_with_their_reason(folders, tmp_p
     assert any("seq_a" in s and "fewer than 7" in s for s in data.skipped)
     assert any("seq_b" in s and "000003.png unreadable" in s for s in data.skipped)
     assert "skipped 2" in "\n".join(data.summary())
-    with pytest.raises(ValueError, match="no usable sequences"):
+    with pytest.raises(ValueError, match="no usable sequence for the sequences layout"):
         open_data(root / "train", layout="sequences")
 
 
@@ -260,15 +260,15 @@ TINY = ["--width", "4", "--enc-blocks", "1,1", "--dec-blocks", "1,1", "--middle-
         "--batch", "2", "--workers", "0", "--val-count", "2", "--val-size", "32", "--steps", "1"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--stage", "3"], "knows only the middle frame, so it trains stage 1, not stage 3"),
-    (["--layout", "sequences"], "no usable sequences"),
-    (["--crop", "64", "--stage", "1"], "frames of 48x48 are smaller than the 64 px training crop"),
+@pytest.mark.parametrize("args, message, code", [
+    (["--stage", "3"], "knows only the middle frame, so it trains stage 1, not stage 3", ExitCode.USAGE),
+    (["--layout", "sequences"], "no usable sequence for the sequences layout", ExitCode.INPUT),
+    (["--crop", "64", "--stage", "1"], "frames of 48x48 are smaller than the 64 px training crop", ExitCode.INPUT),
 ])
-def test_train_command_says_in_one_line_what_the_data_cannot_do(folders, tmp_path, capsys, args, message):
-    code = main(["train", "--data", str(folders["gopro"]), "--out", str(tmp_path / "run"), *TINY, *args])
+def test_train_command_says_in_one_line_what_the_data_cannot_do(folders, tmp_path, capsys, args, message, code):
+    assert main(["train", "--data", str(folders["gopro"]), "--out", str(tmp_path / "run"), *TINY, *args]) == code
     err = capsys.readouterr().err
-    assert code == 3 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -20,7 +20,7 @@ from blur2clip.cli import main
 from blur2clip.data import SyntheticBlur, list_photos, split_photos
 from blur2clip.synth import SynthConfig
 from blur2clip.losses import staged_loss
-from blur2clip.train import TrainConfig, train
+from blur2clip.train import Stopped, TrainConfig, train
 from conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,6 +162,59 @@ def test_the_run_keeps_its_settings_and_a_resume_may_not_change_the_network(phot
     assert any("resuming with w_still = 0.03 (the run started with 0.0)" in line for line in lines)
 
 
+CLI_TINY = ["--stage", "1", "--steps", "2", "--batch", "2", "--crop", "32", "--val-count", "2", "--val-size", "32",
+            "--workers", "0", "--width", "4", "--enc-blocks", "1,1", "--dec-blocks", "1,1", "--middle-blocks", "1",
+            "-q"]
+
+
+def test_a_new_run_never_writes_over_a_run_or_into_its_data(photos, tmp_path, capsys):
+    run = tmp_path / "run"
+    (stage1,) = train(tiny_cfg(photos, run, steps=[2]), log=lambda *_: None)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code = main(["train", "--data", str(photos), "--out", str(run), *CLI_TINY, "--lr", "5e-4"])
+    err = capsys.readouterr().err
+    assert code == 4 and err == (f"blur2clip: error: {run}: holds a run already (config.json, checkpoint.pt, "
+                                 f"log.jsonl, …): --resume it, or give a new --out\n"), err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing touched
+    assert main(["train", "--data", str(photos), "--out", str(run), *CLI_TINY, "--resume"]) == 0  # a resume may
+    capsys.readouterr()
+    for out, why in ((photos, "is the data folder"), (photos / "run", "is inside the data folder")):
+        assert main(["train", "--data", str(photos), "--out", str(out), *CLI_TINY]) == 4
+        assert f"{out}: {why} {photos}, whose files it would become" in capsys.readouterr().err
+    assert not (photos / "run").exists() and not (photos / "config.json").exists()
+    (tmp_path / "empty.toml").write_text(f'data = "{photos}"\nout = ""\n')
+    assert main(["train", "--config", str(tmp_path / "empty.toml"), *CLI_TINY]) == 2
+    assert "out is empty: give the run folder" in capsys.readouterr().err
+
+
+def test_a_broken_checkpoint_or_settings_file_is_one_line_naming_it(photos, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny_cfg(photos, run, steps=[2]), log=lambda *_: None)
+    settings, ckpt = (run / "config.json").read_bytes(), run / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # cut short, as by a full disk
+    assert main(["train", "--data", str(photos), "--out", str(run), *CLI_TINY, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"blur2clip: error: {ckpt}: cannot be read as a checkpoint (") and err.count("\n") == 1
+    ckpt.unlink()
+    for text, says in (("[1]", "holds a list, not a run's settings"), ("{", "cannot be read (Expecting")):
+        (run / "config.json").write_text(text)
+        assert main(["train", "--data", str(photos), "--out", str(run), *CLI_TINY, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"blur2clip: error: {run / 'config.json'}: {says}") and err.count("\n") == 1, err
+    (run / "config.json").write_bytes(settings)
+
+
+def test_a_run_from_init_records_the_network_it_trains(photos, tmp_path):
+    (start,) = train(tiny_cfg(photos, tmp_path / "first", steps=[2]), log=lambda *_: None)  # width 4
+    lines = []
+    train(tiny_cfg(photos, tmp_path / "second", steps=[2], init=str(start), model=tiny_config(width=8)),
+          log=lines.append)
+    assert any(f"{start}: its network is trained (width 4, encoder [1, 1], middle 1, decoder [1, 1]), not the one "
+               "the settings describe" in line for line in lines), lines
+    saved = json.loads((tmp_path / "second" / "config.json").read_text())
+    assert saved["model"]["width"] == 4 and weights.load_model(tmp_path / "second" / "stage1.safetensors").config.width == 4
+
+
 RUNNER = """
 import sys, torch
 sys.path.insert(0, {tests!r})
@@ -174,7 +227,7 @@ train(TrainConfig(data={data!r}, out={out!r}, stage="1", steps=[{steps}], batch=
 """
 
 
-def run_training(photos, out, steps, kill_at_checkpoint=False, ema=0.0):
+def run_training(photos, out, steps, kill_at_checkpoint=False, ema=0.0, sig=signal.SIGKILL):
     code = RUNNER.format(tests=str(ROOT / "tests"), data=str(photos), out=str(out), steps=steps, workers=0,
                          ema=ema)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -183,7 +236,7 @@ def run_training(photos, out, steps, kill_at_checkpoint=False, ema=0.0):
         deadline = time.time() + 120
         while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(sig)
     try:
         _, err = proc.communicate(timeout=300)
     finally:
@@ -212,9 +265,26 @@ def test_killed_run_resumes_from_its_checkpoint_to_the_same_weights(request, tmp
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_ctrl_c_stops_at_the_end_of_a_step_and_the_run_resumes_to_the_same_weights(photos, tmp_path):
+    # Ctrl-C could land anywhere: in the optimizer's step, half-way through the weights' average, in a
+    # validation. It asks the loop to stop instead, so the checkpoint is one the run itself would write.
+    steps, ema = 12, 0.9
+    rc, err = run_training(photos, tmp_path / "straight", steps, ema=ema)
+    assert rc == 0, err
+    rc, err = run_training(photos, tmp_path / "stopped", steps, kill_at_checkpoint=True, ema=ema, sig=signal.SIGINT)
+    assert rc != 0 and "Stopped: stopped at stage 1 step" in err, err
+    ckpt = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)
+    assert 0 < ckpt["step"] < steps
+    rc, err = run_training(photos, tmp_path / "stopped", steps, ema=ema)
+    assert rc == 0, err
+    a = load_file(str(tmp_path / "straight" / "stage1.safetensors"))
+    b = load_file(str(tmp_path / "stopped" / "stage1.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 FAILING_WORKER = """
 import torch
-from blur2clip.train import _worker_init, shut_down
+from blur2clip.loader import shut_down, worker_init
 
 class Breaks(torch.utils.data.Dataset):
     def __len__(self):
@@ -224,7 +294,7 @@ class Breaks(torch.utils.data.Dataset):
             raise OSError("photo unreadable")
         return torch.zeros(2)
 
-it = iter(torch.utils.data.DataLoader(Breaks(), batch_size=2, num_workers=1, worker_init_fn=_worker_init))
+it = iter(torch.utils.data.DataLoader(Breaks(), batch_size=2, num_workers=1, worker_init_fn=worker_init))
 try:
     for batch in it:
         pass
@@ -305,7 +375,7 @@ def test_rendering_samples_on_the_gpu_needs_a_run_on_the_gpu(photos, tmp_path, c
     code = main(["train", "--data", str(photos), "--out", str(tmp_path / "cli"), "--device", "cpu",
                  "--synth-device", "cuda", "--steps", "2", "--crop", "32", "-q"])
     err = capsys.readouterr().err
-    assert code == 3 and "synth_device cuda" in err and len(err.strip().splitlines()) == 1
+    assert code == 6 and "synth_device cuda" in err and len(err.strip().splitlines()) == 1  # the device
     assert not (tmp_path / "cli" / "checkpoint.pt").exists()
 
 
@@ -386,9 +456,9 @@ def test_a_resume_never_goes_back_to_a_stage_before_its_checkpoint(photos, tmp_p
 
     def interrupt_at_step_2(line):
         if line.startswith("stage 3 step 2/"):
-            raise KeyboardInterrupt  # as Ctrl-C there: the checkpoint is written
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C there: the step ends, its checkpoint is written
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Stopped, match="stopped at stage 3 step 2; checkpoint written"):
         train(tiny_cfg(photos, run, stage="3", steps=[4, 4, 4], init=str(start)), log=interrupt_at_step_2)
     lines = []
     paths = train(tiny_cfg(photos, run, stage="all", steps=[4, 4, 4], resume=True, init="stage3"),

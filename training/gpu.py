@@ -35,7 +35,8 @@ from long import MODEL, SYNTH, W_MIDDLE  # the long run's recipe, one place
 
 from blur2clip.data import StreamSampler, open_data
 from blur2clip.model import Blur2Clip, ModelConfig
-from blur2clip.train import Stopped, TrainConfig, data_loader, shut_down, train
+from blur2clip.loader import data_loader, shut_down
+from blur2clip.train import Stopped, TrainConfig, train
 from blur2clip.weights import load_model, save
 
 

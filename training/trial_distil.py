@@ -35,7 +35,8 @@ from blur2clip.device import emulated
 from blur2clip.losses import STILL_PX
 from blur2clip.rendering import STILL_BELOW
 from blur2clip.samples import StreamSampler
-from blur2clip.train import Average, data_loader, shut_down
+from blur2clip.loader import data_loader, shut_down
+from blur2clip.train import Average
 from blur2clip.weights import load_model, read_metadata, resolve, save
 from long import SYNTH
 
