@@ -188,5 +188,8 @@ def weights_export(
     with report.running("Exporting…"):
         out = export_onnx(file, output, overwrite)
         report.result(out)
-        report.info(f"exported {file} to {out}: blur2clip PHOTO --weights {file}")
+        beside = Path(out).resolve() == Path(file).expanduser().with_suffix(".onnx").resolve()
+        report.info(f"exported {file} to {out}: blur2clip PHOTO --weights {file}" if beside else
+                    f"exported {file} to {out} (--weights {file} runs in onnxruntime with the ONNX file beside "
+                    f"it, as {Path(file).with_suffix('.onnx').name})")
     report.exit()

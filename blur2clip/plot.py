@@ -38,7 +38,7 @@ def read_log(path: Path) -> tuple[list[tuple[int, float]], dict[str, list[tuple[
             r = json.loads(line)
         except ValueError:  # a line cut short by a kill
             continue
-        if "stage" in r and "step" in r:
+        if _well_formed(r):  # (and not another program's line)
             records[(r["stage"], r["step"], "val" if "val" in r else "loss")] = r  # the last write of a step wins
     ends: dict[int, int] = {}
     for stage, step, _ in records:
@@ -60,6 +60,21 @@ def read_log(path: Path) -> tuple[list[tuple[int, float]], dict[str, list[tuple[
                 if k in COLOURS and math.isfinite(v) and math.isfinite(base):  # a diverged run's NaN: not drawn
                     val.setdefault(k, []).append((gx, v, base))
     return loss, val, starts
+
+
+def _well_formed(r) -> bool:
+    """A log record as `train` writes it: stage and step whole numbers, then a loss, or validation figures
+    with their baseline, as numbers."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if not isinstance(r, dict) or not all(isinstance(r.get(k), int) and not isinstance(r.get(k), bool)
+                                          for k in ("stage", "step")):
+        return False
+    if "val" in r:
+        return (isinstance(r["val"], dict) and isinstance(r.get("baseline"), dict)
+                and all(number(v) for v in (*r["val"].values(), *r["baseline"].values())))
+    return number(r.get("loss"))
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:

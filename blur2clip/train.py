@@ -135,6 +135,9 @@ class Trainer:
         self.out = Path(cfg.out)
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
+        if cfg.batch % self.world:
+            raise SettingsError(f"batch {cfg.batch} does not divide among {self.world} processes: give a multiple "
+                                f"of {self.world}")
         self.stop_requested = 0  # the signal that asked the run to stop, once one has
         self.last_val: dict = {}
         if cfg.threads:
@@ -293,7 +296,7 @@ class Trainer:
             self.ema.model.load_state_dict(ckpt["ema"]["model"])
             self.ema.updates = ckpt["ema"]["updates"]
         self.best = (ckpt or {}).get("best")
-        per_rank = max(1, cfg.batch // self.world)  # the global batch stays equal to the single-process one
+        per_rank = cfg.batch // self.world  # the global batch stays equal to the single-process one
         # Where the stage's data stream stands (samples read by all processes together): from the
         # checkpoint, so a run resumed with another batch size or process count reads on, not again.
         step0, start = step, (ckpt or {}).get("data", {}).get("position", step * per_rank * self.world)

@@ -120,3 +120,15 @@ def test_a_diverged_runs_curves_leave_out_what_is_not_a_number(tmp_path):
     assert len(val["ppsnr"]) == 4  # two stages of two validations, the NaN left out
     with Image.open(plot.curves(log, tmp_path / "c.png")) as im:
         assert im.size[0] > 0
+
+
+def test_records_of_the_wrong_types_are_left_out_as_a_cut_line_is(tmp_path, capsys):
+    log = write_log(tmp_path / "run" / "log.jsonl")
+    good = plot.read_log(log)
+    with log.open("a") as f:
+        for r in ({"stage": 1, "step": 2, "loss": "abc"}, {"stage": 1, "step": 3}, {"stage": "1", "step": 4, "loss": 1},
+                  {"stage": 1, "step": 5, "val": {"ppsnr": "x"}, "baseline": {}}, {"stage": 1, "step": 6, "val": 3},
+                  [1, 2], "text"):
+            f.write(json.dumps(r) + "\n")
+    assert plot.read_log(log) == good
+    assert main(["plot", str(log), "-o", str(tmp_path / "c.png")]) == 0
