@@ -167,6 +167,8 @@ def train_command(
                                            "where the synthetic motion is still (px; 0: off).")] = 0.0,
     w_fft: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS, help="The middle frame's error in "
                                          "the frequency domain (sharpness; 0: off).")] = 0.0,
+    w_harm: Annotated[float, typer.Option(min=0.0, rich_help_panel=LOSS, help="The frames' error beyond the "
+                                          "blur's own, pixel by pixel (do no harm; 0: off).")] = 0.0,
     width: Annotated[int, typer.Option(min=1, rich_help_panel=NETWORK,
                                        help="Channels at full resolution.")] = 16,
     enc_blocks: Annotated[str, typer.Option(metavar="N,N,..", rich_help_panel=NETWORK,

@@ -23,7 +23,10 @@ moving object is not outweighed by the still pixels around it); elsewhere (real 
 STILL_PX, in px: what a sharp photo or a still background must not get. `w_fft` adds the middle frame's
 error in the frequency domain (the mean absolute real and imaginary parts of its orthonormal 2-D Fourier
 transform): the same energy as the error in pixels, but a blur's loss of fine detail spread over few pixels
-is spread over many coefficients there, so it weighs more than in a per-pixel mean. `rec` says how a
+is spread over many coefficients there, so it weighs more than in a per-pixel mean. `w_harm` adds, per
+pixel of every frame, how much further the frame is from the true one than the blur itself is (zero where
+it is nearer): harm done where the blur was the better answer (a still part, drops of a spray) weighs
+twice. `rec` says how a
 frame's error is measured: Charbonnier per pixel (a smooth L1), or the frame's root mean square error.
 """
 
@@ -109,6 +112,7 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
     # What depends on the data is decided here, so that a compiled graph has no branch on it.
     how = dict(active=tuple(stage_frames(stage, nf)), rec=cfg.rec, w_middle=cfg.w_middle, order=cfg.order,
                w_travel=cfg.w_travel, travel_over=cfg.travel_over, w_still=cfg.w_still, w_fft=cfg.w_fft,
+               w_harm=cfg.w_harm,
                w_pairs=cfg.w_pairs if fade > 0 else 0.0, w_reblur=cfg.w_reblur,
                all_known=known is not None and bool(known.all()),
                any_known=known is not None and bool(known.any()))
@@ -120,7 +124,7 @@ def staged_loss(pred, gt, clean, stage: int, cfg, progress: float, travel=None, 
 
 
 def _terms(pred, gt, clean, travel, true_travel, fade, *, active, rec, w_middle, order, w_travel, travel_over,
-           w_still, w_fft, w_pairs, w_reblur, all_known, any_known):
+           w_still, w_fft, w_harm, w_pairs, w_reblur, all_known, any_known):
     """staged_loss's terms: tensors in, (loss, parts as 0-d tensors) out; the keywords are constants."""
     pred = pred.float()
     nf = pred.shape[1]
@@ -140,6 +144,7 @@ def _terms(pred, gt, clean, travel, true_travel, fade, *, active, rec, w_middle,
         against, d = canonical_travel(gt, true_travel, all_known)
     elif order == "local" and nf >= 3:
         against = against_canonical(gt)
+    target = gt
     if against is not None:
         target = torch.where(against, gt.flip(1), gt)
         rec = (distance(pick(pred), pick(target), dims=(2, 3, 4)) * w).sum(1).mean()
@@ -163,6 +168,12 @@ def _terms(pred, gt, clean, travel, true_travel, fade, *, active, rec, w_middle,
         err = (moved * still).sum() / still.sum().clamp(min=1)
         loss = loss + w_still * err
         parts["still"] = err
+    if w_harm > 0:  # how much further than the blur each pixel of each frame is from the true one
+        truth = pick(target)
+        worse = F.relu((pick(pred) - truth).abs().mean(2) - (clean[:, None] - truth).abs().mean(2))
+        err = (worse.mean((2, 3)) * w).sum(1).mean()
+        loss = loss + w_harm * err
+        parts["harm"] = err
     if w_fft > 0 and nf // 2 in active:  # the middle frame is the same in either direction of time
         spectrum = torch.fft.rfft2(pred[:, nf // 2] - gt[:, nf // 2], norm="ortho")
         err = torch.view_as_real(spectrum).abs().mean()

@@ -64,6 +64,7 @@ class TrainConfig:
     travel_over: str = "known"  # the travel's error averaged over every pixel whose travel is "known" or "moving"
     w_still: float = 0.0  # weight of the travel head's travel where the synthesis' is still (losses.py)
     w_fft: float = 0.0  # weight of the middle frame's error in the frequency domain (losses.py)
+    w_harm: float = 0.0  # weight of the frames' error beyond the blur's own, pixel by pixel (losses.py)
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved (0: none)
     ckpt_every: int = 200
     val_every: int = 500
@@ -93,7 +94,7 @@ CHOICES = {"stage": ("1", "2", "3", "all"), "order": ("sample", "local"), "rec":
            "travel_over": ("known", "moving"),
            "precision": ("auto", "fp32", "bf16"), "layout": ("auto", *LAYOUTS), "synth_device": ("cpu", "cuda")}
 LEAST = {"frames_per_blur": 1, "batch": 1, "crop": 16, "lr": 0, "weight_decay": 0, "warmup": 0, "w_middle": 0,
-         "w_pairs": 0, "w_travel": 0, "w_still": 0, "w_fft": 0, "pairs_fade": 0, "w_reblur": 0, "ema": 0,
+         "w_pairs": 0, "w_travel": 0, "w_still": 0, "w_fft": 0, "w_harm": 0, "pairs_fade": 0, "w_reblur": 0, "ema": 0,
          "ckpt_every": 1, "val_every": 1, "val_count": 1, "val_size": 16, "log_every": 1, "workers": 0,
          "threads": 0, "seed": 0}
 MOST = {"crop": 4096, "val_size": 4096, "val_count": 100_000, "batch": 65_536, "workers": 256, "threads": 1024,

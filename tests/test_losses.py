@@ -150,6 +150,26 @@ def test_the_frequency_term_scores_the_middle_frame_alone_by_parseval():
     assert "fft" not in off
 
 
+def test_the_harm_term_counts_only_what_is_further_from_the_truth_than_the_blur():
+    """w_harm: per pixel of each frame, how much further the frame is from the true one than the blur is,
+    averaged with the frames' weights; zero wherever the frame is at least as near as the blur."""
+    b, f, h, w = 2, 7, 16, 12
+    gt = torch.rand(b, f, 3, h, w, generator=torch.Generator().manual_seed(0))
+    blur = gt.mean(1)
+    cfg = TrainConfig(data="d", out="o", w_pairs=0.0, w_reblur=0.0, w_middle=0.0, w_harm=1.0)
+    _, parts = staged_loss(gt.clone(), gt, blur, 3, cfg, 0.0)
+    assert parts["harm"] == pytest.approx(0.0, abs=1e-7)  # the truth does no harm
+    _, parts = staged_loss(blur[:, None].expand_as(gt).clone(), gt, blur, 3, cfg, 0.0)
+    assert parts["harm"] == pytest.approx(0.0, abs=1e-7)  # nor does the blur itself
+    still = blur[:, None].expand_as(gt).clone()  # a still photo: the blur is the truth in every frame
+    pred = still.clone()
+    pred[:, :, :, :, : w // 2] += 0.3  # half of every frame made 0.3 worse on every channel
+    loss, parts = staged_loss(pred, still, blur, 3, cfg, 0.0)
+    assert parts["harm"] == pytest.approx(0.3 / 2, rel=1e-5)
+    assert loss.item() == pytest.approx(parts["rec"] + parts["harm"], rel=1e-5)
+    assert "harm" not in staged_loss(pred, still, blur, 3, TrainConfig(data="d", out="o"), 0.0)[1]
+
+
 def test_rmse_scores_a_frame_by_its_root_mean_square_error_where_charbonnier_takes_the_mean_absolute_one():
     """rec: an error c on half of the middle frame's pixels is c / 2 per pixel for Charbonnier (about L1)
     and c / sqrt(2) for the frame's RMSE, times the middle frame's share of the frames' weight."""
@@ -219,7 +239,7 @@ def test_the_compiled_loss_is_the_eager_one():
     gt = render(base, true, 7)
     true[1, :, :8] = float("nan")
     true[0, :, 8:16] = 0.0  # still pixels (w_still)
-    cfg = TrainConfig(data="d", out="o", w_middle=9.0, w_reblur=1.0, w_still=0.5, w_fft=0.5)
+    cfg = TrainConfig(data="d", out="o", w_middle=9.0, w_reblur=1.0, w_still=0.5, w_fft=0.5, w_harm=0.5)
     for progress in (0.1, 0.9):  # the pairwise term fades out by half-way
         results = []
         for compiled in (False, True):
