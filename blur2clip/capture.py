@@ -7,9 +7,9 @@ writers (`clipwriter`) then put it where each format keeps it:
 
 - MP4: `mp4_tags` gives ffmpeg's `-metadata` pairs, the QuickTime keys that photo libraries read
   (com.apple.quicktime.creationdate with the local time and its offset, make, model, location.ISO6709),
-  written with `-movflags +use_metadata_tags`; `stamp_mp4` then writes the creation time (UTC) into the
-  movie's, tracks' and media headers. (Given to ffmpeg as creation_time, it would also become a key of
-  that name, and readers would list it twice: "T;T".)
+  written with `-movflags +use_metadata_tags`; `created_utc` the creation time that the writer puts into
+  the movie's, tracks' and media headers itself (given to ffmpeg as creation_time, it would also become
+  a key of that name, and readers would list it twice: "T;T").
 - A WebP clip and a still photo: the EXIF with the pixel size it records (ExifImageWidth/Height) set to
   the image's and its colour space to sRGB; the XMP with orientation 1 and its recorded sizes updated
   likewise.
@@ -20,9 +20,7 @@ No torch and no numpy here; Pillow only when EXIF is parsed.
 from __future__ import annotations
 
 import math
-import os
 import re
-import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -30,7 +28,6 @@ _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
 _MAKE, _MODEL, _DATETIME = 0x010F, 0x0110, 0x0132
 _ORIGINAL, _OFFSET_ORIGINAL, _OFFSET = 0x9003, 0x9011, 0x9010
 _COLOR_SPACE, _PIXEL_WIDTH, _PIXEL_HEIGHT = 0xA001, 0xA002, 0xA003
-_MP4_EPOCH = datetime(1904, 1, 1, tzinfo=timezone.utc)  # an MP4's times count seconds from it
 
 
 @dataclass(frozen=True)
@@ -89,42 +86,6 @@ class Capture:
         if self.location:
             tags["com.apple.quicktime.location.ISO6709"] = self.location
         return tags
-
-    def stamp_mp4(self, path: str | os.PathLike[str]) -> None:
-        """Write the creation time into an MP4's movie, track and media headers (mvhd, tkhd, mdhd: their
-        creation and modification times), in place; nothing when it is not known or does not fit."""
-        when = self.created_utc()
-        if when is None:
-            return
-        seconds = int((when - _MP4_EPOCH).total_seconds())
-        with open(path, "r+b") as f:
-            def boxes(start: int, end: int):
-                pos = start
-                while pos + 8 <= end:
-                    f.seek(pos)
-                    size, kind = struct.unpack(">I4s", f.read(8))
-                    head = 8
-                    if size == 1:
-                        size, head = struct.unpack(">Q", f.read(8))[0], 16
-                    elif size == 0:  # to the end of its parent
-                        size = end - pos
-                    if size < head or pos + size > end:
-                        return
-                    yield kind, pos + head, pos + size
-                    pos += size
-
-            def walk(start: int, end: int) -> None:
-                for kind, body, stop in boxes(start, end):
-                    if kind in (b"moov", b"trak", b"mdia"):
-                        walk(body, stop)
-                    elif kind in (b"mvhd", b"tkhd", b"mdhd"):
-                        f.seek(body)
-                        version = f.read(1)[0]
-                        if version == 1 or seconds <= 0xFFFFFFFF:
-                            f.seek(body + 4)  # after the version and flags
-                            f.write(struct.pack(">QQ" if version == 1 else ">II", seconds, seconds))
-
-            walk(0, os.fstat(f.fileno()).st_size)
 
     def image_exif(self, width: int, height: int) -> bytes | None:
         """The EXIF for an image (the still, a WebP clip) of width x height upright sRGB pixels: its

@@ -230,12 +230,9 @@ def eval_command(
             raise FileExistsError(f"{save_frames}: exists and is not an empty folder; give --save-frames a "
                                   f"new or empty folder")
         if save_frames is not None:
-            from .errors import MediaError
+            from .files import check_folder_target
 
-            try:  # made before the scoring, so that a folder that cannot be made fails at once
-                save_frames.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise MediaError(save_frames, e.strerror or e, kind="output") from None
+            check_folder_target(save_frames)  # a folder that cannot be made fails now, not after the scoring
         from .data import open_data
         from .evaluation import evaluate, predictor
 
@@ -244,6 +241,7 @@ def eval_command(
         report.step("Reading the data…")
         with data_errors():
             d = open_data(data, layout, frames_per_blur, frames=frames or extractor.config.frames)
+            d.check_eval_size(size)
         for line in d.summary():
             report.info(line)
         total, done = d.count_items(samples, all_photos), []

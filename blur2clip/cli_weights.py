@@ -134,8 +134,8 @@ def weights_path() -> None:
     from .weights import cache_dir
 
     report = Report(quiet=True)
-    with report.running("Finding the cache folder…"):
-        print(cache_dir())
+    with report.running(""):
+        report.result(cache_dir())
     report.exit()
 
 
@@ -190,6 +190,6 @@ def weights_export(
         report.result(out)
         beside = Path(out).resolve() == Path(file).expanduser().with_suffix(".onnx").resolve()
         report.info(f"exported {file} to {out}: blur2clip PHOTO --weights {file}" if beside else
-                    f"exported {file} to {out} (--weights {file} runs in onnxruntime with the ONNX file beside "
-                    f"it, as {Path(file).with_suffix('.onnx').name})")
+                    f"exported {file} to {out} (to run --weights {file} in onnxruntime, put it beside that "
+                    f"file as {Path(file).with_suffix('.onnx').name})")
     report.exit()

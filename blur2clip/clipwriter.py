@@ -18,11 +18,13 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from typing import NamedTuple
 from contextlib import suppress
+from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
@@ -271,8 +273,43 @@ def _write_mp4(frames, hw, tmp: Path, out: Path, s: _Settings) -> None:
                          f"file:{tmp}"], out)
         finally:
             once.unlink(missing_ok=True)
-    if s.capture is not None:
-        s.capture.stamp_mp4(tmp)
+    when = s.capture.created_utc() if s.capture is not None else None
+    if when is not None:
+        _stamp_mp4(tmp, when)
+
+
+def _stamp_mp4(path: Path, when: datetime) -> None:
+    """Write `when` (UTC) as the creation and modification time of an MP4's movie, tracks and media (mvhd,
+    tkhd, mdhd), in place; a header of 32-bit times keeps its 0 ("unknown") for dates past 2040."""
+    seconds = int((when - datetime(1904, 1, 1, tzinfo=timezone.utc)).total_seconds())  # an MP4's epoch
+    with open(path, "r+b") as f:
+        def boxes(start: int, end: int):
+            pos = start
+            while pos + 8 <= end:
+                f.seek(pos)
+                size, kind = struct.unpack(">I4s", f.read(8))
+                head = 8
+                if size == 1:
+                    size, head = struct.unpack(">Q", f.read(8))[0], 16
+                elif size == 0:  # to the end of its parent
+                    size = end - pos
+                if size < head or pos + size > end:
+                    return
+                yield kind, pos + head, pos + size
+                pos += size
+
+        def walk(start: int, end: int) -> None:
+            for kind, body, stop in boxes(start, end):
+                if kind in (b"moov", b"trak", b"mdia"):
+                    walk(body, stop)
+                elif kind in (b"mvhd", b"tkhd", b"mdhd"):
+                    f.seek(body)
+                    version = f.read(1)[0]
+                    if version == 1 or seconds <= 0xFFFFFFFF:
+                        f.seek(body + 4)  # after the version and flags
+                        f.write(struct.pack(">QQ" if version == 1 else ">II", seconds, seconds))
+
+        walk(0, os.fstat(f.fileno()).st_size)
 
 
 def _ffmpeg_run(cmd: list[str], out: Path, feed=None) -> None:

@@ -61,6 +61,18 @@ def check_target(out: Path, overwrite: bool, folder: bool) -> None:
         raise output_error(out, reason)
 
 
+def check_folder_target(folder: Path) -> None:
+    """Refuse early (before any work) a folder that could not be made, without making it: the nearest part
+    of its path that exists must be a folder that may be written in."""
+    there = Path(os.path.abspath(folder))
+    while not there.exists() and there != there.parent:
+        there = there.parent
+    if not there.is_dir():
+        raise output_error(folder, f"{there} is not a folder")
+    if not os.access(there, os.W_OK | os.X_OK):
+        raise output_error(folder, f"no permission to write in {there}")
+
+
 def temp_beside(out: Path, kind: str, make=None) -> Path:
     """A fresh hidden name `.NAME.<kind>XXXXXXXX` beside `out` (within 255 bytes), created by make(path)
     when given."""

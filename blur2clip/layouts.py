@@ -31,7 +31,8 @@ from .synth import SynthConfig
 
 FIXED_SEED = 12345  # seeds the validation set and the evaluation samples of photos
 # The largest synthetic sample `eval` makes of a photo: its sub-frames take about 3 KB per pixel (0.8 GB at
-# 512 px, 1.7 at 768), and scoring it about 7 KB (8 GB at 1024 px), growing with the square of the side
+# 512 px, 1.7 at 768), and scoring it about 8 KB (7.9 GB measured at 1024 px), growing with the square of
+# the side
 MAX_EVAL_SYNTH = 1024
 
 
@@ -123,6 +124,9 @@ class Data:
             w, h = small[0].size
             raise ValueError(f"{small[0].name}: frames of {w}x{h} are smaller than the {crop} px training crop")
 
+    def check_eval_size(self, size: int | None) -> None:
+        """SettingsError when scoring at this size cannot be done (footage: any size is a crop of it)."""
+
     def train_set(self, crop: int, seed: int, synth: dict | None = None,
                   device: str = "cpu") -> torch.utils.data.Dataset:
         """The endless training stream; `synth` overrides SynthConfig fields (the motion and camera
@@ -198,6 +202,13 @@ class Photos(Data):
     def check_crop(self, crop):
         pass  # photos are rescaled to the crop
 
+    def check_eval_size(self, size):
+        if (size or 0) > MAX_EVAL_SYNTH:
+            from .errors import SettingsError
+
+            raise SettingsError(f"{self.root}: synthetic samples of photos are made {MAX_EVAL_SYNTH} px at most "
+                                f"(--size {size} would take about {8e3 * size ** 2 / 2 ** 30:.0f} GB of memory)")
+
     def stream(self, items, size, seed, synth, train, device="cpu"):
         return SyntheticBlur(items, synth, seed=seed, cache=train, device=device)
 
@@ -206,11 +217,7 @@ class Photos(Data):
         return self.found if all_photos else self.val
 
     def scored_samples(self, per_sequence, size, all_photos):
-        if (size or 0) > MAX_EVAL_SYNTH:
-            from .errors import SettingsError
-
-            raise SettingsError(f"{self.root}: synthetic samples of photos are made {MAX_EVAL_SYNTH} px at most "
-                                f"(--size {size} would take about {7e3 * size ** 2 / 2 ** 30:.0f} GB of memory)")
+        self.check_eval_size(size)
         cfg = SynthConfig(size=size or 256, frames=self.frames)
         for photo in self.scored(all_photos):
             j = self.found.index(photo)  # the sample of a photo does not depend on what else is scored

@@ -41,7 +41,7 @@ class ExitCode(IntEnum):
     WEIGHTS = 5, "the weights file is missing or unusable"
     DEVICE = 6, "the device asked for is not available, or it ran out of memory"
     INTERNAL = 70, "an unexpected error (a bug): the traceback is printed, please report it"
-    INTERRUPTED = 130, "interrupted (Ctrl-C), or training stopped after writing its checkpoint"
+    INTERRUPTED = 130, "interrupted (Ctrl-C; training first finishes its step and writes its checkpoint)"
     STDOUT_CLOSED = 141, "stdout was closed by its reader (| head), which stops a run as Ctrl-C does"
     TERMINATED = 143, "stopped by SIGTERM, which is handled as Ctrl-C is"
 
@@ -63,7 +63,9 @@ def print_result(line: str) -> None:
         import os
 
         _stdout_closed = True
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
         raise StdoutClosed from None
 
 
@@ -73,7 +75,7 @@ def stopped() -> tuple[ExitCode, str]:
     from .outputs import terminated
 
     if _stdout_closed:
-        return ExitCode.STDOUT_CLOSED, "stopped: stdout was closed"
+        return ExitCode.STDOUT_CLOSED, "stopped (stdout was closed)"
     return (ExitCode.TERMINATED, "terminated") if terminated() else (ExitCode.INTERRUPTED, "interrupted")
 
 

@@ -27,11 +27,11 @@ import json
 import math
 import os
 import typing
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .data import LAYOUTS
-from .errors import SettingsError
+from .errors import DataError, SettingsError
 from .files import atomic_path
 from .model import ModelConfig
 
@@ -201,7 +201,7 @@ def _value(key: str, value, hint, where: str):
             value = [value] * 3
         if (not isinstance(value, list) or len(value) not in (1, 3)
                 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value)):
-            raise bad("expected a number of steps (every stage) or a list of three, one per stage, each at least 1")
+            raise bad("expected a number of steps for every stage, or three (one per stage), each at least 1")
         return list(value)
     if hint is bool:
         if not isinstance(value, bool):
@@ -271,50 +271,6 @@ def _synth(value: dict, where: str) -> dict:
     return out
 
 
-RUN_FILES = ("config.json", "checkpoint.pt", "log.jsonl", "best.safetensors", "curves.png", "tensorboard")
-
-
-def check_out(cfg: TrainConfig) -> None:
-    """The run folder may take this run: not empty, not the data folder or inside it (its files would be
-    read as data), not a file; and, unless the run resumes, holding no run already (a new run there would
-    write over its weights and mix the two runs' logs). MediaError (an output) otherwise."""
-    from .errors import MediaError
-
-    out = Path(cfg.out)
-    if not str(cfg.out).strip():
-        raise SettingsError("out is empty: give the run folder (--out DIR)")
-    inside = os.path.relpath(os.path.realpath(out), os.path.realpath(cfg.data))
-    if inside == "." or not inside.startswith(".."):
-        raise MediaError(out, f"is {'the data folder' if inside == '.' else 'inside the data folder'} "
-                              f"{cfg.data}, whose files it would become: give a run folder outside it", "output")
-    if out.exists() and not out.is_dir():
-        raise MediaError(out, "exists and is not a folder: give a run folder (--out DIR)", "output")
-    if not cfg.resume and out.is_dir():
-        held = [name for name in RUN_FILES if (out / name).exists()] + sorted(p.name for p in
-                                                                              out.glob("stage*.safetensors"))
-        if held:
-            raise MediaError(out, f"holds a run already ({', '.join(held[:3])}{', …' * (len(held) > 3)}): "
-                                  f"--resume it, or give a new --out", "output")
-
-
-def with_init_network(cfg: TrainConfig, log=print) -> TrainConfig:
-    """With `init`, the network trained is that file's (its shape, with this run's head and frame count), so
-    the settings say so; the network settings given are not used (logged when they differ)."""
-    if not cfg.init:
-        return cfg
-    from .weightfile import read_metadata
-    from .weights import resolve
-
-    path = resolve(cfg.init)
-    given = {**read_metadata(path)["config"], "frames": cfg.model.frames, "head": cfg.model.head,
-             "stage": cfg.model.stage}
-    model = ModelConfig.from_dict(given)
-    if model != cfg.model:
-        log(f"  {cfg.init}: its network is trained (width {model.width}, encoder {model.enc_blocks}, middle "
-            f"{model.middle_blocks}, decoder {model.dec_blocks}), not the one the settings describe")
-    return replace(cfg, model=model)
-
-
 def record(cfg: TrainConfig, out: Path, log=print, checkpoint: bool = False) -> None:
     """Write the run's resolved settings to out/config.json; on resume, compare them with the ones the run
     was started with first: a change of data layout or network is refused (ValueError), others are logged.
@@ -327,9 +283,9 @@ def record(cfg: TrainConfig, out: Path, log=print, checkpoint: bool = False) -> 
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            raise SettingsError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
+            raise DataError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
         if not isinstance(saved, dict):
-            raise SettingsError(f"{path}: holds a {type(saved).__name__}, not a run's settings")
+            raise DataError(f"{path}: holds a {type(saved).__name__}, not a run's settings")
         before = {**to_dict(TrainConfig(data=cfg.data, out=cfg.out)), **saved}
         before.get("model", {}).pop("stage", None)
         if checkpoint and now["init"] != before["init"]:

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from . import device as devices
-from . import metrics, runconfig, weights
+from . import metrics, runconfig, runfolder, weights
 from .data import StreamSampler, open_data
 from .errors import DeviceError, SettingsError
 from .files import atomic_path
@@ -71,7 +71,7 @@ def _finite(model: torch.nn.Module) -> bool:
 
 def _diverged(stage: int, step: int, out: Path) -> SettingsError:
     kept = "the weights of the last checkpoint are kept" if (out / "checkpoint.pt").is_file() else \
-        "no weights were written"
+        "no checkpoint was written"
     return SettingsError(f"stage {stage} step {step}: the loss or the weights are not numbers, training diverged "
                          f"(try a lower --lr); {kept}")
 
@@ -113,15 +113,8 @@ class Average:
         return {"model": self.model.state_dict(), "updates": self.updates}
 
 
-def _load_checkpoint(path: Path) -> dict:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- cut short, not torch's, another torch's: all say the same
-        raise SettingsError(f"{path}: cannot be read as a checkpoint ({str(e).splitlines()[0][:160]}); move it "
-                            f"away to start the run over, or --init from a stage file") from None
-    if not isinstance(ckpt, dict) or not {"stage", "step"} <= set(ckpt):
-        raise SettingsError(f"{path}: not a blur2clip checkpoint")
-    return ckpt
+def _quiet(*_) -> None:
+    """The log of a process that is not the first under torchrun."""
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -159,16 +152,15 @@ class Trainer:
             raise SettingsError(f"{cfg.data}: this layout ({self.data.layout}) knows only the middle frame, so it "
                              f"trains stage 1, not stage {cfg.stage}")
         if self.main:  # the first process checks the run folder, then writes into it
-            runconfig.check_out(cfg)
+            runfolder.check_out(cfg)
         self.ckpt = None
         if cfg.resume and (self.out / "checkpoint.pt").is_file():
-            self.ckpt = _load_checkpoint(self.out / "checkpoint.pt")
+            self.ckpt = runfolder.load_checkpoint(self.out / "checkpoint.pt")
             layout = self.ckpt.get("data", {}).get("layout", "photos")
             if layout != self.data.layout:
                 raise ValueError(f"{self.out / 'checkpoint.pt'}: written while training on {layout} data, "
                                  f"but {cfg.data} is {self.data.layout}")
-        if self.ckpt is None:  # a checkpoint's network is the run's; a start from --init trains --init's
-            cfg = self.cfg = runconfig.with_init_network(cfg, self.log if self.main else lambda *_: None)
+        cfg = self.cfg = runfolder.trained_network(cfg, self.ckpt is not None, self.log if self.main else _quiet)
         if self.main:
             runconfig.record(cfg, self.out, self.log, checkpoint=self.ckpt is not None)
         self.book = Logbook(self.out, cfg.tensorboard and self.main, self.log)
@@ -223,6 +215,8 @@ class Trainer:
         def stop(sig, frame):
             if sig == signal.SIGINT and self.stop_requested:
                 raise KeyboardInterrupt
+            if sig == signal.SIGINT and self.main:  # a step (or a validation) may take a while: say so
+                os.write(2, b"stopping after this step, with a checkpoint (Ctrl-C again: at once, without)\n")
             self.stop_requested = sig
 
         for sig in old:

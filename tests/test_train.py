@@ -192,13 +192,13 @@ def test_a_broken_checkpoint_or_settings_file_is_one_line_naming_it(photos, tmp_
     train(tiny_cfg(photos, run, steps=[2]), log=lambda *_: None)
     settings, ckpt = (run / "config.json").read_bytes(), run / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])  # cut short, as by a full disk
-    assert main(["train", "--data", str(photos), "--out", str(run), *CLI_TINY, "--resume"]) == 2
+    assert main(["train", "--data", str(photos), "--out", str(run), *CLI_TINY, "--resume"]) == 3
     err = capsys.readouterr().err
     assert err.startswith(f"blur2clip: error: {ckpt}: cannot be read as a checkpoint (") and err.count("\n") == 1
     ckpt.unlink()
     for text, says in (("[1]", "holds a list, not a run's settings"), ("{", "cannot be read (Expecting")):
         (run / "config.json").write_text(text)
-        assert main(["train", "--data", str(photos), "--out", str(run), *CLI_TINY, "--resume"]) == 2
+        assert main(["train", "--data", str(photos), "--out", str(run), *CLI_TINY, "--resume"]) == 3
         err = capsys.readouterr().err
         assert err.startswith(f"blur2clip: error: {run / 'config.json'}: {says}") and err.count("\n") == 1, err
     (run / "config.json").write_bytes(settings)
@@ -213,6 +213,11 @@ def test_a_run_from_init_records_the_network_it_trains(photos, tmp_path):
                "the settings describe" in line for line in lines), lines
     saved = json.loads((tmp_path / "second" / "config.json").read_text())
     assert saved["model"]["width"] == 4 and weights.load_model(tmp_path / "second" / "stage1.safetensors").config.width == 4
+    # resumed with the same settings, or without --init: the network it recorded goes on (its file not needed)
+    for init in (str(start), None):
+        train(tiny_cfg(photos, tmp_path / "second", stage="all", steps=[2], init=init, resume=True,
+                       model=tiny_config(width=8)), log=lambda *_: None)
+    assert weights.load_model(tmp_path / "second" / "stage3.safetensors").config.width == 4
 
 
 RUNNER = """
