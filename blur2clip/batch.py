@@ -274,9 +274,16 @@ def run_batch(
     return report
 
 
-def batch(root, out_dir=None, *, recursive: bool = False, fmt: str = "mp4", **options) -> BatchReport:
+def batch(root, out_dir=None, *, recursive: bool = False, fmt: str | None = None, **options) -> BatchReport:
     """The whole folder run: find_photos, plan, run_batch (options: run_batch's). Files that are not
-    photos are in the report as skipped, before the photos."""
+    photos are in the report as skipped, before the photos. fmt: the clips' format; None: the one of
+    `options=ClipOptions(...)`, else mp4."""
+    given = options.get("options")
+    if fmt is not None and given is not None and given.fmt not in (None, fmt):
+        from .errors import SettingsError
+
+        raise SettingsError(f"fmt {fmt!r} and options.fmt {given.fmt!r} disagree: give one")
+    fmt = fmt or (given.fmt if given is not None else None) or "mp4"
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(root)
     found = find_photos(root, recursive, out_dir)
     others = [PhotoResult(path, None, SKIPPED, 0.0, reason) for path, reason in found.others]

@@ -67,6 +67,9 @@ class ClipOptions:
                 span = f"of {lo} or more" if hi is None else f"from {lo} to {hi}"
                 raise SettingsError(f"ClipOptions {name}: {v!r} is not a {'whole ' * whole}number {span}")
 
+        for name in ("pingpong", "reverse", "overwrite", "metadata"):  # overwrite="false" is not false
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise SettingsError(f"ClipOptions {name}: {getattr(self, name)!r} is not True or False")
         if self.fmt is not None and self.fmt not in FORMATS:
             raise SettingsError(f"ClipOptions fmt: {self.fmt!r} is not one of {', '.join(FORMATS)}")
         if self.quality not in QUALITIES:

@@ -20,6 +20,8 @@ from PIL import Image
 from blur2clip import CLIP_FRAMES, batch
 from blur2clip.batch import DONE, EXISTS, FAILED, SKIPPED
 from blur2clip.cli import ExitCode
+from blur2clip.errors import SettingsError
+from blur2clip.job import ClipOptions
 
 from conftest import error_line, tiny_model, write_photo as photo
 
@@ -449,6 +451,12 @@ def test_batch_in_one_call_as_a_notebook_would(tmp_path, extractor):
     assert report.ok and len(list((tmp_path / "clips" / "sub" / "b_frames").glob("frame_*.png"))) == CLIP_FRAMES
     again = batch.batch(tmp_path, recursive=True, fmt="frames", extractor=extractor)
     assert [r.status for r in again.results] == [SKIPPED] * 3
+    # the format of a ClipOptions given whole (it made mp4 clips); a fmt that disagrees with it is refused
+    gifs = batch.batch(tmp_path / "sub", tmp_path / "gifs", options=ClipOptions(fmt="gif", max_size=32),
+                       extractor=extractor)
+    assert [r.output.name for r in gifs.done] == ["b.gif"]
+    with pytest.raises(SettingsError, match="fmt 'mp4' and options.fmt 'gif' disagree"):
+        batch.batch(tmp_path / "sub", tmp_path / "gifs", fmt="mp4", options=ClipOptions(fmt="gif"), extractor=extractor)
 
 
 def test_plan_photos_beside_each_or_in_one_folder(tmp_path):

@@ -125,6 +125,8 @@ def test_a_refused_output_never_loads_the_network(real_photo, model):
     (dict(max_size=0), "max_size: 0 is not a whole number of 1 or more"),
     (dict(quality="best"), "quality: 'best' is not one of high, medium, low"),
     (dict(fmt="avi"), "fmt: 'avi' is not one of mp4, gif, webp, frames"),
+    (dict(overwrite="false"), "overwrite: 'false' is not True or False"),  # a string is true: it overwrote
+    (dict(pingpong=0), "pingpong: 0 is not True or False"),
 ])
 def test_settings_that_cannot_make_a_clip_are_refused_before_any_work(real_photo, settings, message):
     from blur2clip.errors import SettingsError
