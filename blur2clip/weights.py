@@ -114,6 +114,8 @@ def read_manifest() -> dict[str, dict]:
     if not isinstance(manifest, dict) or not all(isinstance(e, dict) for e in manifest.values()):
         raise WeightsError(f"{path}: a manifest is a JSON object of name -> entry objects")
     for name, entry in manifest.items():
+        if "alias" in entry and not isinstance(entry["alias"], str):
+            raise WeightsError(f"{path}: entry {name!r}: alias is not a name")
         target = manifest.get(entry["alias"]) if "alias" in entry else entry
         if not isinstance(target, dict) or "alias" in target:
             problem = f"alias of {entry['alias']!r}, which is not a weights entry"
@@ -125,6 +127,9 @@ def read_manifest() -> dict[str, dict]:
             problem = "sha256 is not text"
         elif not isinstance(size := target.get("size"), (int, type(None))) or isinstance(size, bool):
             problem = "size is not a whole number"
+        elif "onnx" in target and not (isinstance(onnx := target["onnx"], dict) and isinstance(onnx.get("file"), str)
+                                       and Path(onnx["file"]).name == onnx["file"]):
+            problem = "onnx is not an entry with a plain file name"
         else:
             continue
         raise WeightsError(f"{path}: entry {name!r}: {problem}")
@@ -188,9 +193,18 @@ def read_imported() -> dict[str, dict]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        registry = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise WeightsError(f"{path}: not a readable registry of imported weights ({e})") from None
+    # its files lie in the cache's imported/ folder: an entry naming any other file (../../x) is refused,
+    # as replacing a name deletes the file it had
+    if not isinstance(registry, dict) or not all(
+            isinstance(r, dict) and isinstance(r.get("file"), str) and isinstance(r.get("sha256"), str)
+            and PurePosixPath(r["file"]).parent == PurePosixPath("imported")
+            and PurePosixPath(r["file"]).name not in ("", ".", "..") for r in registry.values()):
+        raise WeightsError(f"{path}: not a registry of imported weights (name -> an entry whose file is in "
+                           f"imported/); move it away to start it anew")
+    return registry
 
 
 def import_file(path: str | os.PathLike, name: str | None = None) -> WeightsInfo:

@@ -206,6 +206,9 @@ def test_a_bad_file_from_a_url_is_refused_and_nothing_stays_in_the_cache(tmp_pat
 
 
 @pytest.mark.parametrize("entry, problem", [
+    ({"alias": ["x"]}, "alias is not a name"),
+    ({"file": "a.safetensors", "onnx": "a.onnx"}, "onnx is not an entry with a plain file name"),
+    ({"file": "a.safetensors", "onnx": {"file": "../a.onnx"}}, "onnx is not an entry with a plain file name"),
     ({"file": "a.safetensors", "urls": "http://127.0.0.1/a"}, "urls is not a list of URLs"),
     ({"file": "a.safetensors", "sha256": 5}, "sha256 is not text"),
     ({"file": "a.safetensors", "size": "big"}, "size is not a whole number"),
@@ -232,3 +235,20 @@ def test_a_weights_name_the_system_cannot_look_up_is_one_line(tmp_path, capsys, 
     assert (code, out) == (ExitCode.WEIGHTS, "")
     assert err == f"blur2clip: error: {name}: File name too long\n"
     assert not (tmp_path / "a.gif").exists()
+
+
+@pytest.mark.parametrize("registry", [[1, 2], {"x": {"sha256": "0" * 64}},
+                                      {"x": {"file": "../../victim.txt", "sha256": "0" * 64}},
+                                      {"x": {"file": "/tmp/victim.txt", "sha256": "0" * 64}}])
+def test_a_registry_of_imports_that_is_not_one_is_refused_and_nothing_outside_the_cache_is_touched(
+        tmp_path, capsys, home, registry):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    (home / "weights").mkdir(parents=True, exist_ok=True)
+    (home / "weights" / "imported.json").write_text(json.dumps(registry).replace("/tmp/victim.txt", str(victim)))
+    path = write(tmp_path / "w.safetensors", TINY)
+    code, out, err = run(capsys, "weights", "import", path, "--name", "x")  # replacing x deleted its file
+    assert (code, out) == (ExitCode.WEIGHTS, "")
+    assert err == (f"blur2clip: error: {home / 'weights' / 'imported.json'}: not a registry of imported weights "
+                   f"(name -> an entry whose file is in imported/); move it away to start it anew\n")
+    assert victim.read_text() == "mine"
