@@ -192,7 +192,7 @@ def eval_command(
     frames: Annotated[Optional[int], typer.Option(
         "--frames", min=FRAMES_RANGE[0], max=FRAMES_RANGE[1], metavar="N", show_default=False, rich_help_panel=RUN,
         help="Score N instants of the exposure (the centres of N equal windows). Default: the network's "
-             "own frames.")] = None,
+             "own frames, or the frames per blur when footage makes fewer.")] = None,
     interpolate: Annotated[Literal["guarded", "linear", "nearest"], typer.Option(
         rich_help_panel=RUN,
         help="How instants between the network's frames are made (with --frames): blended where the two "
@@ -225,22 +225,25 @@ def eval_command(
     report = Report(quiet)
     result = None
     with report.running("Reading the data…"):
-        if save_frames is not None and save_frames.exists() and (
-                not save_frames.is_dir() or any(save_frames.iterdir())):
-            raise FileExistsError(f"{save_frames}: exists and is not an empty folder; give --save-frames a "
-                                  f"new or empty folder")
-        if save_frames is not None:
-            from .files import check_folder_target
-
-            check_folder_target(save_frames)  # a folder that cannot be made fails now, not after the scoring
+        from . import errors
         from .data import open_data
-        from .evaluation import evaluate, predictor
+        from .evaluation import check_save_folder, evaluate, predictor
+
+        if save_frames is not None:  # now, not after the scoring
+            check_save_folder(save_frames, data)
 
         extractor = Loader(report, weights=weights, device=device, precision=precision, tile=tile,
                            threads=threads).load()
         report.step("Reading the data…")
         with data_errors():
-            d = open_data(data, layout, frames_per_blur, frames=frames or extractor.config.frames)
+            count = frames or extractor.config.frames
+            try:
+                d = open_data(data, layout, frames_per_blur, frames=count)
+            except errors.SettingsError:  # more than the frames per blur make: as many as they make
+                if frames:
+                    raise
+                count = frames_per_blur
+                d = open_data(data, layout, frames_per_blur, frames=count)
             d.check_eval_size(size)
         for line in d.summary():
             report.info(line)
@@ -260,7 +263,8 @@ def eval_command(
 
         report.step(f"Scoring {total} samples…")
         with data_errors():
-            result = evaluate(d, predictor(extractor, frames, interpolate), samples, size,
+            own = count == extractor.config.frames
+            result = evaluate(d, predictor(extractor, None if own else count, interpolate), samples, size,
                               weights=weights or "default", on_sample=tick, save=save_frames, all_photos=all_photos)
         report.info(f"scored {result.mean.samples} samples of {len(result.sequences)} sequences in "
                     f"{duration(time.perf_counter() - start)} on {extractor.device} ({extractor.precision})")

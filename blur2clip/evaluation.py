@@ -10,6 +10,7 @@ PNG files. `predictor(extractor)` makes `predict` from an extract.Extractor.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -57,6 +58,21 @@ def predictor(extractor, frames: int | None = None, interpolate: str = "guarded"
     return predict
 
 
+def check_save_folder(save: str | Path, data: str | Path) -> None:
+    """Where `evaluate` may write what it scored: a new or empty folder (MediaError otherwise, an output),
+    outside the data folder (inside, its files would change what the folder is read as), that can be made."""
+    from .errors import MediaError
+    from .files import check_folder_target
+
+    save = Path(save)
+    if save.exists() and (not save.is_dir() or any(save.iterdir())):
+        raise MediaError(save, "exists and is not an empty folder; give a new or empty folder", "output")
+    if Path(os.path.realpath(save)).is_relative_to(os.path.realpath(data)):
+        raise MediaError(save, f"is inside the data folder {data}, whose files it would become: give a folder "
+                               f"outside it", "output")
+    check_folder_target(save)
+
+
 def evaluate(data: Data, predict: Callable[[torch.Tensor], torch.Tensor], per_sequence: int = 4,
              size: int | None = None, weights: str = "", on_sample: Callable[[str], None] | None = None,
              save: str | Path | None = None, all_photos: bool = False) -> Evaluation:
@@ -64,11 +80,17 @@ def evaluate(data: Data, predict: Callable[[torch.Tensor], torch.Tensor], per_se
 
     save: a folder to write what was scored into (`save_sample`). all_photos: score every photo of a
     photos folder, not only the held-out ones."""
+    if save is not None:
+        check_save_folder(save, data.root)
     meters: dict[str, tuple[metrics.Meter, metrics.Meter]] = {}
     for name, blurred, frames, _ in data.items(per_sequence, size, all_photos):
         b, f = blurred[None], frames[None]
         with torch.no_grad():
             pred = predict(blurred).float()[None]
+        if len(frames) > 1 and pred.shape[1] != len(frames):
+            raise ValueError(f"{data.root}: the predictions have {pred.shape[1]} frames and the data {len(frames)}: "
+                             f"score as many (predictor(extractor, frames={len(frames)}), or open_data(..., "
+                             f"frames={pred.shape[1]}))")
         mine, base = meters.setdefault(name, (metrics.Meter(), metrics.Meter()))
         if save is not None:
             save_sample(Path(save) / name / f"{mine.count:03d}", blurred, pred[0], frames)

@@ -221,7 +221,12 @@ class Photos(Data):
         cfg = SynthConfig(size=size or 256, frames=self.frames)
         for photo in self.scored(all_photos):
             j = self.found.index(photo)  # the sample of a photo does not depend on what else is scored
-            image = decode_rgb(photo)
+            try:
+                image = decode_rgb(photo)
+            except (OSError, ValueError) as e:  # listed, as the other layouts list theirs
+                self.skipped.append(f"{photo.relative_to(self.root).as_posix()}: cannot be read "
+                                    f"({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+                continue
             for k in range(per_sequence):
                 yield photo.relative_to(self.root).as_posix(), synthetic_sample(image, [FIXED_SEED, j, k], cfg)
 

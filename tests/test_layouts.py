@@ -13,6 +13,7 @@ from PIL import Image
 from blur2clip import footage, metrics
 from blur2clip.cli import ExitCode, main
 from blur2clip.data import detect_layout, open_data
+from blur2clip.errors import MediaError
 from blur2clip.evaluation import evaluate
 from blur2clip.layouts import window_centres
 from blur2clip.samples import split_weights
@@ -491,6 +492,44 @@ def test_eval_command_saves_frames_into_a_new_folder_only_and_shows_progress(fol
     err = capsys.readouterr().err
     assert code == 4 and err == f"blur2clip: error: {tmp_path / 'a-file' / 'saved'}: {tmp_path / 'a-file'} is not a folder\n"
     assert not (tmp_path / "a-file").is_dir()
+
+
+def test_eval_of_shipped_travel_weights_scores_footage_at_its_frames_per_blur(folders, capsys):
+    # the shipped network makes 21 frames, 7 frames per blur make 7: scored at 7 without being told
+    assert main(["eval", "--data", str(folders["sequences"]), "--samples", "1", "--json", "--threads", "1"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["layout"] == "sequences" and scored["mean"]["samples"] >= 1
+    from blur2clip.evaluation import predictor
+    from blur2clip.extract import Extractor
+
+    with pytest.raises(ValueError, match=r"the predictions have 21 frames and the data 7: score as many "
+                                         r"\(predictor\(extractor, frames=7\)"):
+        evaluate(open_data(folders["sequences"]), predictor(Extractor(threads=1)), per_sequence=1)
+
+
+def test_eval_writes_what_it_scored_only_into_a_new_folder_outside_the_data(folders, tmp_path, tiny_weights, capsys):
+    inside = folders["pairs"] / "saved"
+    assert main(["eval", "--data", str(folders["pairs"]), "--weights", str(tiny_weights), "--save-frames",
+                 str(inside)]) == ExitCode.OUTPUT
+    assert f"{inside}: is inside the data folder" in capsys.readouterr().err and not inside.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "input.png").write_bytes(b"a user's file")
+    with pytest.raises(MediaError, match="exists and is not an empty folder"):  # from Python too
+        evaluate(open_data(folders["pairs"]), lambda b: b[None].expand(7, -1, -1, -1), save=mine)
+    assert (mine / "input.png").read_bytes() == b"a user's file"
+
+
+def test_eval_of_photos_lists_a_photo_it_cannot_read_and_scores_the_others(tmp_path, tiny_weights, capsys):
+    root = make_photos(tmp_path / "photos")
+    data = open_data(root)
+    broken = data.val[0]
+    broken.write_bytes(b"not a png any more")
+    assert main(["eval", "--data", str(root), "--weights", str(tiny_weights), "--size", "48", "--samples", "1",
+                 "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["mean"]["samples"] == len(data.val) - 1
+    assert [line.split(":")[0] for line in scored["skipped"]] == [broken.name]
 
 
 def test_eval_refuses_a_synthetic_size_that_would_not_fit_in_memory(folders, tiny_weights, capsys):
