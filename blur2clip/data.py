@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from . import footage
+from .errors import DataError, SettingsError
 from .layouts import CLASSES, Data, is_held_out, list_photos, split_photos
 from .samples import BlurSample, StreamSampler, SyntheticBlur
 
@@ -30,7 +31,18 @@ LAYOUTS = {name: cls.description for name, cls in CLASSES.items()}
 
 
 def open_data(root: str | Path, layout: str = "auto", frames_per_blur: int = 7, frames: int = 7) -> Data:
-    """Scan a data folder (layout "auto" detects it); ValueError names the folder and what is wrong."""
+    """Scan a data folder (layout "auto" detects it); DataError (a ValueError) names the folder and what is
+    wrong; SettingsError when the settings cannot make what is asked (7 frames per blur into 9 frames)."""
+    try:
+        return _open(root, layout, frames_per_blur, frames)
+    except (SettingsError, DataError):
+        raise
+    except (ValueError, OSError) as e:  # the layouts' own ValueErrors; a folder gone, unreadable
+        plain = isinstance(e, ValueError) or e.filename is None
+        raise DataError(str(e) if plain else f"{e.filename}: {e.strerror or e}") from None
+
+
+def _open(root, layout, frames_per_blur, frames) -> Data:
     root = Path(root)
     if layout == "auto":
         layout = detect_layout(root)

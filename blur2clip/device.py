@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import DeviceError
+from .errors import DeviceError, SettingsError
 
 if TYPE_CHECKING:
     import torch
@@ -140,7 +140,7 @@ def precision(name: str, device: torch.device) -> str:
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "fp16" if device.type == "mps" else "fp32"
     if name not in PRECISIONS:
-        raise ValueError(f"precision {name!r}: use one of auto, {', '.join(PRECISIONS)}")
+        raise SettingsError(f"precision {name!r}: use one of auto, {', '.join(PRECISIONS)}")
     return name
 
 
@@ -150,7 +150,7 @@ def train_bf16(name: str, device: torch.device) -> bool:
     import torch
 
     if name not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"unknown precision {name!r}; one of auto, fp32, bf16")
+        raise SettingsError(f"unknown precision {name!r}; one of auto, fp32, bf16")
     return name == "bf16" or (name == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
 
 

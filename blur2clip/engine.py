@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .device import TORCH_EXTRA, cpu_cores, gpu_possible, has
-from .errors import DeviceError, WeightsError
+from .errors import DeviceError, SettingsError, WeightsError
 from .netconfig import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def load(weights=None, model=None, device: str = "auto", precision: str = "auto"
          guard: bool = True, engine: str = "auto"):
     """The network that the options ask for: an OnnxNet or a torchnet.TorchNet (see the module's rule)."""
     if engine not in ENGINES:
-        raise ValueError(f"engine {engine!r}: use one of {', '.join(ENGINES)}")
+        raise SettingsError(f"engine {engine!r}: use one of {', '.join(ENGINES)}")
     cpu = str(device) == "cpu" or (str(device) == "auto" and not gpu_possible())
     if engine == "onnx":
         why = ("a torch model was given" if model is not None else

@@ -121,10 +121,14 @@ class Extractor:
         keep_still: bool = True,
         engine: str = "auto",
     ):
+        from .errors import SettingsError
+
         if tile < 0 or (tile and tile < 32):
-            raise ValueError(f"tile {tile}: use 0 (whole image) or at least 32 px")
+            raise SettingsError(f"tile {tile}: use 0 (whole image) or at least 32 px")
         if overlap < 0:
-            raise ValueError(f"overlap {overlap}: use 0 or more px")
+            raise SettingsError(f"overlap {overlap}: use 0 or more px")
+        if threads < 0:
+            raise SettingsError(f"threads {threads}: use 0 (the default) or more")
         self.net = engines.load(weights, model, device, precision, threads, keep_still, engine)
         self.engine, self.config = self.net.engine, self.net.config
         # A travel head's engine gives its middle frame and travel (5 channels), blended as they are; its
@@ -347,10 +351,17 @@ def _as_image(image) -> np.ndarray:
         raise ValueError(f"image of shape {image.shape}: expected HxWx3")
     if image.dtype == np.uint8:
         return image.astype(np.float32) / 255
+    if image.dtype == np.uint16:  # 16 bits per channel, as a PNG or TIFF holds them
+        return image.astype(np.float32) / 65535
+    if image.dtype.kind not in "f":
+        raise ValueError(f"image of {image.dtype}: give floats 0..1, uint8 or uint16")
     image = np.ascontiguousarray(image, dtype=np.float32)
     if not np.isfinite(image).all():  # NaN would come out as black frames, without a word
         raise ValueError(f"image has {int(np.size(image) - np.isfinite(image).sum())} values that are not "
                          f"finite (NaN or infinity)")
+    low, high = float(image.min()), float(image.max())
+    if low < -1 / 16 or high > 1 + 1 / 16:  # 0..255 as floats came out white: a little over (resizing) is fine
+        raise ValueError(f"image values run from {low:g} to {high:g}: give floats 0..1 (or uint8)")
     return image
 
 

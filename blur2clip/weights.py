@@ -423,6 +423,10 @@ def _fetch(name: str, entry: dict, urls: list[str], progress: Progress | None) -
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, device="cpu", progress: Progress | None = None):
-    """Build the network from weights (a name, path or URL; see resolve), on `device`, in eval mode."""
+    """Build the network from weights (a name, path or URL; see resolve), on `device` ("auto", "cpu",
+    "cuda", "cuda:N", "mps": DeviceError for one that is not here), in eval mode."""
+    from .device import pick
+
+    device = pick(device)
     model, _ = build(resolve(name_or_path, progress))
     return model.to(device).eval()

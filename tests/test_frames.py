@@ -125,6 +125,12 @@ def test_extract_frames_gives_any_number_of_instants(tiny_weights):
     for n in (2, 97, 7.5, True):  # outside 3-96, or not a whole number: refused before the network runs
         with pytest.raises(blur2clip.SettingsError, match=f"frames: {n!r} is not a whole number from 3 to 96"):
             blur2clip.extract_frames(image, weights="no-such-weights", frames=n)
+    for bad, says in ((image * 255, "image values run from .* to .*: give floats 0..1"),  # came out white
+                      (image - 5, "image values run from -4.9"), ((image * 255).astype(np.int64), "image of int64")):
+        with pytest.raises(ValueError, match=says):
+            blur2clip.extract_frames(bad, weights=tiny_weights, device="cpu")
+    deep = blur2clip.extract_frames((image * 65535).astype(np.uint16), weights=tiny_weights, device="cpu")
+    np.testing.assert_allclose(deep, own, atol=2e-4)  # 16 bits per channel, scaled as a PNG's
     image[5, 7, 1] = np.nan
     image[0, 0, 0] = np.inf
     with pytest.raises(ValueError, match="image has 2 values that are not finite"):

@@ -155,6 +155,12 @@ def test_download_verifies_caches_and_reports_progress(env):
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(model(x), tiny_model(seed=1)(x))
+    assert next(weights.load_model("tiny", device="auto").parameters()).device.type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        from blur2clip.errors import DeviceError
+
+        with pytest.raises(DeviceError, match="'cuda': CUDA is not available here"):  # was an AssertionError
+            weights.load_model("tiny", device="cuda")
 
 
 def test_cut_connection_resumes_with_range(env):
