@@ -183,13 +183,14 @@ def weights_export(
     give the same bytes.
     """
     from .onnxfile import export_onnx
+    from .weights import resolve
 
     report = Report(quiet)
     with report.running("Exporting…"):
         out = export_onnx(file, output, overwrite)
         report.result(out)
-        beside = Path(out).resolve() == Path(file).expanduser().with_suffix(".onnx").resolve()
-        report.info(f"exported {file} to {out}: blur2clip PHOTO --weights {file}" if beside else
-                    f"exported {file} to {out} (to run --weights {file} in onnxruntime, put it beside that "
-                    f"file as {Path(file).with_suffix('.onnx').name})")
+        found = resolve(file).with_suffix(".onnx")  # where --weights FILE (a path or a name) looks for it
+        report.info(f"exported {file} to {out}: blur2clip PHOTO --weights {file}" if Path(out).resolve() ==
+                    found.resolve() else f"exported {file} to {out} (to run --weights {file} in onnxruntime, put "
+                    f"it at {found})")
     report.exit()

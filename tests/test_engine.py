@@ -233,6 +233,7 @@ def test_weights_export_on_a_user_file(tmp_path, capsys, user_file):
     code, out, err = run(capsys, "weights", "export", src)
     assert code == ExitCode.OK, err
     assert out.splitlines() == [str(src.with_suffix(".onnx"))]
+    assert err.strip().endswith(f"blur2clip PHOTO --weights {src}")  # found there as it is
     first = src.with_suffix(".onnx").read_bytes()
     assert first == onnx_for(user_file).read_bytes()  # the same weights, the same bytes
     assert Extractor(src, device="cpu").engine == "onnx"
@@ -244,6 +245,7 @@ def test_weights_export_on_a_user_file(tmp_path, capsys, user_file):
     assert code == ExitCode.OUTPUT and (tmp_path / "keep.onnx").read_bytes() == b"mine"
     code, _, err = run(capsys, "weights", "export", src, "-o", tmp_path / "keep.onnx", "--overwrite")
     assert code == ExitCode.OK and (tmp_path / "keep.onnx").read_bytes() == first
+    assert err.strip().endswith(f"(to run --weights {src} in onnxruntime, put it at {src.with_suffix('.onnx')})")
     code, _, err = run(capsys, "weights", "export", src, "-o", tmp_path / "x.txt")
     assert code == ExitCode.OUTPUT and len(err.splitlines()) == 1
 
