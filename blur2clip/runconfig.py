@@ -274,7 +274,8 @@ def _synth(value: dict, where: str) -> dict:
 def record(cfg: TrainConfig, out: Path, log=print, checkpoint: bool = False) -> None:
     """Write the run's resolved settings to out/config.json; on resume, compare them with the ones the run
     was started with first: a change of data layout or network is refused (ValueError), others are logged.
-    A setting the run's file does not hold (added to blur2clip since it started) had its default then.
+    A setting the run's file does not hold (added to blur2clip since it started, a network's too) had its
+    default then.
     checkpoint: the resume goes on from a checkpoint, so its weights are not --init's: the file keeps the
     init the run started from."""
     path = out / "config.json"
@@ -286,7 +287,10 @@ def record(cfg: TrainConfig, out: Path, log=print, checkpoint: bool = False) -> 
             raise DataError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
         if not isinstance(saved, dict):
             raise DataError(f"{path}: holds a {type(saved).__name__}, not a run's settings")
-        before = {**to_dict(TrainConfig(data=cfg.data, out=cfg.out)), **saved}
+        defaults = to_dict(TrainConfig(data=cfg.data, out=cfg.out))
+        before = {**defaults, **saved}
+        if isinstance(saved.get("model"), dict):  # a network setting added since, as any other
+            before["model"] = {**defaults["model"], **saved["model"]}
         before.get("model", {}).pop("stage", None)
         if checkpoint and now["init"] != before["init"]:
             if now["init"]:
