@@ -102,12 +102,13 @@ def clip(
     """
     from .job import ClipOptions
 
-    if len(photos) == 1 and output is not None and fmt not in (None, "frames") and Path(photos[0]).name not in (
-            "", ".", "..") and (output.endswith(("/", os.sep)) or Path(output).is_dir()):
-        # a folder for the clip, as for several photos: `shots/*.jpg -o clips/ --format gif` matching one
-        from .media import default_output
+    if len(photos) == 1 and output not in (None, "-") and fmt is not None:  # (clip_output: as make_clip does)
+        from .media import MediaError, clip_output
 
-        output = str(default_output(Path(output) / Path(photos[0]).name, fmt))
+        try:  # `shots/*.jpg -o clips/ --format gif` finding one photo: into the folder, as for several
+            output = str(clip_output(photos[0], output, fmt))
+        except MediaError as e:
+            _usage(ctx, str(e))
     kind = _clip_kind(ctx, output, fmt, several=len(photos) > 1)
     output = Path(output) if output is not None else None
     options = ClipOptions(fmt=kind, frames=frames, fps=fps, pingpong=pingpong, loops=loops, reverse=reverse,
@@ -141,9 +142,8 @@ def _usage(ctx: typer.Context, message: str, option: str = "'-o' / '--output'") 
 
 
 def _clip_kind(ctx: typer.Context, output: Optional[str], fmt: Optional[str], several: bool) -> str:
-    """The clip format that OUT and --format ask for; a usage error when they disagree, when OUT's suffix
-    names no format and --format is not given, for `-o -`, and (with several photos) for an OUT that is
-    not a folder."""
+    """The clip format that OUT and --format ask for; a usage error when OUT's suffix names no format and
+    --format is not given, for `-o -`, and (with several photos) for an OUT that is not a folder."""
     from . import media
 
     if output is None:
@@ -163,10 +163,7 @@ def _clip_kind(ctx: typer.Context, output: Optional[str], fmt: Optional[str], se
         if fmt is not None:  # a name of the user's choosing (clip.mov), --format says what goes in it
             return fmt
         _usage(ctx, e.reason if e.path is None else f"{text}: {e.reason}")
-    if fmt is not None and fmt != named and (Path(text).suffix or text.endswith(("/", os.sep))):
-        said = "a folder of frames" if named == "frames" else named
-        _usage(ctx, f"{text}: its name says {said}, --format says {fmt}; make them agree or leave one out")
-    return fmt or named
+    return fmt or named  # (a name and a --format that disagree: refused before, by media.clip_output)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -254,7 +254,8 @@ def make_clip(photo, out=None, options: ClipOptions | None = None, *, still=None
     step = on_step or (lambda text: None)
     start = time.perf_counter()
     photo = Path(photo)
-    out = Path(out) if out is not None else media.default_output(photo, options.fmt or "mp4")
+    out = media.clip_output(photo, out, options.fmt) if out is not None else media.default_output(photo,
+                                                                                                 options.fmt or "mp4")
     options = options.with_(fmt=media.clip_format(out, options.fmt))
     fmt = options.fmt
     still = Path(still) if still is not None else None

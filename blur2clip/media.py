@@ -322,6 +322,22 @@ def clip_format(out: str | os.PathLike[str], fmt: str | None = None) -> str:
     raise output_error(out, f"unknown clip format {suffix!r} (use .mp4, .gif, .webp, or a folder ending in /)")
 
 
+def clip_output(photo: str | os.PathLike[str], out: str | os.PathLike[str], fmt: str | None) -> Path:
+    """Where the clip of `photo` goes for an output `out` given with format `fmt` (a str keeps its final
+    "/"): with a clip format (mp4, gif, webp), a path ending in "/" or an existing folder takes the clip,
+    named after the photo, as several photos go into one; a suffix naming another format than `fmt` is an
+    output error."""
+    text = os.fspath(out)
+    if fmt in ("mp4", "gif", "webp") and (text.endswith(("/", os.sep)) or Path(text).is_dir()) and \
+            Path(photo).name not in ("", ".", ".."):
+        return default_output(Path(text) / Path(photo).name, fmt)
+    named = Path(text).suffix.lower().lstrip(".")
+    if fmt is not None and named in ("mp4", "gif", "webp") and named != fmt:
+        raise output_error(out, f"its name says {named}, the format asked is {fmt}; make them agree or leave "
+                                f"one out")
+    return Path(text)
+
+
 def default_output(photo_path: str | os.PathLike[str], fmt: str = "mp4") -> Path:
     """The output beside the photo: <stem>.mp4 / .gif / .webp, or the folder <stem>_frames for "frames";
     <stem>_clip.<ext> when that would be the photo itself (a .webp or .gif photo)."""

@@ -141,6 +141,15 @@ def test_settings_that_cannot_make_a_clip_are_refused_before_any_work(real_photo
     assert ClipOptions(frames=np.int64(7), fps=np.float32(12.5), crf=0, max_size=1).frames == 7  # numpy numbers
 
 
+def test_an_output_folder_or_a_suffix_with_a_format_as_the_command_line_takes_them(real_photo, model, tmp_path):
+    ex = Ex(model=model, tile=0)
+    made = make_clip(real_photo, f"{tmp_path}/clips/", extractor=ex, fmt="gif", max_size=32)  # a folder: into it
+    assert made.output == tmp_path / "clips" / f"{real_photo.stem}.gif" and made.output.is_file()
+    with pytest.raises(MediaError, match="y.mp4: its name says mp4, the format asked is gif"):  # a GIF named .mp4
+        make_clip(real_photo, tmp_path / "y.mp4", extractor=lambda: pytest.fail("loaded"), fmt="gif")
+    assert not (tmp_path / "y.mp4").exists()
+
+
 def test_the_size_reported_is_the_size_of_the_file(tmp_path, model):
     """An MP4 scaled to fit H.264 level 5.1 (at 1000 fps a 640x480 frame is too many macroblocks a
     second) reports the size the file holds, not the network's."""

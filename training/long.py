@@ -43,7 +43,7 @@ def main(args: list[str]) -> None:
         # From stage 3 step 4914 on: the travel made where the synthesis is still costs 0.03 per px (trial
         # "still" in training/trial_long.py: a sharp photo 9.4 dB nearer to itself, realmotion level).
         w_still=0.03,
-        # From stage 3 step 5200 on (run step 21,100): each frame's error beyond the blur's own counts once
+        # From stage 3 step 5229 on (run step 21,129): each frame's error beyond the blur's own counts once
         # more (trial "harm" in training/trial_long.py: realmotion level, the nearly still scene 0.28 dB
         # nearer its photo, a sharp photo's worst frame 49.9 dB against 44.4, a 4 px object no longer loses).
         w_harm=1.0,
