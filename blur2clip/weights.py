@@ -127,8 +127,8 @@ def read_manifest() -> dict[str, dict]:
             problem = "sha256 is not text"
         elif not isinstance(size := target.get("size"), (int, type(None))) or isinstance(size, bool):
             problem = "size is not a whole number"
-        elif "onnx" in target and not (isinstance(onnx := target["onnx"], dict) and isinstance(onnx.get("file"), str)
-                                       and Path(onnx["file"]).name == onnx["file"]):
+        elif "onnx" in target and not (isinstance(onnx := target["onnx"], dict) and onnx.get("file") ==
+                                       Path(str(onnx.get("file"))).name):
             problem = "onnx is not an entry with a plain file name"
         else:
             continue
@@ -196,12 +196,11 @@ def read_imported() -> dict[str, dict]:
         registry = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise WeightsError(f"{path}: not a readable registry of imported weights ({e})") from None
-    # its files lie in the cache's imported/ folder: an entry naming any other file (../../x) is refused,
-    # as replacing a name deletes the file it had
-    if not isinstance(registry, dict) or not all(
-            isinstance(r, dict) and isinstance(r.get("file"), str) and isinstance(r.get("sha256"), str)
-            and PurePosixPath(r["file"]).parent == PurePosixPath("imported")
-            and PurePosixPath(r["file"]).name not in ("", ".", "..") for r in registry.values()):
+    # its files are import_file's, in the cache's imported/: one naming any other (../../x) is refused, as
+    # replacing a name deletes the file it had
+    if not isinstance(registry, dict) or not all(isinstance(r, dict) and isinstance(r.get("sha256"), str) and
+                                                 re.fullmatch(r"imported/[0-9a-f]{16}\.safetensors", str(r.get("file")))
+                                                 for r in registry.values()):
         raise WeightsError(f"{path}: not a registry of imported weights (name -> an entry whose file is in "
                            f"imported/); move it away to start it anew")
     return registry
@@ -427,6 +426,5 @@ def load_model(name_or_path: str | os.PathLike | None = None, device="cpu", prog
     "cuda", "cuda:N", "mps": DeviceError for one that is not here), in eval mode."""
     from .device import pick
 
-    device = pick(device)
-    model, _ = build(resolve(name_or_path, progress))
-    return model.to(device).eval()
+    device = pick(device)  # first: a device that is not here is said before anything loads
+    return build(resolve(name_or_path, progress))[0].to(device).eval()
