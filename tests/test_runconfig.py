@@ -77,7 +77,7 @@ def test_a_toml_file_gives_every_setting_and_the_defaults_fill_the_rest(tmp_path
     ("[model]\nwidht = 4", "unknown network setting model.widht"),
     ("[model]\nwidth = 0", "model config width: 0 is out of range"),
     ("[synth]\nwobble = 1", "unknown synthetic-motion setting synth.wobble"),
-    ("steps = [2, 3]", "steps = [2, 3]: expected a number of steps (every stage) or a list of three"),
+    ("steps = [2, 3]", "steps = [2, 3]: expected a number of steps for every stage, or three (one per stage)"),
     ('[synth]\np_static_camera = "x"', "synth.p_static_camera = 'x': expected a number, not negative"),
     ("[synth]\nphoto_scale = 0.5", "synth.photo_scale = 0.5: expected 2 numbers, none negative"),
     ("[synth]\np_noise = 7", "synth.p_noise = 7: expected a share from 0 to 1"),
