@@ -139,7 +139,7 @@ class Trainer:
         self.bf16 = devices.train_bf16(cfg.precision, self.device)
         if cfg.synth_device == "cuda" and self.device.type != "cuda":
             raise DeviceError(f"synth_device cuda renders the samples on the training GPU, but this run trains on "
-                             f"{self.device.type}: train on a GPU or use synth_device cpu")
+                              f"{self.device.type}: train on a GPU or use synth_device cpu")
         self.data = open_data(cfg.data, cfg.layout, cfg.frames_per_blur, cfg.model.frames)
         if self.data.layout == "clips":
             raise ValueError(f"{cfg.data}: the clips layout is for evaluation only; train on photos, sequences "
@@ -149,8 +149,8 @@ class Trainer:
                              f"out for validation; add more")
         self.data.check_crop(cfg.crop)
         if self.data.middle_only and cfg.stage not in ("1", "all"):
-            raise SettingsError(f"{cfg.data}: this layout ({self.data.layout}) knows only the middle frame, so it "
-                             f"trains stage 1, not stage {cfg.stage}")
+            raise SettingsError(f"{cfg.data}: this layout ({self.data.layout}) knows only the middle frame, so "
+                                f"it trains stage 1, not stage {cfg.stage}")
         if self.main:  # the first process checks the run folder, then writes into it
             runfolder.check_out(cfg)
         self.ckpt = None
