@@ -239,7 +239,7 @@ def train_command(
             if not rank0:  # the first process says it, once
                 raise typer.Exit(int(code))
             report.fail(f"{e}; resume with --resume", code, label="")
-            paths = []
+            paths = e.done  # the stages finished before it are results all the same
         except KeyboardInterrupt:  # a second Ctrl-C: at once, the checkpoint on disk is the last one written
             if not rank0:
                 raise typer.Exit(int(ExitCode.INTERRUPTED))

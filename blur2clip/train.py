@@ -77,11 +77,12 @@ def _diverged(stage: int, step: int, out: Path) -> SettingsError:
 
 class Stopped(Exception):
     """Raised after a checkpoint was written because the process was asked to stop (terminated: by
-    SIGTERM, else by Ctrl-C)."""
+    SIGTERM, else by Ctrl-C); done: the stage files the run had finished before."""
 
     def __init__(self, message: str, terminated: bool = False):
         super().__init__(message)
         self.terminated = terminated
+        self.done: list[Path] = []
 
 
 def _lr(step: int, total: int, cfg: TrainConfig) -> float:
@@ -230,6 +231,9 @@ class Trainer:
                     continue
                 mine = ckpt if ckpt and ckpt["stage"] == stage and ckpt["step"] > 0 else None
                 done.append(self.run_stage(stage, mine))
+        except Stopped as e:
+            e.done = done
+            raise
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)

@@ -471,24 +471,26 @@ def test_train_a_stage_then_resume_into_the_next(photo_folder, tmp_path):
 
 
 def test_train_stopped_by_sigterm_writes_a_checkpoint(photo_folder, tmp_path):
+    """Stopped in stage 2: its checkpoint is written, and stage 1, finished before, is still a result."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "blur2clip", "train", "--data", str(photo_folder), "--out", str(out),
-           "--stage", "1", "--steps", "100000", "--ckpt-every", "100000", *TINY]
+           "--stage", "all", "--steps", "2,100000,2", "--ckpt-every", "100000", *TINY]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     try:
         lines = []
         deadline = time.time() + 240
         for line in proc.stderr:  # wait until it trains
             lines.append(line)
-            if "step 2/" in line or time.time() > deadline:
+            if "stage 2 step 2/" in line or time.time() > deadline:
                 break
         proc.send_signal(signal.SIGTERM)
-        rest, err = proc.communicate(timeout=120)
+        results, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode == ExitCode.TERMINATED, "".join(lines) + err
-    assert "resume with --resume" in err and "Traceback" not in err
-    assert (out / "checkpoint.pt").is_file() and not (out / "stage1.safetensors").exists()
+    assert "stopped at stage 2" in err and "resume with --resume" in err and "Traceback" not in err
+    assert (out / "checkpoint.pt").is_file() and not (out / "stage2.safetensors").exists()
+    assert results.splitlines() == [str(out / "stage1.safetensors")]
 
 
 def test_train_on_a_missing_folder(tmp_path):

@@ -92,6 +92,11 @@ TRIALS = {
     # more. Where the blur is the better answer (a still part, the drops of a spray: realmotion's scene 0000
     # stays under its photo, and a 4 px object on a still camera loses to it) the network pays twice
     "harm": dict(w_still=0.03, w_harm=1.0),
+    # long motion again, now that harm is paid twice: long-camera's and longer's travel overshot on the spray
+    # of scene 0000 (-1.19 and -1.86 under its photo) where the middle frame gained; does the harm term keep
+    # the gain and stop the overshoot?
+    "long-camera-harm": dict(synth={**SYNTH, "p_long_camera": 0.25}, w_still=0.03, w_harm=1.0),
+    "longer-harm": dict(synth={**SYNTH, "camera_px": 10.0, "layer_px": 36.0}, w_still=0.03, w_harm=1.0),
 }
 SHAPES = {"deeper": dict(middle_blocks=6)}  # trials on another network shape: the run's weights put in it
 INIT = "training/long-run.safetensors"
