@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 CLIP_FRAMES = 24
 CLIP_FPS = 24.0
 FRAMES_RANGE = (3, 96)  # the instants a clip or `frames=` may ask for
+FPS_RANGE = (0.1, 1000)  # the rates a clip may play at
 
 # public name -> module that defines it
 _API = {
@@ -40,7 +41,7 @@ _API = {
     "ModelConfig": "model",
 }
 
-__all__ = ["__version__", "CLIP_FRAMES", "CLIP_FPS", "FRAMES_RANGE", *_API]
+__all__ = ["__version__", "CLIP_FRAMES", "CLIP_FPS", "FRAMES_RANGE", "FPS_RANGE", *_API]
 
 if TYPE_CHECKING:  # for editors and type checkers; never executed
     from .errors import Blur2ClipError, DataError, DeviceError, MediaError, SettingsError, WeightsError

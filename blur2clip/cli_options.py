@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from . import FRAMES_RANGE
+from . import FPS_RANGE, FRAMES_RANGE
 from .report import PROG, Report, duration
 
 HELP_OPTIONS = ("-h", "--help")
@@ -39,7 +39,7 @@ def _finite(value: float) -> float:
     return value
 
 
-Fps = Annotated[float, typer.Option(min=0.1, max=1000, callback=_finite, rich_help_panel=OUTPUT,
+Fps = Annotated[float, typer.Option(min=FPS_RANGE[0], max=FPS_RANGE[1], callback=_finite, rich_help_panel=OUTPUT,
                                     help="Frames per second (a GIF or WebP plays at most 50).")]
 Frames = Annotated[int, typer.Option(
     min=FRAMES_RANGE[0], max=FRAMES_RANGE[1], metavar="N", rich_help_panel=OUTPUT,

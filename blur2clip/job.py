@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Union
 
 import numpy as np
 
-from . import CLIP_FPS, CLIP_FRAMES, FRAMES_RANGE
+from . import CLIP_FPS, CLIP_FRAMES, FPS_RANGE, FRAMES_RANGE
 from .motion import motion_px
 
 if TYPE_CHECKING:  # for type checkers only: torch loads when a network is needed
@@ -75,7 +75,7 @@ class ClipOptions:
         if self.quality not in QUALITIES:
             raise SettingsError(f"ClipOptions quality: {self.quality!r} is not one of {', '.join(QUALITIES)}")
         number("frames", *FRAMES_RANGE)
-        number("fps", 0.01, 1000, none_ok=False, whole=False)
+        number("fps", *FPS_RANGE, none_ok=False, whole=False)
         number("loops", 1, 1000, none_ok=False)
         number("max_size", 1)
         number("crf", 0, 51)

@@ -116,8 +116,9 @@ def test_a_refused_output_never_loads_the_network(real_photo, model):
 
 
 @pytest.mark.parametrize("settings, message", [
-    (dict(fps=5000), "fps: 5000 is not a number from 0.01 to 1000"),
-    (dict(fps=float("nan")), "fps: nan is not a number from 0.01 to 1000"),
+    (dict(fps=5000), "fps: 5000 is not a number from 0.1 to 1000"),
+    (dict(fps=float("nan")), "fps: nan is not a number from 0.1 to 1000"),
+    (dict(fps=0.05), "fps: 0.05 is not a number from 0.1 to 1000"),  # as the command line's --fps
     (dict(frames=200), "frames: 200 is not a whole number from 3 to 96"),
     (dict(frames=7.5), "frames: 7.5 is not a whole number from 3 to 96"),
     (dict(loops=0), "loops: 0 is not a whole number from 1 to 1000"),
