@@ -16,6 +16,7 @@ import numpy as np
 
 WORK_SIDE = 512  # frames are compared at most this large
 TILE = 64  # tile side at that size; tiles overlap by half
+MIN_TILE = 16  # a photo under this on its short side scores 0: too small to tell a shift
 TEXTURE = 0.02  # a tile whose luminance varies less than this (std, 0..1) is left out
 OUTLIERS = 1  # the most-moving textured tile is set aside
 
@@ -31,8 +32,11 @@ def motion_px(frames) -> float:
     a, b = _luma(frames[0]), _luma(frames[len(frames) - 1])
     scale = max(1, int(np.ceil(max(a.shape) / WORK_SIDE)))
     a, b = _shrink(a, scale), _shrink(b, scale)
-    tiles = [(slice(y, y + TILE), slice(x, x + TILE)) for y in range(0, a.shape[0] - TILE + 1, TILE // 2)
-             for x in range(0, a.shape[1] - TILE + 1, TILE // 2)]
+    side = min(TILE, *a.shape)  # a photo smaller than a tile is one tile
+    if side < MIN_TILE:
+        return 0.0
+    tiles = [(slice(y, y + side), slice(x, x + side)) for y in range(0, a.shape[0] - side + 1, side // 2)
+             for x in range(0, a.shape[1] - side + 1, side // 2)]
     tiles = [t for t in tiles if min(a[t].std(), b[t].std()) >= TEXTURE]  # textured in both frames
     if not tiles:
         return 0.0

@@ -43,6 +43,14 @@ def test_a_small_subject_moving_on_a_still_background_scores_the_subject():
     assert motion_px([first, last]) == pytest.approx(13, rel=0.15)
 
 
+@pytest.mark.parametrize("h, w", [(48, 64), (20, 30)])
+def test_a_photo_smaller_than_a_tile_scores_its_travel(h, w):
+    im = texture(h, w)
+    assert motion_px([shifted(im, 0, 0), shifted(im, 3, 0)]) == pytest.approx(3, rel=0.2)
+    assert motion_px([shifted(im, 0, 0)] * 2) < 0.01
+    assert motion_px(np.zeros((2, 12, 12, 3), np.float32)) == 0.0  # under MIN_TILE
+
+
 def test_uint8_frames_and_big_photos_score_in_photo_pixels():
     im = texture(1080, 1920)
     frames = (np.stack([shifted(im, 0, 0), shifted(im, 24, 0)]) * 255).astype(np.uint8)
